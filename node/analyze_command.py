@@ -1,0 +1,150 @@
+"""``sarcoscreen analyze SERIES_DIR --out DIR``: one CT series in, measurements and an overlay out.
+
+The same pipeline the worker runs, without the network: load the series, segment it with the configured engine,
+measure, screen against the site calibration (if configured), and write ``measurements.json``,
+``measurements.csv`` and ``overlay.png``; print the results table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from sarcoscreen.inference.calibration import Calibration, CalibrationError, load_calibration
+from sarcoscreen.inference.density import DensityRule
+from sarcoscreen.inference.engines import Engine, EngineError, create_engine
+from sarcoscreen.inference.engines.base import Segmentation
+from sarcoscreen.inference.height import Height, ImplausibleHeightError, choose_height, validate_height_m
+from sarcoscreen.inference.measure import MeasurementReport, measure
+from sarcoscreen.inference.series_loader import SeriesLoadError, load_series
+from sarcoscreen.inference.volume import Volume
+from sarcoscreen.node.config import Settings
+from sarcoscreen.node.height_registry import registry_height_for_series
+from sarcoscreen.reports.measurement_files import write_measurements_csv, write_measurements_json
+from sarcoscreen.reports.overlay import render_overlay
+from sarcoscreen.reports.results_table import results_table
+
+__all__ = ["AnalysisError", "AnalysisResult", "analyze_series", "density_rule_from", "engine_from", "run_analyze"]
+
+logger = logging.getLogger(__name__)
+
+
+class AnalysisError(Exception):
+    """The series could not be analysed; the message says why."""
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    volume: Volume
+    segmentation: Segmentation
+    report: MeasurementReport
+    files: dict[str, Path]
+
+
+def density_rule_from(settings: Settings) -> DensityRule:
+    m = settings.measurement
+    return DensityRule(m.density, m.density_g_per_cm3, m.exclude_outside_window,
+                       (settings.engine.muscle_hu_min, settings.engine.muscle_hu_max))
+
+
+def engine_from(settings: Settings, name: str | None = None, labels: Path | None = None) -> Engine:
+    """The engine to run: `labels` (a label map to measure) wins, then `name`, then the configuration."""
+    engine = settings.engine
+    if labels is not None:
+        return create_engine("labelmap", path=labels)
+    chosen = name or engine.name
+    options: dict[str, object] = {"hu_window": (engine.muscle_hu_min, engine.muscle_hu_max)}
+    if chosen == "bayesian-unet":
+        options = {"bundle_path": engine.bundle_path, "device": engine.device}
+    return create_engine(chosen, **options)
+
+
+def calibration_from(settings: Settings) -> Calibration | None:
+    path = settings.measurement.calibration_file
+    return None if path is None else load_calibration(path)
+
+
+class _Progress:
+    """tqdm bars for the engine's steps."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: tqdm | None = None
+        self.step = ""
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None or step != self.step:
+            self.close()
+            self.step = step
+            self.bar = tqdm(total=total, desc=step, unit="slice", leave=False)
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def analyze_series(
+    series: Path,
+    out_dir: Path,
+    settings: Settings,
+    *,
+    engine_name: str | None = None,
+    labels: Path | None = None,
+    height_m: float | None = None,
+    progress: bool = False,
+) -> AnalysisResult:
+    """Run the whole pipeline on one series folder and write the result files to `out_dir`."""
+    if height_m is not None:
+        try:
+            validate_height_m(height_m, "--height")
+        except ImplausibleHeightError as exc:
+            raise AnalysisError(str(exc)) from None
+    bar = _Progress(progress)
+    try:
+        calibration = calibration_from(settings)
+        volume = load_series(series, progress=(lambda done, total: bar("loading", done, total)))
+        engine = engine_from(settings, engine_name, labels)
+        segmentation = engine.segment(volume, progress=bar)
+    except (SeriesLoadError, EngineError, CalibrationError) as exc:
+        raise AnalysisError(str(exc)) from None
+    finally:
+        bar.close()
+    height: Height = choose_height(height_m, volume.info.patient_size_m, registry_height_for_series(settings, series))
+    report = measure(volume, segmentation, density_rule_from(settings), height, calibration=calibration,
+                     side_rule=settings.measurement.side_rule)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {
+        "json": write_measurements_json(report, out_dir / "measurements.json",
+                                        landmarks=[lm.__dict__ for lm in segmentation.landmarks],
+                                        calibration=calibration.describe() if calibration else None),
+        "csv": write_measurements_csv(report, out_dir / "measurements.csv"),
+    }
+    overlay = out_dir / "overlay.png"
+    render_overlay(volume, segmentation, report).save(overlay)
+    files["overlay"] = overlay
+    logger.info("analysed series %s with %s %s", volume.info.series_instance_uid, engine.name, engine.version)
+    return AnalysisResult(volume, segmentation, report, files)
+
+
+def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        result = analyze_series(args.series, args.out, settings, engine_name=args.engine, labels=args.labels,
+                                height_m=args.height,
+                                progress=not args.no_progress)
+    except AnalysisError as exc:
+        print(f"sarcoscreen: cannot analyse {args.series}: {exc}")
+        return 1
+    print(results_table(result.report))
+    print()
+    for kind, path in result.files.items():
+        print(f"{kind:8s} {path}")
+    return 0

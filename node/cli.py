@@ -1,0 +1,283 @@
+"""The ``sarcoscreen`` command line.
+
+Each sub-command is a small function that reads the settings, calls the package that owns the work and prints
+the outcome. Errors that a user can fix (bad configuration, unreadable series, bad input files) are printed as
+one clear message with exit status 2 (usage/configuration) or 1 (input or processing), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from sarcoscreen.node.config import ConfigError, Settings, load_settings
+from sarcoscreen.node.logging_setup import configure_logging
+
+__all__ = ["main"]
+
+logger = logging.getLogger("sarcoscreen.cli")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A command could not do what was asked; the message says why in words."""
+
+
+def _version() -> str:
+    try:
+        return version("sarcoscreen")
+    except PackageNotFoundError:  # running from a source tree without installation
+        return "0+unknown"
+
+
+# --- config -------------------------------------------------------------------------------------------------
+
+
+def _cmd_config_show(args: argparse.Namespace, settings: Settings) -> int:
+    from sarcoscreen.node.config_text import effective_toml
+
+    print(effective_toml(settings), end="")
+    return EXIT_OK
+
+
+def _cmd_config_example(args: argparse.Namespace, settings: Settings | None) -> int:
+    from sarcoscreen.node.config_text import example_toml
+
+    print(example_toml(), end="")
+    return EXIT_OK
+
+
+# --- db -----------------------------------------------------------------------------------------------------
+
+
+def _cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from sarcoscreen.db import migrate
+    from sarcoscreen.db.session import mask_url
+
+    migrate.upgrade(settings.database_url, args.revision)
+    print(f"database {mask_url(settings.database_url)} at revision {migrate.current(settings.database_url)}")
+    return EXIT_OK
+
+
+def _cmd_db_downgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from sarcoscreen.db import migrate
+    from sarcoscreen.db.session import mask_url
+
+    migrate.downgrade(settings.database_url, args.revision)
+    print(f"database {mask_url(settings.database_url)} at revision {migrate.current(settings.database_url)}")
+    return EXIT_OK
+
+
+def _cmd_db_current(args: argparse.Namespace, settings: Settings) -> int:
+    from sarcoscreen.db import migrate
+    from sarcoscreen.db.session import mask_url
+
+    current = migrate.current(settings.database_url)
+    head = migrate.head()
+    state = "up to date" if current == head else f"head is {head}: run `sarcoscreen db upgrade`"
+    print(f"database {mask_url(settings.database_url)}: revision {current or '(empty)'} ({state})")
+    return EXIT_OK
+
+
+# --- heights ------------------------------------------------------------------------------------------------
+
+
+def _cmd_heights_import(args: argparse.Namespace, settings: Settings) -> int:
+    from sarcoscreen.db.heights import import_heights_csv
+    from sarcoscreen.db.migrate import ensure_schema
+    from sarcoscreen.db.session import create_engine_from_url, session_scope
+
+    ensure_schema(settings.database_url)
+    engine = create_engine_from_url(settings.database_url)
+    try:
+        with session_scope(engine) as session:
+            report = import_heights_csv(session, args.file)
+    finally:
+        engine.dispose()
+    print(report.summary())
+    for error in report.errors:
+        print(f"  {error}", file=sys.stderr)
+    return EXIT_OK if not report.errors else EXIT_FAILED
+
+
+# --- phantom, inspect, demo ---------------------------------------------------------------------------------
+
+
+def _cmd_phantom(args: argparse.Namespace, settings: Settings | None) -> int:
+    from sarcoscreen.node.phantom_command import run_phantom
+
+    return run_phantom(args)
+
+
+def _cmd_phantom_cohort(args: argparse.Namespace, settings: Settings | None) -> int:
+    from sarcoscreen.node.phantom_command import run_cohort
+
+    return run_cohort(args)
+
+
+def _cmd_inspect(args: argparse.Namespace, settings: Settings | None) -> int:
+    from sarcoscreen.node.inspect_command import run_inspect
+
+    return run_inspect(args)
+
+
+def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
+    from sarcoscreen.node.analyze_command import run_analyze
+
+    return run_analyze(args, settings)
+
+
+def _cmd_send(args: argparse.Namespace, settings: Settings | None) -> int:
+    from sarcoscreen.node.dicom_sender import DestinationError, parse_destination, send_files
+
+    try:
+        destination = parse_destination(args.to, args.calling_ae)
+        result = send_files(args.paths, destination)
+    except DestinationError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"sent {result.sent} of {len(result.outcomes)} files to {destination}")
+    for outcome in result.failed:
+        status = f"status 0x{outcome.status:04X}" if outcome.status is not None else "not sent"
+        print(f"  {outcome.path}: {status} {outcome.error}".rstrip(), file=sys.stderr)
+    return EXIT_OK if not result.failed else EXIT_FAILED
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from sarcoscreen.node.demo import run_demo
+
+    return run_demo(args, settings)
+
+
+# --- parser -------------------------------------------------------------------------------------------------
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _add_phantom_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="Folder for the DICOM series and ground truth.")
+    parser.add_argument("--fov", choices=("hip", "abdomen", "legs"), default="hip",
+                        help="hip: pelvic brim to ankle; abdomen: ends at the lesser trochanter; legs: knee to ankle.")
+    parser.add_argument("--sex", choices=("F", "M"), default="F")
+    parser.add_argument("--height", type=float, default=1.58, metavar="M", help="Body height in metres.")
+    parser.add_argument("--muscle-scale", type=float, default=1.0, help="Muscle cross-section scale (1 = typical).")
+    parser.add_argument("--fat-mm", type=float, default=15.0, help="Subcutaneous fat thickness in mm.")
+    parser.add_argument("--slice-mm", type=float, default=1.0, help="Slice spacing and thickness in mm.")
+    parser.add_argument("--matrix", type=int, default=512, help="Rows and columns of each slice.")
+    parser.add_argument("--noise-hu", type=float, default=12.0, help="Image noise standard deviation in HU.")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sarcoscreen",
+        description="Screen hip and abdominal CT for sarcopenia: a DICOM node, its worker and its tools.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--config", type=Path, help="TOML configuration file (default: $SARCOSCREEN_CONFIG or "
+                        "./sarcoscreen.toml when present).")
+    parser.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="Override logging.level.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    config = commands.add_parser("config", help="Show the effective configuration or an example file.")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config_commands.add_parser("show", help="The effective configuration as TOML (secrets masked).").set_defaults(
+        handler=_cmd_config_show)
+    config_commands.add_parser("example", help="A commented example configuration file.").set_defaults(
+        handler=_cmd_config_example, needs_settings=False)
+
+    db = commands.add_parser("db", help="Database migrations.")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_commands.add_parser("upgrade", help="Apply migrations up to REVISION (default: head).")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.set_defaults(handler=_cmd_db_upgrade)
+    downgrade = db_commands.add_parser("downgrade", help="Revert migrations down to REVISION ('base': all).")
+    downgrade.add_argument("revision")
+    downgrade.set_defaults(handler=_cmd_db_downgrade)
+    db_commands.add_parser("current", help="The database's revision.").set_defaults(handler=_cmd_db_current)
+
+    heights = commands.add_parser("heights", help="The patient-height registry (heights for SMI).")
+    heights_commands = heights.add_subparsers(dest="heights_command", required=True, metavar="ACTION")
+    heights_import = heights_commands.add_parser(
+        "import", help="Import a CSV with columns patient_id, height_m (or height_cm) and optional measured_on.")
+    heights_import.add_argument("file", type=Path)
+    heights_import.set_defaults(handler=_cmd_heights_import)
+
+    phantom = commands.add_parser("phantom", help="Write a synthetic lower-extremity CT with exact ground truth.")
+    _add_phantom_options(phantom)
+    phantom.set_defaults(handler=_cmd_phantom, needs_settings=False)
+    phantom_commands = phantom.add_subparsers(dest="phantom_command", required=False, metavar="cohort")
+    cohort = phantom_commands.add_parser(
+        "cohort", help="A synthetic validation cohort: subjects, ground-truth masses and SYNTHETIC DXA values.")
+    cohort.add_argument("--n", type=int, default=60, help="Number of subjects.")
+    cohort.add_argument("--out", type=Path, required=True)
+    cohort.add_argument("--seed", type=int, default=0)
+    cohort.add_argument("--sex", choices=("F", "M", "both"), default="F")
+    cohort.add_argument("--with-ct", action="store_true", help="Also write each subject's CT series (small matrix).")
+    cohort.add_argument("--matrix", type=int, default=128, help="Matrix of the CT series with --with-ct.")
+    cohort.add_argument("--slice-mm", type=float, default=5.0, help="Slice spacing of the CT series with --with-ct.")
+    cohort.set_defaults(handler=_cmd_phantom_cohort, needs_settings=False)
+
+    inspect = commands.add_parser("inspect", help="Load a CT series and describe it (geometry, HU, warnings).")
+    inspect.add_argument("series", type=Path, help="Folder (or file) of one DICOM CT series.")
+    inspect.set_defaults(handler=_cmd_inspect, needs_settings=False)
+
+    analyze = commands.add_parser(
+        "analyze", help="Segment and measure one CT series: measurements.json/.csv, overlay.png and a table.")
+    analyze.add_argument("series", type=Path, help="Folder (or file) of one DICOM CT series.")
+    analyze.add_argument("--out", type=Path, required=True, help="Folder for the result files.")
+    analyze.add_argument("--engine", choices=("threshold", "bayesian-unet"), help="Override engine.name.")
+    analyze.add_argument("--labels", type=Path, metavar="NIFTI",
+                         help="Measure this label map (catalogue label values, on the series' grid) instead of "
+                              "segmenting.")
+    analyze.add_argument("--height", type=float, metavar="M",
+                         help="Body height in metres (overrides PatientSize and the registry).")
+    analyze.add_argument("--no-progress", action="store_true", help="No progress bars.")
+    analyze.set_defaults(handler=_cmd_analyze)
+
+    send = commands.add_parser("send", help="C-STORE DICOM files or folders to a remote AE (a storage SCU).")
+    send.add_argument("paths", type=Path, nargs="+", help="Files or folders (searched recursively).")
+    send.add_argument("--to", required=True, metavar="AET@HOST:PORT", help="The destination, e.g. PACS@10.0.0.5:104.")
+    send.add_argument("--calling-ae", default="SARCOSCREEN", help="Our AE title (default SARCOSCREEN).")
+    send.set_defaults(handler=_cmd_send, needs_settings=False)
+
+    demo = commands.add_parser(
+        "demo", help="The main job on embedded defaults: make a phantom hip CT and analyse it end to end.")
+    demo.add_argument("--out", type=Path, default=Path("demo-output"), help="Folder for everything the demo makes.")
+    demo.add_argument("--matrix", type=int, default=256)
+    demo.add_argument("--slice-mm", type=float, default=2.0)
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings: Settings | None = None
+    try:
+        if getattr(args, "needs_settings", True):
+            overrides = {"logging": {"level": args.log_level}} if args.log_level else None
+            settings = load_settings(args.config, overrides=overrides)
+            configure_logging(settings.logging.level, settings.logging.file)
+        else:
+            configure_logging(args.log_level or "INFO")
+        return int(args.handler(args, settings))
+    except ConfigError as exc:
+        print(f"sarcoscreen: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CommandError as exc:
+        print(f"sarcoscreen: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("sarcoscreen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,401 @@
+"""sarcoscreen's configuration: one typed settings object, from a TOML file plus ``SARCOSCREEN_*`` overrides.
+
+Precedence, lowest first: built-in defaults, the TOML file, environment variables, command-line options.
+
+* The file is the one given by ``--config``, else ``$SARCOSCREEN_CONFIG``, else ``./sarcoscreen.toml`` when it
+  exists; with none of them the embedded defaults apply (SQLite and local folders under ``./sarcoscreen-data``).
+* An environment variable ``SARCOSCREEN_<SECTION>__<KEY>`` overrides ``[section] key``, e.g.
+  ``SARCOSCREEN_DATABASE__URL=postgresql+psycopg://node@db/sarcoscreen``. Values are parsed as TOML values when
+  they parse (numbers, booleans, arrays) and taken as strings otherwise.
+* Relative paths in the file are relative to the file's folder; relative paths from the environment or the
+  defaults are relative to the current directory.
+
+Every value is validated when the settings are loaded; a bad value raises `ConfigError`, whose message names
+each bad key, where it came from, and why.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sarcoscreen.inference.density import DensityKind
+from sarcoscreen.inference.sides import SideRule
+
+__all__ = [
+    "ENV_PREFIX",
+    "ConfigError",
+    "DatabaseSettings",
+    "EngineSettings",
+    "LoggingSettings",
+    "MeasurementSettings",
+    "NetworkSettings",
+    "Settings",
+    "StorageSettings",
+    "UidSettings",
+    "load_settings",
+]
+
+ENV_PREFIX = "SARCOSCREEN_"
+DEFAULT_FILE_NAME = "sarcoscreen.toml"
+DEFAULT_DATA_DIR = Path("sarcoscreen-data")
+
+_UID_ROOT = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+
+
+class ConfigError(Exception):
+    """The configuration could not be read or a value in it is invalid."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class DatabaseSettings(_Section):
+    """Where results, the queue and the instance index live."""
+
+    url: str = Field(
+        default="",
+        description="SQLAlchemy URL. Empty: a SQLite file <storage.data_dir>/sarcoscreen.db. PostgreSQL: "
+        "postgresql+psycopg://user:password@host:5432/dbname",
+    )
+    migrate_on_start: bool = Field(default=True, description="Apply pending migrations when a command starts.")
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if value and not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+
+class StorageSettings(_Section):
+    """Local folders. The spool is the source of truth for received instances."""
+
+    data_dir: Path = Field(default=DEFAULT_DATA_DIR, description="Parent of the folders below when they are empty.")
+    spool_dir: Path | None = Field(default=None, description="Received instances (default <data_dir>/spool).")
+    quarantine_dir: Path | None = Field(
+        default=None,
+        description="Instances that could not be accepted, with the reason (default <data_dir>/quarantine).",
+    )
+    output_dir: Path | None = Field(default=None, description="Written SEG/SR/key images (default <data_dir>/outputs).")
+    min_free_mb: Annotated[int, Field(ge=0)] = Field(
+        default=2048, description="Refuse new instances (status 0xA700) when less disk than this is free."
+    )
+
+    @property
+    def spool(self) -> Path:
+        return self.spool_dir or self.data_dir / "spool"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.quarantine_dir or self.data_dir / "quarantine"
+
+    @property
+    def outputs(self) -> Path:
+        return self.output_dir or self.data_dir / "outputs"
+
+
+class EngineSettings(_Section):
+    """Which segmentation engine runs and how."""
+
+    name: str = Field(default="threshold", description="Segmentation engine: threshold | bayesian-unet.")
+    muscle_hu_min: float = Field(default=-29.0, description="Lower bound of the skeletal-muscle HU window.")
+    muscle_hu_max: float = Field(default=150.0, description="Upper bound of the skeletal-muscle HU window.")
+    bundle_path: Path | None = Field(default=None, description="Model bundle folder or archive (bayesian-unet).")
+    device: str = Field(default="auto", description="auto (CUDA when present, else CPU) | cpu | cuda | cuda:N.")
+
+    @field_validator("name")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        known = ("threshold", "bayesian-unet")
+        if value not in known:
+            raise ValueError(f"unknown engine {value!r}; known engines: {', '.join(known)}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+            raise ValueError("must be auto, cpu, cuda or cuda:N")
+        return value
+
+    @model_validator(mode="after")
+    def _window_ordered(self) -> Self:
+        if not self.muscle_hu_min < self.muscle_hu_max:
+            raise ValueError(
+                f"muscle_hu_min ({self.muscle_hu_min}) must be below muscle_hu_max ({self.muscle_hu_max})"
+            )
+        if self.name == "bayesian-unet" and self.bundle_path is None:
+            raise ValueError("bundle_path is required for the bayesian-unet engine")
+        return self
+
+
+class MeasurementSettings(_Section):
+    """How masses and SMI are computed and when a patient is flagged."""
+
+    density: DensityKind = Field(default=DensityKind.CONSTANT, description="constant | hu_linear (1.0 + HU/1000).")
+    density_g_per_cm3: Annotated[float, Field(ge=0.9, le=1.2)] = Field(
+        default=1.04, description="Muscle density for the constant rule (1.04 or 1.06 g/cm3)."
+    )
+    exclude_outside_window: bool = Field(
+        default=False, description="Count only voxels inside the muscle HU window towards mass."
+    )
+    side_rule: SideRule = Field(default=SideRule.MEAN, description="SMI used for screening: left|right|mean|min.")
+    calibration_file: Path | None = Field(
+        default=None,
+        description="Cut-offs made by `sarcoscreen calibrate`. Without one no patient is flagged "
+        "('not classified: no calibrated cut-off').",
+    )
+
+
+class UidSettings(_Section):
+    """UIDs of the SEG, SR and key images sarcoscreen writes."""
+
+    root: str = Field(
+        default="2.25",
+        description="UID root. Output UIDs are derived deterministically from (source series, engine, settings) "
+        "under it; the default 2.25 makes UUID-derived UIDs (ISO/IEC 9834-8).",
+    )
+
+    @field_validator("root")
+    @classmethod
+    def _valid_root(cls, value: str) -> str:
+        if not _UID_ROOT.match(value) or len(value) > 40:
+            raise ValueError("must be a dotted-decimal UID prefix without leading zeros, at most 40 characters")
+        return value
+
+
+class NetworkSettings(_Section):
+    """The DICOM network node (Storage SCP and Verification SCP)."""
+
+    ae_title: str = Field(default="SARCOSCREEN", description="Our AE title (1-16 characters).")
+    host: str = Field(default="0.0.0.0", description="Address to listen on.")
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(default=11112, description="DICOM port.")
+    max_associations: Annotated[int, Field(ge=1)] = Field(default=20, description="Simultaneous associations.")
+    max_pdu_bytes: Annotated[int, Field(ge=0)] = Field(default=0, description="Maximum PDU we receive (0 = unlimited).")
+    require_called_ae_title: bool = Field(default=True, description="Reject associations not addressed to ae_title.")
+    allowed_calling: list[str] = Field(
+        default_factory=list,
+        description='Allowed callers: "AET" or "AET@host" entries; empty allows any caller.',
+    )
+    tls_certificate: Path | None = Field(default=None, description="PEM server certificate: TLS when set.")
+    tls_private_key: Path | None = Field(default=None, description="PEM private key of the server certificate.")
+    tls_ca_certificates: Path | None = Field(default=None, description="PEM CA bundle for client certificates.")
+    tls_require_client_certificate: bool = Field(default=False, description="Require a client certificate.")
+    stable_age_s: Annotated[float, Field(gt=0)] = Field(
+        default=60.0, description="A series idle this long is complete and goes to routing."
+    )
+    rerun_on_late_instances: bool = Field(
+        default=True, description="Instances arriving after a job was made trigger a new job."
+    )
+
+    @field_validator("ae_title")
+    @classmethod
+    def _valid_ae_title(cls, value: str) -> str:
+        if not 1 <= len(value.strip()) <= 16 or "\\" in value or not value.isprintable():
+            raise ValueError("must be 1-16 printable characters without backslash")
+        return value.strip()
+
+    @field_validator("allowed_calling")
+    @classmethod
+    def _valid_callers(cls, values: list[str]) -> list[str]:
+        for entry in values:
+            aet = entry.split("@", 1)[0]
+            if not 1 <= len(aet) <= 16:
+                raise ValueError(f"entry {entry!r}: the AE title must have 1-16 characters")
+        return values
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> Self:
+        if (self.tls_certificate is None) != (self.tls_private_key is None):
+            raise ValueError("tls_certificate and tls_private_key must be set together")
+        if self.tls_require_client_certificate and self.tls_ca_certificates is None:
+            raise ValueError("tls_require_client_certificate needs tls_ca_certificates")
+        return self
+
+
+class LoggingSettings(_Section):
+    level: str = Field(default="INFO", description="DEBUG | INFO | WARNING | ERROR.")
+    file: Path | None = Field(default=None, description="Also log to this file (rotated daily).")
+
+    @field_validator("level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return upper
+
+
+class Settings(_Section):
+    """The effective configuration of one sarcoscreen process."""
+
+    network: NetworkSettings = NetworkSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    storage: StorageSettings = StorageSettings()
+    engine: EngineSettings = EngineSettings()
+    measurement: MeasurementSettings = MeasurementSettings()
+    uids: UidSettings = UidSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @property
+    def database_url(self) -> str:
+        """The database URL, with the embedded SQLite default resolved."""
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.storage.data_dir / 'sarcoscreen.db').resolve()}"
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """Where each dotted key's value came from, for error messages."""
+
+    by_key: dict[str, str]
+
+    def of(self, key: str) -> str:
+        if key in self.by_key and "." in key:
+            return self.by_key[key]
+        # A whole-section error (a rule between keys): name where each of its set keys came from.
+        section = key.split(".", 1)[0]
+        sources = sorted({v for k, v in self.by_key.items() if k.startswith(f"{section}.")})
+        return ", ".join(sources) if sources else "default"
+
+
+def _find_file(explicit: Path | None, environ: Mapping[str, str]) -> Path | None:
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"configuration file {explicit} does not exist")
+        return explicit
+    from_env = environ.get(f"{ENV_PREFIX}CONFIG")
+    if from_env:
+        path = Path(from_env)
+        if not path.is_file():
+            raise ConfigError(f"configuration file {path} (from {ENV_PREFIX}CONFIG) does not exist")
+        return path
+    default = Path(DEFAULT_FILE_NAME)
+    return default if default.is_file() else None
+
+
+def _parse_env_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _env_overrides(environ: Mapping[str, str], origin: dict[str, str]) -> dict[str, dict[str, Any]]:
+    overrides: dict[str, dict[str, Any]] = {}
+    for name, text in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == f"{ENV_PREFIX}CONFIG":
+            continue
+        if name.startswith(f"{ENV_PREFIX}TEST_"):
+            continue  # settings of the test suite, not of the node
+        rest = name[len(ENV_PREFIX):].lower()
+        if "__" not in rest:
+            raise ConfigError(
+                f"environment variable {name}: expected {ENV_PREFIX}<SECTION>__<KEY>, e.g. "
+                f"{ENV_PREFIX}DATABASE__URL"
+            )
+        section, key = rest.split("__", 1)
+        overrides.setdefault(section, {})[key] = _parse_env_value(text)
+        origin[f"{section}.{key}"] = f"environment variable {name}"
+    return overrides
+
+
+def _resolve_file_paths(data: dict[str, Any], base: Path) -> None:
+    """Make relative paths in the file relative to the file's folder."""
+    path_keys = {
+        "storage": ("data_dir", "spool_dir", "quarantine_dir", "output_dir"),
+        "engine": ("bundle_path",),
+        "measurement": ("calibration_file",),
+        "logging": ("file",),
+        "network": ("tls_certificate", "tls_private_key", "tls_ca_certificates"),
+    }
+    for section, keys in path_keys.items():
+        values = data.get(section)
+        if not isinstance(values, dict):
+            continue
+        for key in keys:
+            value = values.get(key)
+            if isinstance(value, str) and value and not Path(value).is_absolute():
+                values[key] = str(base / value)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: ValidationError, origin: _Origin) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        reason = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            reason = "unknown key (see `sarcoscreen config example` for the known keys)"
+        lines.append(f"  {key}: {reason} [from {origin.of(key)}]")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Read and validate the effective settings.
+
+    Parameters
+    ----------
+    config_file:
+        Explicit TOML file (``--config``); otherwise ``$SARCOSCREEN_CONFIG`` or ``./sarcoscreen.toml``.
+    environ:
+        The environment to read ``SARCOSCREEN_*`` overrides from (default: `os.environ`).
+    overrides:
+        Values from command-line options, ``{"section": {"key": value}}``; they win over everything else.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or not valid TOML, or a value is invalid; the message names every bad key.
+    """
+    env = os.environ if environ is None else environ
+    origin: dict[str, str] = {}
+    data: dict[str, Any] = {}
+    path = _find_file(config_file, env)
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"configuration file {path} cannot be read: {exc.strerror}") from None
+        _resolve_file_paths(data, path.parent)
+        for section, values in data.items():
+            keys = values if isinstance(values, dict) else {}
+            origin[section] = f"file {path}"
+            for key in keys:
+                origin[f"{section}.{key}"] = f"file {path}"
+    data = _merge(data, _env_overrides(env, origin))
+    if overrides:
+        for section, values in overrides.items():
+            for key in values:
+                origin[f"{section}.{key}"] = "command line"
+        data = _merge(data, {section: dict(values) for section, values in overrides.items()})
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, _Origin(origin))) from None

@@ -1,0 +1,171 @@
+"""C-STORE SCU: send DICOM files to a remote application entity (PS3.4 Annex B, PS3.7 9.1.1).
+
+Used by ``sarcoscreen send`` and by the node's sender for the outbox. Each file is offered in its own transfer
+syntax (so compressed instances travel compressed) together with the uncompressed little-endian syntaxes; the
+outcome of every file is returned with the C-STORE status the peer gave, so the caller can retry only what
+failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import Dataset, dcmread
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, build_context
+from pynetdicom.sop_class import Verification
+
+__all__ = ["Destination", "DestinationError", "SendOutcome", "SendResult", "parse_destination", "send_files"]
+
+logger = logging.getLogger(__name__)
+
+_DESTINATION = re.compile(r"^(?P<aet>[^@]{1,16})@(?P<host>\[[0-9a-fA-F:]+\]|[^:@]+):(?P<port>\d{1,5})$")
+
+
+class DestinationError(ValueError):
+    """A destination that cannot be parsed or reached."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A remote DICOM application entity."""
+
+    ae_title: str
+    host: str
+    port: int
+    calling_ae_title: str = "SARCOSCREEN"
+    tls: ssl.SSLContext | None = None
+    name: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}" + (" (TLS)" if self.tls else "")
+
+
+def parse_destination(text: str, calling_ae_title: str = "SARCOSCREEN") -> Destination:
+    """``AET@host:port`` -> `Destination`; `DestinationError` saying what is wrong otherwise."""
+    match = _DESTINATION.match(text.strip())
+    if not match:
+        raise DestinationError(f"destination {text!r} is not AET@host:port (e.g. ORTHANC@127.0.0.1:4242)")
+    port = int(match["port"])
+    if not 0 < port < 65536:
+        raise DestinationError(f"port {port} of destination {text!r} is outside 1-65535")
+    aet = match["aet"].strip()
+    if not aet or "\\" in aet:
+        raise DestinationError(f"AE title {aet!r} of destination {text!r} is invalid")
+    return Destination(aet, match["host"].strip("[]"), port, calling_ae_title)
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    path: Path
+    sop_instance_uid: str | None
+    status: int | None
+    """The C-STORE status (0x0000 success, 0xB000/0xB007/0xB006 warnings, others failure); ``None`` when the
+    file was never sent."""
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and (self.status == 0 or self.status >> 12 == 0xB)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    destination: Destination
+    outcomes: tuple[SendOutcome, ...]
+
+    @property
+    def sent(self) -> int:
+        return sum(o.ok for o in self.outcomes)
+
+    @property
+    def failed(self) -> tuple[SendOutcome, ...]:
+        return tuple(o for o in self.outcomes if not o.ok)
+
+
+def _dicom_files(paths: Iterable[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file()))
+        else:
+            files.append(path)
+    return files
+
+
+def _dataset_to_send(path: Path) -> Path | Dataset:
+    """The file itself, or - when its SOP Class or Instance UID (0008,0016/0018) is empty, as in some
+    de-identified data - the dataset with those UIDs taken from its File Meta Information, which pynetdicom needs
+    for the presentation context and the request. The file on disk is never changed."""
+    ds = dcmread(path, stop_before_pixels=True)
+    if ds.get("SOPClassUID") and ds.get("SOPInstanceUID"):
+        return path
+    full = dcmread(path)
+    full.SOPClassUID = full.get("SOPClassUID") or full.file_meta.MediaStorageSOPClassUID
+    full.SOPInstanceUID = full.get("SOPInstanceUID") or full.file_meta.MediaStorageSOPInstanceUID
+    logger.warning("empty SOP Class/Instance UID in %s; sent with the File Meta's UIDs", path.name)
+    return full
+
+
+def send_files(paths: Sequence[Path], destination: Destination, timeout: float = 30.0) -> SendResult:
+    """Send every DICOM file under `paths` (files or folders) to `destination` in one association.
+
+    Files that are not DICOM are reported as not sent. Raises `DestinationError` when no association can be
+    established (peer down, refused, TLS failure): nothing was sent, everything can be retried.
+    """
+    outcomes: list[SendOutcome] = []
+    headers = []
+    for path in _dicom_files(paths):
+        try:
+            ds = dcmread(path, stop_before_pixels=True)
+            sop_class = str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", ""))
+            sop_uid = str(ds.get("SOPInstanceUID", "") or ds.file_meta.get("MediaStorageSOPInstanceUID", ""))
+            headers.append((path, sop_class, sop_uid, str(ds.file_meta.TransferSyntaxUID)))
+        except (InvalidDicomError, AttributeError, OSError) as exc:
+            outcomes.append(SendOutcome(path, None, None, f"not a DICOM file with SOP Class/Instance UID: {exc}"))
+    if not headers:
+        return SendResult(destination, tuple(outcomes))
+    # One presentation context per (SOP class, transfer syntax) of the files, so that an acceptor choosing one
+    # syntax per context cannot leave a compressed file without a context (PS3.8 9.3.2.2), plus an
+    # uncompressed one per SOP class.
+    wanted = {(sop_class, syntax) for _, sop_class, _, syntax in headers}
+    requested = [build_context(sop_class, syntax) for sop_class, syntax in sorted(wanted)
+                 if syntax not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)]
+    requested += [build_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+                  for sop_class in sorted({sop_class for sop_class, _ in wanted})]
+    requested.append(build_context(Verification))
+    if len(requested) > 128:
+        raise DestinationError(f"{len(requested)} presentation contexts exceed the 128 of one association")
+    ae = AE(ae_title=destination.calling_ae_title)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    ae.requested_contexts = requested
+    tls_args = (destination.tls, destination.host) if destination.tls else None
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title, tls_args=tls_args)
+    if not assoc.is_established:
+        reason = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "could not be established"
+        raise DestinationError(f"association with {destination} {reason}")
+    try:
+        for path, _, sop_uid, _ in headers:
+            if not assoc.is_established:
+                outcomes.append(SendOutcome(path, sop_uid, None, "association ended before this file was sent"))
+                continue
+            try:
+                status = assoc.send_c_store(_dataset_to_send(path))
+            except ValueError as exc:  # no accepted presentation context for this file
+                outcomes.append(SendOutcome(path, sop_uid, None, str(exc)))
+                continue
+            code = int(status.Status) if "Status" in status else None
+            error = "" if code is not None else "no response (timeout or aborted association)"
+            outcomes.append(SendOutcome(path, sop_uid, code, error))
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    result = SendResult(destination, tuple(outcomes))
+    logger.info("sent %d of %d files to %s", result.sent, len(outcomes), destination)
+    return result

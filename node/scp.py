@@ -1,0 +1,283 @@
+"""The Storage SCP: receives CT instances by C-STORE and makes them durable before acknowledging them.
+
+Service classes (PS3.4): Storage (Annex B) for CT Image, Enhanced CT Image and Legacy Converted Enhanced CT
+Image, in every transfer syntax pynetdicom knows (compressed ones included: they are stored as received, never
+transcoded), and Verification (Annex A). What happens to one C-STORE request, on the association's thread:
+
+1. the header is parsed from the received bytes (pixel data is not decoded); the data set's SOP Class and
+   Instance UIDs must agree with the request's (Affected SOP Class/Instance UID), and Study/Series Instance
+   UIDs must be present - otherwise 0xA900 and the instance is quarantined with the reason;
+2. `Spool.store` writes it durably (fsync, atomic rename) - below the disk reserve: 0xA700;
+3. the index records it in the database - when the database is unavailable: 0xA700 (the file stays in the
+   spool and is indexed by the start-up reconciliation);
+4. only then Success 0x0000. A SOP Instance UID already received is Success too and stored once.
+
+Nothing slow runs here: series stability, routing and analysis run elsewhere. Access control: the Called AE
+Title must be ours (configurable) and, when an allow-list is set, the Calling AE Title (optionally with the
+peer's address) must be on it; otherwise the association is rejected (PS3.8 Table 9-21, reasons 3 and 7).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import ssl
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydicom import Dataset, dcmread
+from pydicom.errors import InvalidDicomError
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
+from pynetdicom.sop_class import (
+    CTImageStorage,
+    EnhancedCTImageStorage,
+    LegacyConvertedEnhancedCTImageStorage,
+    Verification,
+)
+
+from sarcoscreen.node.spool import InsufficientStorageError, InvalidUidError, Spool, SpoolError
+
+__all__ = [
+    "STATUS_CANNOT_UNDERSTAND",
+    "STATUS_DATASET_MISMATCH",
+    "STATUS_OUT_OF_RESOURCES",
+    "STATUS_SUCCESS",
+    "IndexUnavailableError",
+    "InstanceIndex",
+    "ReceivedInstance",
+    "StorageSCP",
+]
+
+logger = logging.getLogger(__name__)
+
+# C-STORE response statuses, PS3.4 Table B.2-1.
+STATUS_SUCCESS = 0x0000
+STATUS_OUT_OF_RESOURCES = 0xA700
+STATUS_DATASET_MISMATCH = 0xA900
+STATUS_CANNOT_UNDERSTAND = 0xC000
+
+STORAGE_SOP_CLASSES = (CTImageStorage, EnhancedCTImageStorage, LegacyConvertedEnhancedCTImageStorage)
+
+
+class IndexUnavailableError(Exception):
+    """The instance index (database) could not record an instance."""
+
+
+@dataclass(frozen=True)
+class ReceivedInstance:
+    """One stored instance as the index records it (the patient ID goes to the database, never to logs)."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    relative_path: str
+    size: int
+    sha256: str
+    calling_ae_title: str
+    duplicate: bool
+    modality: str = ""
+    patient_id: str = ""
+    patient_sex: str = ""
+    patient_age: str = ""
+    accession_number: str = ""
+    study_date: str = ""
+    study_description: str = ""
+    series_description: str = ""
+    body_part: str = ""
+    frame_of_reference_uid: str = ""
+    image_type: tuple[str, ...] = ()
+    slice_thickness_mm: float | None = None
+    axial: bool = True
+    frames: int = 1
+
+
+class InstanceIndex(Protocol):
+    """Where received instances are recorded (the database)."""
+
+    def add(self, instance: ReceivedInstance) -> None:
+        """Record `instance`; raise `IndexUnavailableError` when that is not possible."""
+        ...
+
+
+class _RejectedError(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    return "" if value is None else str(value).strip()
+
+
+def _is_axial(ds: Dataset) -> bool:
+    orientation = ds.get("ImageOrientationPatient")
+    if orientation is None:  # multi-frame: look in the shared functional groups
+        shared = ds.get("SharedFunctionalGroupsSequence")
+        try:
+            orientation = shared[0].PlaneOrientationSequence[0].ImageOrientationPatient
+        except (TypeError, IndexError, AttributeError):
+            return True
+    try:
+        values = [float(v) for v in orientation]
+    except (TypeError, ValueError):
+        return True
+    return len(values) == 6 and abs(values[0]) > 0.95 and abs(values[4]) > 0.95
+
+
+def _describe(ds: Dataset, request_class: str, request_instance: str) -> tuple[str, str, str, str]:
+    """(study, series, SOP class, SOP instance) UIDs after the consistency checks of step 1."""
+    sop_class = _text(ds, "SOPClassUID")
+    sop_instance = _text(ds, "SOPInstanceUID")
+    if sop_class and sop_class != request_class:
+        raise _RejectedError(STATUS_DATASET_MISMATCH,
+                             f"SOP Class UID {sop_class} differs from the request's {request_class}")
+    if sop_instance and sop_instance != request_instance:
+        raise _RejectedError(STATUS_DATASET_MISMATCH,
+                             "SOP Instance UID differs from the request's Affected SOP Instance UID")
+    study, series = _text(ds, "StudyInstanceUID"), _text(ds, "SeriesInstanceUID")
+    missing = [name for name, value in (("StudyInstanceUID", study), ("SeriesInstanceUID", series)) if not value]
+    if missing:
+        raise _RejectedError(STATUS_DATASET_MISMATCH, f"{' and '.join(missing)} missing or empty (Type 1)")
+    return study, series, sop_class or request_class, request_instance
+
+
+def _caller_allowed(allowed: Sequence[str], calling_ae: str, address: str) -> bool:
+    if not allowed:
+        return True
+    for entry in allowed:
+        aet, _, host = entry.partition("@")
+        if aet.strip() == calling_ae and (not host or host == address):
+            return True
+    return False
+
+
+class StorageSCP:
+    """The node's listening AE; `start` serves in background threads, `stop` ends it."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        index: InstanceIndex,
+        *,
+        ae_title: str = "SARCOSCREEN",
+        host: str = "0.0.0.0",
+        port: int = 11112,
+        max_associations: int = 20,
+        max_pdu_bytes: int = 0,
+        require_called_ae_title: bool = True,
+        allowed_calling: Sequence[str] = (),
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.spool = spool
+        self.index = index
+        self.host = host
+        self.port = port
+        self.allowed_calling = tuple(allowed_calling)
+        self.tls = tls
+        ae = AE(ae_title=ae_title)
+        ae.maximum_associations = max_associations
+        ae.maximum_pdu_size = max_pdu_bytes
+        ae.require_called_aet = require_called_ae_title
+        for sop_class in STORAGE_SOP_CLASSES:
+            ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+        self._ae = ae
+        self._server = None
+        self._lock = threading.Lock()
+
+    @property
+    def ae_title(self) -> str:
+        return self._ae.ae_title
+
+    def start(self) -> None:
+        handlers = [
+            (evt.EVT_C_STORE, self._on_c_store),
+            (evt.EVT_C_ECHO, self._on_c_echo),
+            (evt.EVT_REQUESTED, self._on_requested),
+        ]
+        self._server = self._ae.start_server((self.host, self.port), block=False, evt_handlers=handlers,
+                                             ssl_context=self.tls)
+        self.port = self._server.server_address[1]
+        logger.info("listening as %s on %s:%d%s", self.ae_title, self.host, self.port, " (TLS)" if self.tls else "")
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    # --- handlers --------------------------------------------------------------------------------------------
+
+    def _on_requested(self, event: evt.Event) -> None:
+        assoc = event.assoc
+        calling = assoc.requestor.primitive.calling_ae_title.strip()
+        address = assoc.requestor.address
+        if not _caller_allowed(self.allowed_calling, calling, address):
+            logger.warning("association from %s at %s rejected: calling AE title not allowed", calling, address)
+            # Rejected-permanent, service-user, calling AE title not recognized (PS3.8 Table 9-21); as pynetdicom's
+            # own negotiation does, mark the association rejected so that it stops there.
+            assoc.acse.send_reject(0x01, 0x01, 0x03)
+            assoc.is_rejected = True
+            assoc.kill()
+
+    def _on_c_echo(self, event: evt.Event) -> int:
+        return STATUS_SUCCESS
+
+    def _on_c_store(self, event: evt.Event) -> int:
+        request = event.request
+        request_class = str(request.AffectedSOPClassUID)
+        request_instance = str(request.AffectedSOPInstanceUID)
+        calling = event.assoc.requestor.ae_title.strip()
+        try:
+            encoded = event.encoded_dataset(include_meta=True)
+        except Exception as exc:  # the peer's bytes may be anything: answer, don't crash
+            logger.error("C-STORE of %s from %s: cannot encode the received data set: %s", request_instance,
+                         calling, exc)
+            return STATUS_CANNOT_UNDERSTAND
+        try:
+            try:
+                header = dcmread(io.BytesIO(encoded), stop_before_pixels=True)
+            except (InvalidDicomError, ValueError, EOFError, KeyError) as exc:
+                raise _RejectedError(STATUS_CANNOT_UNDERSTAND, f"the data set cannot be parsed: {exc}") from None
+            study, series, sop_class, sop_instance = _describe(header, request_class, request_instance)
+            stored = self.spool.store(encoded, series, sop_instance)
+        except _RejectedError as rejected:
+            path = self.spool.quarantine(encoded, str(rejected), sop_instance_uid=request_instance,
+                                         calling_ae_title=calling)
+            logger.warning("C-STORE of %s from %s refused (0x%04X): %s; quarantined as %s", request_instance,
+                           calling, rejected.status, rejected, path.name)
+            return rejected.status
+        except InvalidUidError as exc:
+            self.spool.quarantine(encoded, str(exc), calling_ae_title=calling)
+            logger.warning("C-STORE from %s refused (0xA900): %s", calling, exc)
+            return STATUS_DATASET_MISMATCH
+        except InsufficientStorageError as exc:
+            logger.error("C-STORE of %s from %s refused (0xA700): %s", request_instance, calling, exc)
+            return STATUS_OUT_OF_RESOURCES
+        except SpoolError as exc:
+            logger.error("C-STORE of %s from %s failed (0xA700): %s", request_instance, calling, exc)
+            return STATUS_OUT_OF_RESOURCES
+        instance = ReceivedInstance(
+            study_instance_uid=study, series_instance_uid=series, sop_instance_uid=sop_instance,
+            sop_class_uid=sop_class, transfer_syntax_uid=str(header.file_meta.TransferSyntaxUID),
+            relative_path=stored.relative_path, size=stored.size, sha256=stored.sha256, calling_ae_title=calling,
+            duplicate=stored.duplicate, modality=_text(header, "Modality"), patient_id=_text(header, "PatientID"),
+            patient_sex=_text(header, "PatientSex"), patient_age=_text(header, "PatientAge"),
+            accession_number=_text(header, "AccessionNumber"), study_date=_text(header, "StudyDate"),
+            study_description=_text(header, "StudyDescription"),
+            series_description=_text(header, "SeriesDescription"), body_part=_text(header, "BodyPartExamined"),
+            frame_of_reference_uid=_text(header, "FrameOfReferenceUID"),
+            image_type=tuple(str(v) for v in header.get("ImageType", []) or []),
+            slice_thickness_mm=float(header.SliceThickness) if header.get("SliceThickness") else None,
+            axial=_is_axial(header), frames=int(header.get("NumberOfFrames", 1) or 1),
+        )
+        try:
+            self.index.add(instance)
+        except IndexUnavailableError as exc:
+            logger.error("C-STORE of %s: stored in the spool but not indexed (0xA700): %s", sop_instance, exc)
+            return STATUS_OUT_OF_RESOURCES
+        return STATUS_SUCCESS

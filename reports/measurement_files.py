@@ -1,0 +1,109 @@
+"""Measurement results as files: ``measurements.json`` (everything) and ``measurements.csv`` (one row per value).
+
+The JSON is the complete `MeasurementReport` plus provenance (software version, when, which series); the CSV is
+long-format, one row per structure or group value, for spreadsheets and QA scripts. Neither contains patient
+name, identifier or birth date.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from datetime import UTC, datetime
+from enum import Enum
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from sarcoscreen.inference.measure import MeasurementReport
+
+__all__ = ["CSV_COLUMNS", "report_as_json", "write_measurements_csv", "write_measurements_json"]
+
+CSV_COLUMNS = (
+    "series_instance_uid", "kind", "key", "side", "voxels", "volume_cm3", "mean_hu", "sd_hu", "fraction_in_window",
+    "mass_g", "smm_g", "smi_kg_m2", "status", "reason", "uncertainty", "qa_flag", "density_rule", "engine",
+)
+
+
+def _software_version() -> str:
+    try:
+        return version("sarcoscreen")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
+
+
+def report_as_json(report: MeasurementReport, **provenance: Any) -> dict[str, Any]:
+    """The report as JSON-ready data with provenance (software version, creation time, anything given)."""
+    return {
+        "format": "sarcoscreen-measurements/1",
+        "software_version": _software_version(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        **{k: _plain(v) for k, v in provenance.items()},
+        **_plain(report.to_dict()),
+    }
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_measurements_json(report: MeasurementReport, path: Path, **provenance: Any) -> Path:
+    _atomic_write(path, json.dumps(report_as_json(report, **provenance), indent=2) + "\n")
+    return path
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def write_measurements_csv(report: MeasurementReport, path: Path) -> Path:
+    """One row per structure and per group and side, columns `CSV_COLUMNS`."""
+    engine = f"{report.engine_name} {report.engine_version}"
+    rows: list[dict[str, str]] = []
+    for m in report.structures:
+        rows.append({
+            "series_instance_uid": report.series_instance_uid, "kind": "structure", "key": m.key,
+            "side": m.side.value, "voxels": str(m.voxels), "volume_cm3": _fmt(m.volume_cm3, 3),
+            "mean_hu": _fmt(m.mean_hu, 2), "sd_hu": _fmt(m.sd_hu, 2),
+            "fraction_in_window": _fmt(m.fraction_in_window, 4), "mass_g": _fmt(m.mass_g, 2),
+            "status": "truncated" if m.truncated else ("absent" if m.voxels == 0 else "complete"),
+            "uncertainty": _fmt(m.uncertainty, 5), "qa_flag": "" if m.qa_flag is None else str(m.qa_flag).lower(),
+            "density_rule": report.density_rule, "engine": engine,
+        })
+    for g in report.groups:
+        rows.append({
+            "series_instance_uid": report.series_instance_uid, "kind": "group", "key": g.group.value,
+            "side": g.side, "smm_g": _fmt(g.smm_g, 2), "smi_kg_m2": _fmt(g.smi_kg_m2, 4),
+            "status": g.completeness.value, "reason": g.reason, "density_rule": report.density_rule,
+            "engine": engine,
+        })
+    for s in report.screening:
+        rows.append({
+            "series_instance_uid": report.series_instance_uid, "kind": "screening", "key": s.group.value,
+            "side": s.side_rule.value, "smi_kg_m2": _fmt(s.smi_kg_m2, 4), "status": s.classification.value,
+            "reason": s.reason, "density_rule": report.density_rule, "engine": engine,
+        })
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path

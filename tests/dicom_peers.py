@@ -1,0 +1,59 @@
+"""Real DICOM peers for tests: dcmtk's storescp, started on a free loopback port."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+@dataclass
+class StoreSCP:
+    ae_title: str
+    port: int
+    folder: Path
+
+    def received(self) -> list[Path]:
+        return sorted(p for p in self.folder.rglob("*") if p.is_file())
+
+
+@contextmanager
+def dcmtk_storescp(folder: Path, ae_title: str = "STORESCP", accept_all: bool = True) -> Iterator[StoreSCP]:
+    """dcmtk storescp writing what it receives into `folder`; skips the test when dcmtk is not installed."""
+    if shutil.which("storescp") is None:
+        pytest.skip("dcmtk storescp is not installed (scripts/install-system-deps.sh installs it)")
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    args = ["storescp", "--aetitle", ae_title, "--output-directory", str(folder)]
+    if accept_all:
+        args.append("+xa")  # accept all supported transfer syntaxes, compressed ones too
+    process = subprocess.Popen([*args, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port)
+        yield StoreSCP(ae_title, port, folder)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
