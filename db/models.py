@@ -1,0 +1,547 @@
+"""The database schema: SQLAlchemy 2.0 typed declarative models.
+
+One row per thing the node handles, from received instances to delivered results (see ``docs/database.md``):
+
+    Study 1-n Series 1-n Instance            what arrived (the spool holds the bytes)
+                 Series 1-n Job              one analysis attempt chain of a series
+                            Job 1-n StructureMeasurement, GroupResult, Output
+                                                   Output 1-n Delivery (the outbox)
+    PatientHeight                            the height registry (heights for SMI)
+    Event                                    an audit trail of what happened, without patient data
+
+Conventions:
+
+* enumerations are stored as their string values in ``VARCHAR`` columns with a ``CHECK`` constraint (no native
+  database enum types, so SQLite and PostgreSQL behave alike and a value can be added by one migration);
+* every timestamp is timezone-aware UTC (`UTCDateTime`); naive datetimes are refused;
+* children are deleted with their parent (``ON DELETE CASCADE``), except events, which outlive what they describe
+  (their links become ``NULL``);
+* constraint and index names follow `NAMING_CONVENTION`, so migrations can name them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Dialect,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "Base",
+    "Classification",
+    "Completeness",
+    "Delivery",
+    "DeliveryStatus",
+    "Event",
+    "EventLevel",
+    "GroupResult",
+    "GroupSide",
+    "HeightSource",
+    "Instance",
+    "InstanceState",
+    "Job",
+    "JobStatus",
+    "Output",
+    "OutputKind",
+    "PatientHeight",
+    "Series",
+    "SeriesState",
+    "StructureMeasurement",
+    "StructureSide",
+    "Study",
+    "UTCDateTime",
+    "utcnow",
+]
+
+NAMING_CONVENTION = {
+    "pk": "pk_%(table_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+}
+
+UID = 64
+"""Length of a DICOM UID (PS3.5 9.1)."""
+AE_TITLE = 16
+PATH = 1024
+SHA256_HEX = 64
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always returned timezone-aware (UTC), on SQLite as on PostgreSQL.
+
+    SQLite has no time zones: values are converted to UTC before they are stored, and read back as UTC.
+    A naive datetime is refused (it would be ambiguous).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime: timestamps must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _string_enum(enum: type[StrEnum], name: str, length: int = 16) -> Enum:
+    """A `StrEnum` stored as its values in ``VARCHAR(length)`` with a CHECK constraint ``ck_<table>_<name>``."""
+    return Enum(
+        enum,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=length,
+        values_callable=lambda members: [member.value for member in members],
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# --- enumerations -------------------------------------------------------------------------------------------
+
+
+class SeriesState(StrEnum):
+    """Where a series is on its way through the node."""
+
+    RECEIVING = "receiving"
+    """Instances are arriving; not yet idle for ``network.stable_age_s``."""
+    STABLE = "stable"
+    """Idle long enough: complete, waiting for the routing rules."""
+    QUEUED = "queued"
+    """The routing rules accepted it; a job is queued or running."""
+    SKIPPED = "skipped"
+    """The routing rules refused it; ``skip_reason`` says why."""
+    PROCESSED = "processed"
+    """The latest job finished."""
+    FAILED = "failed"
+    """The latest job failed for good."""
+
+
+class InstanceState(StrEnum):
+    STORED = "stored"
+    """The file is in the spool, as received."""
+    MISSING_FILE = "missing file"
+    """The start-up reconciliation did not find the spool file."""
+    CHANGED_FILE = "changed file"
+    """The spool file's SHA-256 no longer matches the one recorded on receipt."""
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class StructureSide(StrEnum):
+    RIGHT = "right"
+    LEFT = "left"
+    MIDLINE = "midline"
+
+
+class GroupSide(StrEnum):
+    LEFT = "left"
+    RIGHT = "right"
+    BOTH = "both"
+
+
+class Completeness(StrEnum):
+    """Whether a muscle group could be measured (the values of `inference.measure.Completeness`)."""
+
+    COMPLETE = "complete"
+    TRUNCATED = "truncated"
+    NOT_IN_SCAN = "not in scan"
+    NOT_PRODUCED = "not produced by the engine"
+
+
+class Classification(StrEnum):
+    """Screening outcome (the values of `inference.measure.Classification`)."""
+
+    SUSPECTED = "suspected"
+    NOT_SUSPECTED = "not suspected"
+    NOT_CLASSIFIED = "not classified"
+
+
+class HeightSource(StrEnum):
+    """Where the height used for SMI came from (the values of `inference.height.HeightSource`)."""
+
+    EXPLICIT = "explicit"
+    DICOM = "dicom"
+    REGISTRY = "registry"
+    UNKNOWN = "unknown"
+
+
+class OutputKind(StrEnum):
+    SEG = "SEG"
+    SR = "SR"
+    KEY_IMAGE = "KEY_IMAGE"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class EventLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+# --- what arrived -------------------------------------------------------------------------------------------
+
+
+class Study(Base):
+    """One DICOM study from which at least one instance was received.
+
+    Holds the patient attributes the node needs: the patient ID (to join the height registry and for QA staff,
+    never logged), the sex (cut-offs are sex-specific) and PatientSize exactly as recorded (it may be in
+    centimetres or zero; the measurement decides whether it is plausible).
+    """
+
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(UID), unique=True)
+    patient_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    accession_number: Mapped[str | None] = mapped_column(String(64))
+    study_date: Mapped[date | None] = mapped_column(Date)
+    study_description: Mapped[str | None] = mapped_column(String(256))
+    patient_sex: Mapped[str | None] = mapped_column(String(16))
+    """PatientSex (0010,0040) as recorded: M, F, O or empty."""
+    patient_size_recorded: Mapped[float | None] = mapped_column(Float)
+    """PatientSize (0010,1020) as recorded (metres by the standard; not validated here)."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    series: Mapped[list[Series]] = relationship(
+        back_populates="study", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Series(Base):
+    """One DICOM series being received or received, with its state on the way to a result."""
+
+    __tablename__ = "series"
+    __table_args__ = (Index(None, "state", "last_received_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(UID), unique=True)
+    modality: Mapped[str | None] = mapped_column(String(16))
+    series_description: Mapped[str | None] = mapped_column(String(256))
+    body_part: Mapped[str | None] = mapped_column(String(64))
+    slice_thickness_mm: Mapped[float | None] = mapped_column(Float)
+    instance_count: Mapped[int] = mapped_column(Integer, default=0)
+    """Instances indexed for this series (duplicates of a SOP Instance UID count once)."""
+    first_received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    """When the latest instance arrived: the series is stable once this is ``stable_age_s`` in the past."""
+    state: Mapped[SeriesState] = mapped_column(_string_enum(SeriesState, "state"), default=SeriesState.RECEIVING)
+    skip_reason: Mapped[str | None] = mapped_column(Text)
+    """Why the routing rules refused the series (state ``skipped``)."""
+
+    study: Mapped[Study] = relationship(back_populates="series")
+    instances: Mapped[list[Instance]] = relationship(
+        back_populates="series", cascade="all, delete-orphan", passive_deletes=True
+    )
+    jobs: Mapped[list[Job]] = relationship(back_populates="series", cascade="all, delete-orphan", passive_deletes=True)
+
+
+class Instance(Base):
+    """One received SOP instance: where its file is in the spool and what was received.
+
+    The spool file is the truth; this row indexes it. ``frames``, ``image_type`` and ``axial`` are kept so the
+    routing rules can judge a series without re-reading its files.
+    """
+
+    __tablename__ = "instances"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), index=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(UID), unique=True)
+    sop_class_uid: Mapped[str] = mapped_column(String(UID))
+    transfer_syntax_uid: Mapped[str] = mapped_column(String(UID))
+    spool_path: Mapped[str] = mapped_column(String(PATH))
+    """Path of the file relative to the spool folder."""
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    calling_ae_title: Mapped[str | None] = mapped_column(String(AE_TITLE))
+    frames: Mapped[int] = mapped_column(Integer, default=1)
+    image_type: Mapped[str | None] = mapped_column(String(256))
+    """ImageType (0008,0008) values joined by a backslash, as in the file."""
+    axial: Mapped[bool] = mapped_column(default=True)
+    state: Mapped[InstanceState] = mapped_column(
+        _string_enum(InstanceState, "state"), default=InstanceState.STORED
+    )
+
+    series: Mapped[Series] = relationship(back_populates="instances")
+
+
+# --- work -----------------------------------------------------------------------------------------------------
+
+
+class Job(Base):
+    """One analysis of a series, claimed by a worker under a lease and retried with backoff.
+
+    A worker owns a running job until ``lease_expires_at``; it renews the lease with each heartbeat. A job whose
+    lease expired is back to be claimed (``attempts`` counts claims; after ``max_attempts`` it fails for good).
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index(None, "status", "next_attempt_at"),
+        Index(None, "status", "lease_expires_at"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), index=True)
+    status: Mapped[JobStatus] = mapped_column(_string_enum(JobStatus, "status"), default=JobStatus.QUEUED)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    """The worker holding the job (host name and process id)."""
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    """Not to be claimed before this time (backoff after a failed attempt)."""
+    error: Mapped[str | None] = mapped_column(Text)
+    """Why the latest attempt failed (no patient data)."""
+    engine_name: Mapped[str | None] = mapped_column(String(64))
+    engine_version: Mapped[str | None] = mapped_column(String(64))
+    settings_hash: Mapped[str | None] = mapped_column(String(SHA256_HEX))
+    """Hash of the measurement-relevant settings; with the engine it makes the output UIDs."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    series: Mapped[Series] = relationship(back_populates="jobs")
+    structures: Mapped[list[StructureMeasurement]] = relationship(
+        back_populates="job", cascade="all, delete-orphan", passive_deletes=True
+    )
+    groups: Mapped[list[GroupResult]] = relationship(
+        back_populates="job", cascade="all, delete-orphan", passive_deletes=True
+    )
+    outputs: Mapped[list[Output]] = relationship(
+        back_populates="job", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+# --- results --------------------------------------------------------------------------------------------------
+
+
+class StructureMeasurement(Base):
+    """One catalogue structure measured by a job (`inference.measure.StructureMeasurement`)."""
+
+    __tablename__ = "structure_measurements"
+    __table_args__ = (UniqueConstraint("job_id", "structure_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    structure_key: Mapped[str] = mapped_column(String(64))
+    label: Mapped[int] = mapped_column(Integer)
+    """The catalogue label value (persistent)."""
+    name: Mapped[str] = mapped_column(String(128))
+    side: Mapped[StructureSide] = mapped_column(_string_enum(StructureSide, "side"))
+    voxels: Mapped[int] = mapped_column(BigInteger)
+    volume_cm3: Mapped[float] = mapped_column(Float)
+    mean_hu: Mapped[float | None] = mapped_column(Float)
+    sd_hu: Mapped[float | None] = mapped_column(Float)
+    fraction_in_window: Mapped[float | None] = mapped_column(Float)
+    """Fraction of voxels inside the muscle HU window (lower: fattier muscle)."""
+    mass_g: Mapped[float] = mapped_column(Float)
+    truncated: Mapped[bool] = mapped_column()
+    """The structure touches the first or last slice: the scan cut it."""
+    uncertainty: Mapped[float | None] = mapped_column(Float)
+    qa_flag: Mapped[bool | None] = mapped_column()
+    """The engine's uncertainty for this structure exceeds its threshold."""
+    density_rule: Mapped[str] = mapped_column(String(256))
+    """The density rule that turned volume into mass, as text."""
+
+    job: Mapped[Job] = relationship(back_populates="structures")
+
+
+class GroupResult(Base):
+    """Mass and SMI of one muscle group on one side, measured by a job (`inference.measure.GroupMeasurement`).
+
+    The screening of a group (`inference.measure.GroupScreening`) is stored on its ``both`` row: the value the
+    side rule chose, the classification with its reason, the cut-off and the calibration that made it. The
+    ``left`` and ``right`` rows leave those columns empty.
+    """
+
+    __tablename__ = "group_results"
+    __table_args__ = (UniqueConstraint("job_id", "muscle_group", "side"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    muscle_group: Mapped[str] = mapped_column(String(32))
+    """Group of the reference study: ``gluteal``, ``above_knee``, ``all``."""
+    side: Mapped[GroupSide] = mapped_column(_string_enum(GroupSide, "side"))
+    completeness: Mapped[Completeness] = mapped_column(_string_enum(Completeness, "completeness", 32))
+    reason: Mapped[str] = mapped_column(Text)
+    smm_g: Mapped[float | None] = mapped_column(Float)
+    """Skeletal muscle mass of the group (g); only when complete."""
+    smi_kg_m2: Mapped[float | None] = mapped_column(Float)
+    """SMM / height^2 (kg/m^2); only when complete and the height is known."""
+    screening_side_rule: Mapped[str | None] = mapped_column(String(16))
+    screening_smi_kg_m2: Mapped[float | None] = mapped_column(Float)
+    classification: Mapped[Classification | None] = mapped_column(_string_enum(Classification, "classification"))
+    classification_reason: Mapped[str | None] = mapped_column(Text)
+    cutoff_kg_m2: Mapped[float | None] = mapped_column(Float)
+    calibration_name: Mapped[str | None] = mapped_column(String(256))
+    calibration_sha256: Mapped[str | None] = mapped_column(String(SHA256_HEX))
+    height_m: Mapped[float | None] = mapped_column(Float)
+    height_source: Mapped[HeightSource] = mapped_column(_string_enum(HeightSource, "height_source"))
+
+    job: Mapped[Job] = relationship(back_populates="groups")
+
+
+class Output(Base):
+    """One DICOM object a job wrote (SEG, SR or key image), identified by its deterministic SOP Instance UID.
+
+    A re-run with the same engine and settings makes the same UIDs, so the same UID may appear under several
+    jobs of a series, but only once per job.
+    """
+
+    __tablename__ = "outputs"
+    __table_args__ = (UniqueConstraint("job_id", "sop_instance_uid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    kind: Mapped[OutputKind] = mapped_column(_string_enum(OutputKind, "kind"))
+    sop_class_uid: Mapped[str] = mapped_column(String(UID))
+    sop_instance_uid: Mapped[str] = mapped_column(String(UID), index=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(UID))
+    path: Mapped[str] = mapped_column(String(PATH))
+    """Where the file is (under ``storage.outputs``)."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="outputs")
+    deliveries: Mapped[list[Delivery]] = relationship(
+        back_populates="output", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Delivery(Base):
+    """The outbox: one output to be sent to one destination, with its retries.
+
+    Written in the same transaction as the results, so nothing measured is forgotten; the sender picks
+    ``pending`` rows whose ``next_attempt_at`` has passed.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("output_id", "destination_name"),
+        Index(None, "status", "next_attempt_at"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        CheckConstraint("port >= 1 AND port <= 65535", name="port_range"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    output_id: Mapped[int] = mapped_column(ForeignKey("outputs.id", ondelete="CASCADE"))
+    destination_name: Mapped[str] = mapped_column(String(64))
+    destination_ae_title: Mapped[str] = mapped_column(String(AE_TITLE))
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _string_enum(DeliveryStatus, "status"), default=DeliveryStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    """The DIMSE status of the latest C-STORE (e.g. 0xA700), when there was a response."""
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    output: Mapped[Output] = relationship(back_populates="deliveries")
+
+
+# --- registry and audit ---------------------------------------------------------------------------------------
+
+
+class PatientHeight(Base):
+    """One body height of a patient from the site's registry (``sarcoscreen heights import``).
+
+    At most one row per patient and measurement date, and at most one undated row per patient (a partial unique
+    index: SQL treats NULL dates as distinct in the unique constraint).
+    """
+
+    __tablename__ = "patient_heights"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "measured_on"),
+        Index(
+            "uq_patient_heights_patient_id_undated",
+            "patient_id",
+            unique=True,
+            sqlite_where="measured_on IS NULL",
+            postgresql_where="measured_on IS NULL",
+        ),
+        CheckConstraint("height_m > 0", name="height_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(64))
+    height_m: Mapped[float] = mapped_column(Float)
+    measured_on: Mapped[date | None] = mapped_column(Date)
+    source_file: Mapped[str | None] = mapped_column(String(PATH))
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Event(Base):
+    """Something that happened (received, skipped, claimed, failed, sent...), for the audit trail.
+
+    Messages carry UIDs, counts and reasons, never patient names, identifiers or birth dates.
+    """
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    level: Mapped[EventLevel] = mapped_column(_string_enum(EventLevel, "level", 8), default=EventLevel.INFO)
+    series_id: Mapped[int | None] = mapped_column(ForeignKey("series.id", ondelete="SET NULL"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    """What happened, dotted: ``series.stable``, ``job.failed``, ``delivery.sent``..."""
+    message: Mapped[str] = mapped_column(Text)
+

@@ -1,0 +1,52 @@
+"""Databases for the database tests: a SQLite file in a temporary folder, or a fresh PostgreSQL schema.
+
+On PostgreSQL each test gets its own schema ``t_<random>`` (the URL sets ``search_path`` to it through libpq's
+``options``), dropped afterwards, so tests never collide and leave the test database clean.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+"""Parameters of a database fixture: every test runs on both (PostgreSQL skipped without a server URL)."""
+
+
+def sqlite_url(folder: Path) -> str:
+    """A SQLite file in a not yet existing sub-folder (the engine must create it)."""
+    return f"sqlite:///{folder / 'db' / 'sarcoscreen.db'}"
+
+
+@contextmanager
+def postgres_schema_url(server_url: str) -> Iterator[str]:
+    """A URL whose connections use a new, empty schema; the schema is dropped on exit."""
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(server_url)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        try:
+            yield make_url(server_url).update_query_dict(
+                {"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+        finally:
+            with admin.begin() as connection:
+                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        admin.dispose()
+
+
+@contextmanager
+def database_url(backend: str, request: pytest.FixtureRequest, folder: Path) -> Iterator[str]:
+    """The URL of an empty database on `backend` (``sqlite`` or ``postgresql``) for one test."""
+    if backend == "sqlite":
+        yield sqlite_url(folder)
+        return
+    with postgres_schema_url(request.getfixturevalue("postgres_url")) as url:
+        yield url
