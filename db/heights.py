@@ -65,7 +65,7 @@ class HeightImportReport:
         text = (f"{self.path.name}: {self.rows} rows read: {self.inserted} new, {self.updated} updated, "
                 f"{self.unchanged} unchanged, {self.refused} refused")
         if self.blank_lines:
-            text += f"; {self.blank_lines} blank lines skipped"
+            text += f"; {self.blank_lines} blank line{'s' if self.blank_lines > 1 else ''} skipped"
         return text
 
 
