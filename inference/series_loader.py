@@ -1,0 +1,409 @@
+"""Files of one CT series -> `Volume` (Hounsfield units on a regular grid with its patient-space geometry).
+
+`load_series` works in two passes. First it reads every file's header without pixel data (`dicom_headers`) to
+choose the series, check it and sort its slices (`series_geometry`); nothing is decoded before the series is known
+to be loadable. Then it decodes the slices one at a time into a preallocated array, so a series needs little more
+memory than its own volume (an int16 1000 x 512 x 512 series peaks within 2.5 times the volume's size; see
+docs/benchmarks.md).
+
+**HU** (PS3.3 C.11.1 Modality LUT Module, C.8.2.1 CT Image Module): ``HU = stored * RescaleSlope +
+RescaleIntercept`` with each slice's (or frame's) own slope and intercept, which may differ between slices. Stored
+values are taken as pydicom decodes them: the low BitsStored bits, sign-extended when PixelRepresentation is 1.
+Voxels whose stored value equals PixelPaddingValue - or lies in the range it spans with PixelPaddingRangeLimit
+(C.7.5.1.1.2) - are set to -1024 HU (air); padding is compared in stored-value space, before the rescale. The array
+is ``int16`` when every slope and intercept is an integer and the result fits, else ``float32``. A Modality LUT
+Sequence is refused (CT requires the rescale). MONOCHROME1 only inverts the display (C.7.6.3.1.2); its HU are
+loaded unchanged and a warning says so.
+
+**Transfer syntaxes**: whatever pydicom's decoders can decode in this environment (`decodable_transfer_syntaxes`).
+With sarcoscreen's dependencies (pydicom 3, pylibjpeg with the openjpeg, libjpeg and rle plugins) these are:
+Implicit and Explicit VR Little Endian, Explicit VR Big Endian, Deflated Explicit VR Little Endian, RLE Lossless,
+JPEG Baseline (1.2.840.10008.1.2.4.50), JPEG Extended (.51), JPEG Lossless (.57), JPEG Lossless SV1 (.70),
+JPEG-LS Lossless and Near-Lossless (.80, .81), JPEG 2000 Lossless and lossy (.90, .91) and High-Throughput JPEG 2000
+(.201, .202, .203). Any other (JPEG XL, MPEG, ...) raises `UnsupportedTransferSyntaxError` naming it before
+decoding starts.
+
+**Instances**: CT Image Storage (one slice per file), and Enhanced CT Image Storage (1.2.840.10008.5.1.4.1.1.2.1)
+or Legacy Converted Enhanced CT Image Storage (1.2.840.10008.5.1.4.1.1.2.2) multi-frame instances, geometry and
+rescale read per frame from the functional groups (C.7.6.16); `SliceRef.frame_number` records the frame.
+
+**Bad input** raises a subclass of `SeriesLoadError` (see `series_errors`). Tolerated conditions are corrected
+and described in `Volume.warnings`: localizers excluded, unreadable or non-DICOM files skipped (when the remaining
+files form a valid series), duplicate copies of one SOP instance dropped, missing UIDs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.pixels import get_decoder, iter_pixels, pixel_array
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+
+from sarcoscreen.inference.dicom_headers import (
+    FrameHeader,
+    InstanceHeader,
+    NotDicomError,
+    read_header,
+    transfer_syntax_name,
+)
+from sarcoscreen.inference.series_errors import (
+    ColourImageError,
+    DuplicatePositionError,
+    GantryTiltError,
+    GeometryError,
+    InvalidOrientationError,
+    MissingSlicesError,
+    MissingTagError,
+    MixedOrientationError,
+    MixedPixelGridError,
+    MultipleSeriesError,
+    NoDicomFilesError,
+    NonUniformSpacingError,
+    NotCTError,
+    PixelDecodeError,
+    SeriesLoadError,
+    SeriesNotFoundError,
+    TooFewSlicesError,
+    UnsupportedImageError,
+    UnsupportedTransferSyntaxError,
+)
+from sarcoscreen.inference.series_geometry import SliceGrid, arrange_slices
+from sarcoscreen.inference.volume import SeriesInfo, SliceRef, Volume
+
+__all__ = [
+    "PADDING_HU",
+    "ColourImageError",
+    "DuplicatePositionError",
+    "GantryTiltError",
+    "GeometryError",
+    "InvalidOrientationError",
+    "MissingSlicesError",
+    "MissingTagError",
+    "MixedOrientationError",
+    "MixedPixelGridError",
+    "MultipleSeriesError",
+    "NoDicomFilesError",
+    "NonUniformSpacingError",
+    "NotCTError",
+    "PixelDecodeError",
+    "SeriesLoadError",
+    "SeriesNotFoundError",
+    "TooFewSlicesError",
+    "UnsupportedImageError",
+    "UnsupportedTransferSyntaxError",
+    "decodable_transfer_syntaxes",
+    "load_series",
+]
+
+PADDING_HU = -1024
+Progress = Callable[[int, int], None]
+_NAMES_SHOWN = 5
+_INT16 = np.iinfo(np.int16)
+
+
+def load_series(
+    path: Path | str | Sequence[Path | str],
+    *,
+    progress: Progress | None = None,
+    series_instance_uid: str | None = None,
+) -> Volume:
+    """Load one CT series from a folder (searched recursively) or a list of files.
+
+    Files that are not DICOM (text, hidden files, DICOMDIR) are skipped; DICOM files that cannot be parsed are
+    skipped too, with a warning in `Volume.warnings` that says how many, as long as the remaining files form a
+    valid series. When the files hold several series, `MultipleSeriesError` lists them unless
+    `series_instance_uid` chooses one. `progress(done, total)` is called after each decoded slice.
+
+    Raises a `SeriesLoadError` subclass naming the reason when the files are not one loadable CT volume.
+    """
+    files = _list_files(path)
+    headers, skipped = _read_headers(files)
+    if not headers:
+        note = f"; {skipped[0]}" if skipped else ""
+        raise NoDicomFilesError(f"no DICOM image files found in {_describe(path)}{note}")
+    chosen = _choose_series(headers, series_instance_uid)
+    warnings = list(skipped)
+    chosen = _drop_duplicate_copies(chosen, warnings)
+    _require_ct(chosen)
+    grid = arrange_slices([frame for _, frames in chosen for frame in frames])
+    warnings += grid.warnings
+    instances = list(dict.fromkeys(frame.instance for frame in grid.frames))
+    _check_pixel_encoding(instances, warnings)
+    hu = _decode(grid, progress)
+    info = grid.frames[0].instance.info
+    _warn_missing_uids(grid, info, warnings)
+    return Volume(
+        hu=hu, spacing=grid.spacing, row_direction=grid.row_direction, column_direction=grid.column_direction,
+        positions=grid.positions,
+        slices=tuple(SliceRef(f.instance.sop_instance_uid, f.instance.sop_class_uid, f.frame_number)
+                     for f in grid.frames),
+        info=info, warnings=tuple(warnings),
+    )
+
+
+def decodable_transfer_syntaxes() -> list[UID]:
+    """Transfer syntaxes whose pixel data pydicom can decode with the plugins installed here."""
+    from pydicom.uid import AllTransferSyntaxes
+
+    decodable = []
+    for uid in AllTransferSyntaxes:
+        try:
+            if get_decoder(uid).is_available:
+                decodable.append(UID(uid))
+        except NotImplementedError:
+            continue
+    return decodable
+
+
+# -- files and headers ------------------------------------------------------------------------------------------
+
+
+def _describe(path: Path | str | Sequence[Path | str]) -> str:
+    return str(path) if isinstance(path, str | Path) else f"the {len(path)} files given"
+
+
+def _list_files(path: Path | str | Sequence[Path | str]) -> list[Path]:
+    if not isinstance(path, str | Path):
+        return [Path(p) for p in path]
+    root = Path(path)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise NoDicomFilesError(f"{root} does not exist")
+    return sorted(
+        p for p in root.rglob("*")
+        if p.is_file() and p.name.upper() != "DICOMDIR"
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+
+
+def _names(paths: list[str]) -> str:
+    more = f", ... ({len(paths) - _NAMES_SHOWN} more)" if len(paths) > _NAMES_SHOWN else ""
+    return ", ".join(paths[:_NAMES_SHOWN]) + more
+
+
+def _read_headers(files: list[Path]) -> tuple[list[tuple[InstanceHeader, list[FrameHeader]]], list[str]]:
+    headers = []
+    not_dicom: list[str] = []
+    unreadable: list[str] = []
+    for path in files:
+        try:
+            header = read_header(path)
+        except NotDicomError:
+            not_dicom.append(path.name)
+            continue
+        except Exception as exc:  # a DICOM file pydicom cannot parse: truncated, corrupt, unreadable
+            unreadable.append(f"{path.name} ({type(exc).__name__})")
+            continue
+        if header is not None:
+            headers.append(header)
+    skipped = []
+    if not_dicom:
+        skipped.append(f"skipped {len(not_dicom)} file(s) that are not DICOM: {_names(not_dicom)}")
+    if unreadable:
+        skipped.append(f"skipped {len(unreadable)} DICOM file(s) that could not be read: {_names(unreadable)}")
+    return headers, skipped
+
+
+def _choose_series(
+    headers: list[tuple[InstanceHeader, list[FrameHeader]]], wanted: str | None
+) -> list[tuple[InstanceHeader, list[FrameHeader]]]:
+    by_series: dict[str, list[tuple[InstanceHeader, list[FrameHeader]]]] = {}
+    for header in headers:
+        by_series.setdefault(header[0].series_instance_uid, []).append(header)
+
+    def listing() -> str:
+        parts = []
+        for uid, members in by_series.items():
+            modalities = "/".join(sorted({m.modality or "no modality" for m, _ in members}))
+            parts.append(f"{uid or '(no SeriesInstanceUID)'} ({modalities}, {len(members)} files)")
+        return "; ".join(parts)
+
+    if wanted is not None:
+        if wanted not in by_series:
+            raise SeriesNotFoundError(
+                f"series {wanted} is not among the {len(by_series)} series found: {listing()}"
+            )
+        return by_series[wanted]
+    if len(by_series) > 1:
+        raise MultipleSeriesError(
+            f"the files hold {len(by_series)} series; choose one with series_instance_uid: {listing()}",
+            tuple(by_series),
+        )
+    return next(iter(by_series.values()))
+
+
+def _drop_duplicate_copies(
+    headers: list[tuple[InstanceHeader, list[FrameHeader]]], warnings: list[str]
+) -> list[tuple[InstanceHeader, list[FrameHeader]]]:
+    """Keep one file per SOP Instance UID: copies of one instance are the same image (PS3.3 C.12.1.1.1)."""
+    seen: set[str] = set()
+    kept = []
+    for header in headers:
+        uid = header[0].sop_instance_uid
+        if uid and uid in seen:
+            continue
+        seen.add(uid)
+        kept.append(header)
+    if len(kept) < len(headers):
+        warnings.append(f"ignored {len(headers) - len(kept)} duplicate copy(ies) of the same SOP instance(s)")
+    return kept
+
+
+def _require_ct(headers: list[tuple[InstanceHeader, list[FrameHeader]]]) -> None:
+    modalities = Counter(instance.modality or "no Modality" for instance, _ in headers)
+    if set(modalities) != {"CT"}:
+        other = next(m for m, _ in modalities.most_common() if m != "CT")
+        found = ", ".join(f"{m} ({n} files)" for m, n in modalities.most_common())
+        raise NotCTError(f"the series is not CT: Modality (0008,0060) is {found}; only CT can be screened", other)
+
+
+# -- pixel encoding -----------------------------------------------------------------------------------------------
+
+
+def _check_pixel_encoding(instances: list[InstanceHeader], warnings: list[str]) -> None:
+    """Refuse, before decoding anything, what cannot become HU: no pixel data, colour, LUTs, undecodable syntax."""
+    lacking = [i.path.name for i in instances if i.pixel_keyword is None]
+    if lacking:
+        raise MissingTagError(
+            f"PixelData (7FE0,0010) is missing in {len(lacking)} of {len(instances)} files ({_names(lacking)})",
+            "PixelData",
+        )
+    for instance in instances:
+        if instance.pixel_keyword != "PixelData":
+            raise UnsupportedImageError(
+                f"{instance.path.name} holds {instance.pixel_keyword}, not integer PixelData; CT must be integer "
+                "stored values with a rescale to HU"
+            )
+        if instance.samples_per_pixel != 1 or instance.photometric_interpretation not in {"MONOCHROME1",
+                                                                                           "MONOCHROME2"}:
+            raise ColourImageError(
+                f"{instance.path.name} is not a greyscale image: PhotometricInterpretation "
+                f"{instance.photometric_interpretation or '(absent)'}, SamplesPerPixel {instance.samples_per_pixel}; "
+                "CT must be MONOCHROME2 with one sample per pixel"
+            )
+        for keyword, value in (("Rows", instance.rows), ("Columns", instance.columns),
+                               ("BitsAllocated", instance.bits_allocated), ("BitsStored", instance.bits_stored)):
+            if not value:
+                raise MissingTagError(f"{keyword} is missing in {instance.path.name}", keyword)
+        if instance.has_modality_lut_sequence:
+            raise UnsupportedImageError(
+                f"{instance.path.name} has a Modality LUT Sequence (0028,3000); CT HU must come from RescaleSlope "
+                "and RescaleIntercept (PS3.3 C.8.2.1), a lookup table is not supported"
+            )
+    for tsyntax in sorted({i.transfer_syntax_uid for i in instances}):
+        _require_decodable(tsyntax)
+    inverted = sum(i.photometric_interpretation == "MONOCHROME1" for i in instances)
+    if inverted:
+        warnings.append(
+            f"{inverted} image(s) are MONOCHROME1: that inverts only the display; HU are loaded unchanged"
+        )
+
+
+def _require_decodable(tsyntax: str) -> None:
+    try:
+        decoder = get_decoder(tsyntax)
+    except NotImplementedError:
+        raise UnsupportedTransferSyntaxError(
+            f"the pixel data is encoded with transfer syntax {transfer_syntax_name(tsyntax)}, which pydicom cannot "
+            "decode", tsyntax
+        ) from None
+    if not decoder.is_available:
+        missing = "; ".join(str(m) for m in decoder.missing_dependencies) or "no plugin available"
+        raise UnsupportedTransferSyntaxError(
+            f"the pixel data is encoded with transfer syntax {transfer_syntax_name(tsyntax)}, and no decoder for it "
+            f"is installed ({missing})", tsyntax
+        )
+
+
+# -- decoding ------------------------------------------------------------------------------------------------------
+
+
+def _decode(grid: SliceGrid, progress: Progress | None) -> np.ndarray:
+    """Decode every frame into its sorted slot of one preallocated array, converting to HU slice by slice."""
+    frames = grid.frames
+    rows, columns = frames[0].instance.rows, frames[0].instance.columns
+    integral = all(float(f.slope).is_integer() and float(f.intercept).is_integer()  # type: ignore[arg-type]
+                   for f in frames)
+    hu = np.empty((len(frames), rows, columns), np.int16 if integral else np.float32)  # type: ignore[arg-type]
+    slots: dict[InstanceHeader, list[tuple[int, FrameHeader]]] = {}
+    for k, frame in enumerate(frames):
+        slots.setdefault(frame.instance, []).append((k, frame))
+    done = 0
+    if progress is not None:
+        progress(0, len(frames))
+    for instance, targets in slots.items():
+        targets.sort(key=lambda target: target[1].index)
+        for (k, frame), stored in zip(targets, _stored_frames(instance, [f.index for _, f in targets]), strict=True):
+            if stored.shape != (rows, columns):
+                raise PixelDecodeError(
+                    f"{instance.path.name} decoded to shape {stored.shape}, expected {rows} x {columns}"
+                )
+            hu = _put_slice(hu, k, stored, frame)
+            done += 1
+            if progress is not None:
+                progress(done, len(frames))
+    return hu
+
+
+def _stored_frames(instance: InstanceHeader, indices: list[int]) -> Iterator[np.ndarray]:
+    """Stored values of the frames `indices` of `instance`, decoded one frame at a time from the file."""
+    options = {} if instance.has_file_meta else {"transfer_syntax_uid": UID(instance.transfer_syntax_uid)}
+    try:
+        if instance.transfer_syntax_uid == DeflatedExplicitVRLittleEndian:
+            # the whole data set is deflated: pydicom cannot seek to the pixel data in the file
+            src: Path | pydicom.Dataset = pydicom.dcmread(instance.path)
+        else:
+            src = instance.path
+        if instance.number_of_frames == 1:
+            yield pixel_array(src, **options)
+        else:
+            yield from iter_pixels(src, indices=indices, **options)
+    except Exception as exc:
+        raise PixelDecodeError(
+            f"the pixel data of {instance.path.name} ({transfer_syntax_name(instance.transfer_syntax_uid)}) could "
+            f"not be decoded: {exc}"
+        ) from exc
+
+
+def _put_slice(hu: np.ndarray, k: int, stored: np.ndarray, frame: FrameHeader) -> np.ndarray:
+    """Write slice `k` as HU; returns the array (a float32 copy if an int16 one cannot hold this slice)."""
+    slope, intercept = float(frame.slope), float(frame.intercept)  # type: ignore[arg-type]
+    padding = frame.instance.padding
+    pad = None if padding is None else (stored >= padding[0]) & (stored <= padding[1])
+    if hu.dtype == np.int16:
+        values = stored.astype(np.int64 if stored.dtype.itemsize >= 4 else np.int32)
+        if slope != 1:
+            values *= int(slope)
+        if intercept:
+            values += int(intercept)
+        if pad is not None:
+            values[pad] = PADDING_HU
+        if values.size and (values.min() < _INT16.min or values.max() > _INT16.max):
+            hu = _as_float32(hu)
+        hu[k] = values
+        return hu
+    values = stored.astype(np.float64) * slope + intercept
+    if pad is not None:
+        values[pad] = PADDING_HU
+    hu[k] = values
+    return hu
+
+
+def _as_float32(hu: np.ndarray) -> np.ndarray:
+    """A float32 copy of `hu` (slots not yet decoded are overwritten later): integer HU beyond int16, rare."""
+    return hu.astype(np.float32)
+
+
+def _warn_missing_uids(grid: SliceGrid, info: SeriesInfo, warnings: list[str]) -> None:
+    no_uid = sum(not f.instance.sop_instance_uid for f in grid.frames)
+    if no_uid:
+        warnings.append(
+            f"{no_uid} slice(s) have no SOP Instance UID: derived objects (DICOM-SEG) cannot reference them"
+        )
+    if not info.series_instance_uid:
+        warnings.append("the files have no SeriesInstanceUID; they were taken as one series")
