@@ -25,6 +25,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from sarcoscreen.db.session import BEGIN_IMMEDIATE, create_engine_from_url, mask_url, sqlite_file
 
@@ -38,7 +39,7 @@ _ADVISORY_LOCK_KEY = 0x5A5C0_5C4E
 
 
 class MigrationError(Exception):
-    """The database could not be migrated; the message says why (no credentials in it)."""
+    """The database could not be reached or migrated; the message says why (no credentials, no data values)."""
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -67,6 +68,13 @@ def _revision_of(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+def _database_error(url: str, exc: SQLAlchemyError) -> MigrationError:
+    """A `MigrationError` naming the database (password masked) and the driver's first line of text."""
+    cause = getattr(exc, "orig", None) or exc
+    first_line = (str(cause).strip().splitlines() or [""])[0]
+    return MigrationError(f"database {mask_url(url)}: {type(cause).__name__}: {first_line}")
+
+
 def current(url: str) -> str | None:
     """The database's revision, or ``None`` for an empty database (a missing SQLite file is not created)."""
     path = sqlite_file(url)
@@ -76,6 +84,8 @@ def current(url: str) -> str | None:
     try:
         with engine.connect() as connection:
             return _revision_of(connection)
+    except SQLAlchemyError as exc:
+        raise _database_error(url, exc) from exc
     finally:
         engine.dispose()
 
@@ -109,6 +119,8 @@ def _run_locked(url: str, action: Callable[[Config], None]) -> None:
                     action(config)
                 except CommandError as exc:
                     raise MigrationError(f"database {mask_url(url)}: {exc}") from None
+    except SQLAlchemyError as exc:
+        raise _database_error(url, exc) from exc
     finally:
         engine.dispose()
 

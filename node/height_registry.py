@@ -22,6 +22,9 @@ __all__ = ["patient_id_of_series", "registry_height_for_series"]
 
 logger = logging.getLogger(__name__)
 
+_CONNECT_TIMEOUT_S = 10
+"""A registry on an unreachable PostgreSQL server must not hold up an analysis for minutes."""
+
 
 def _candidate_files(series_path: Path) -> list[Path]:
     if series_path.is_file():
@@ -61,8 +64,9 @@ def registry_height_for_series(settings: Settings, series_path: Path) -> float |
     path = sqlite_file(url)
     if path is not None and not path.is_file():
         return None
+    options = {} if path is not None else {"connect_args": {"connect_timeout": _CONNECT_TIMEOUT_S}}
     try:
-        engine = create_engine_from_url(url)
+        engine = create_engine_from_url(url, **options)
     except ValueError as exc:
         logger.warning("height registry not consulted: %s", exc)
         return None

@@ -97,3 +97,11 @@ def test_engine_urls(tmp_path: Path) -> None:
     for bad in ("postgresql+psycopg2://node@db/x", "mysql://node@db/x", "sqlite+pysqlcipher:///x.db", "not a url"):
         with pytest.raises(ValueError, match=r"supported|not a valid"):
             create_engine_from_url(bad)
+
+
+def test_an_unreachable_database_is_one_clear_error_without_the_password() -> None:
+    url = "postgresql+psycopg://node:hunter2@127.0.0.1:1/sarcoscreen"  # nothing listens on port 1
+    for action in (migrate.current, migrate.upgrade, migrate.ensure_schema):
+        with pytest.raises(migrate.MigrationError, match=r"node:\*\*\*@127\.0\.0\.1:1") as raised:
+            action(url)
+        assert "hunter2" not in str(raised.value)

@@ -278,3 +278,8 @@ def test_an_unmigrated_database_gives_no_height_and_logs_no_patient_id(
     assert "height registry not consulted" in caplog.text
     assert "PAT-HEIGHT-42" not in caplog.text
     assert str(series_dir) not in caplog.text
+
+
+def test_an_unreachable_registry_gives_no_height(series_dir: Path) -> None:
+    settings = Settings.model_validate({"database": {"url": "postgresql+psycopg://node:pw@127.0.0.1:1/x"}})
+    assert registry_height_for_series(settings, series_dir) is None
