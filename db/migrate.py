@@ -3,7 +3,9 @@
 Each upgrade or downgrade runs in one transaction that first takes a lock, so several processes starting at
 once (a node and its workers) migrate the database once and the others wait and find it up to date:
 PostgreSQL takes a transaction-level advisory lock, SQLite starts with ``BEGIN IMMEDIATE`` (the write lock).
-PostgreSQL has transactional DDL, so a failed migration leaves the schema as it was.
+PostgreSQL has transactional DDL, so a failed migration leaves the schema as it was. On SQLite, migrations run
+with foreign keys off (batch mode re-creates tables, and dropping a parent table would otherwise cascade to its
+children) and ``PRAGMA foreign_key_check`` must find nothing before the transaction commits.
 
 For developers, a new revision is made with::
 
@@ -107,7 +109,12 @@ def _run_locked(url: str, action: Callable[[Config], None]) -> None:
     engine = create_engine_from_url(url)
     try:
         with engine.connect() as connection:
-            if connection.dialect.name == "sqlite":
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # Batch mode copies a table and drops the old one; with foreign keys on, the DROP would delete
+                # the rows of every child table (ON DELETE CASCADE). The pragma is a no-op inside a transaction,
+                # so it goes to the driver before BEGIN; the engine (and this connection) is disposed afterwards.
+                connection.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
                 connection.execution_options(**{BEGIN_IMMEDIATE: True})  # changes this connection in place
             with connection.begin():
                 if connection.dialect.name == "postgresql":
@@ -119,6 +126,9 @@ def _run_locked(url: str, action: Callable[[Config], None]) -> None:
                     action(config)
                 except CommandError as exc:
                     raise MigrationError(f"database {mask_url(url)}: {exc}") from None
+                if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise MigrationError(f"database {mask_url(url)}: the migration left rows whose parent row is "
+                                         f"missing (PRAGMA foreign_key_check); nothing was changed")
     except SQLAlchemyError as exc:
         raise _database_error(url, exc) from exc
     finally:

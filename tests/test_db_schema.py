@@ -327,3 +327,33 @@ def test_errors_do_not_show_patient_identifiers(engine: Engine) -> None:
             session.flush()
     assert "SECRET-PID-77" not in str(raised.value)
     assert "1.2.3" not in str(raised.value).split("[SQL")[0]
+
+
+def test_a_sqlite_batch_migration_keeps_the_rows_of_child_tables(tmp_path: Path) -> None:
+    """SQLite batch mode copies a table and drops the old one; with foreign keys on, that DROP would cascade.
+
+    Migrations therefore run with foreign keys off (checked with ``PRAGMA foreign_key_check`` before commit).
+    """
+    from alembic.operations import Operations
+
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    migrate.upgrade(url)
+    engine = create_engine_from_url(url)
+    try:
+        with session_scope(engine) as session:
+            session.add(_study("9.9"))
+            session.add(_instance(_series(_study("1.2.3.9"), "1.2.3.9.4"), "1.2.3.9.4.5"))
+
+        def recreate_studies(config: object) -> None:
+            connection = config.attributes["connection"]  # type: ignore[attr-defined]
+            operations = Operations(MigrationContext.configure(connection, opts={"render_as_batch": True}))
+            with operations.batch_alter_table("studies", recreate="always"):
+                pass
+
+        migrate._run_locked(url, recreate_studies)
+        with engine.connect() as connection:
+            assert connection.scalar(select(func.count()).select_from(Series)) == 1
+            assert connection.scalar(select(func.count()).select_from(Instance)) == 1
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()
