@@ -9,6 +9,8 @@ the Shared Functional Groups Sequence as fallback (PS3.3 C.7.6.16 Multi-frame Fu
 * Pixel Measures C.7.6.16.2.1 -> ``PixelSpacing``, ``SliceThickness``
 * Pixel Value Transformation C.7.6.16.2.9 -> ``RescaleSlope``, ``RescaleIntercept``
 * CT Image Frame Type C.8.15.3.1 -> ``FrameType`` (a frame can be a LOCALIZER)
+* CT Reconstruction C.8.15.3.6, or Unassigned Shared Converted Attributes C.7.6.16.2.25 of a legacy-converted
+  instance -> ``ConvolutionKernel``
 
 The datasets are dropped after reading: a 1000-file series keeps only these records (a few hundred bytes each).
 """
@@ -299,9 +301,10 @@ def _series_info(ds: Dataset) -> SeriesInfo:
     if thickness is None and measures is not None:
         thickness = _number(measures.get("SliceThickness"))
     kernel = _text(ds, "ConvolutionKernel")
-    reconstruction = _item(groups, "CTReconstructionSequence")
-    if kernel is None and reconstruction is not None:
-        kernel = _text(reconstruction, "ConvolutionKernel")
+    for keyword in ("CTReconstructionSequence", "UnassignedSharedConvertedAttributesSequence"):
+        item = _item(groups, keyword)
+        if kernel is None and item is not None:
+            kernel = _text(item, "ConvolutionKernel")
     contrast = _text(ds, "ContrastBolusAgent")
     agents = ds.get("ContrastBolusAgentSequence") or []
     if contrast is None and len(agents):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from ct_series_factory import CTSeries, edit_file, hu_pattern, write_ct_series
+from ct_series_factory import assert_matches, edit_file, hu_pattern, write_ct_series
 from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
 from pydicom.sequence import Sequence as DicomSequence
@@ -40,29 +40,6 @@ from sarcoscreen.inference.series_loader import (
     UnsupportedTransferSyntaxError,
     load_series,
 )
-from sarcoscreen.inference.volume import Volume
-
-
-def assert_matches(volume: Volume, series: CTSeries, atol_mm: float = 1e-4) -> None:
-    """Every written slice is in the volume with its HU, SOP instance and, through `affine`, its voxel positions
-    (within `atol_mm`: the affine assumes uniform spacing)."""
-    assert volume.shape[0] == len(series.files)
-    z = volume.slice_z_mm()
-    assert np.all(np.diff(z) > 0), "slices must be sorted along the normal"
-    affine = volume.affine
-    rows, columns = series.hu[0].shape
-    rng = np.random.default_rng(7)
-    for n in range(len(series.files)):
-        matches = np.flatnonzero(np.all(np.isclose(volume.positions, series.positions[n], atol=1e-4), axis=1))
-        assert matches.size == 1, f"written slice {n} at {series.positions[n]} not found exactly once"
-        k = int(matches[0])
-        np.testing.assert_array_equal(volume.hu[k], series.hu[n])
-        assert volume.slices[k].sop_instance_uid == series.sop_instance_uids[n]
-        points = [(0, 0), (rows - 1, 0), (0, columns - 1), (rows - 1, columns - 1),
-                  *zip(rng.integers(rows, size=5), rng.integers(columns, size=5), strict=True)]
-        for i, j in points:
-            mapped = affine @ np.array([k, i, j, 1.0])
-            np.testing.assert_allclose(mapped[:3], series.voxel_position(n, int(i), int(j)), atol=atol_mm)
 
 
 def _rotation(z_deg: float, x_deg: float) -> np.ndarray:
