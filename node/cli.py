@@ -26,6 +26,9 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
 class CommandError(Exception):
     """A command could not do what was asked; the message says why in words."""
 
@@ -57,6 +60,21 @@ def _cmd_config_example(args: argparse.Namespace, settings: Settings | None) -> 
 # --- db -----------------------------------------------------------------------------------------------------
 
 
+def _database_errors_as_command_errors(handler: Handler) -> Handler:
+    """Let a handler's `MigrationError` (unreachable database, unknown revision) end as one clear message."""
+
+    def wrapped(args: argparse.Namespace, settings: Settings) -> int:
+        from sarcoscreen.db.migrate import MigrationError
+
+        try:
+            return handler(args, settings)
+        except MigrationError as exc:
+            raise CommandError(str(exc)) from None
+
+    return wrapped
+
+
+@_database_errors_as_command_errors
 def _cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from sarcoscreen.db import migrate
     from sarcoscreen.db.session import mask_url
@@ -66,15 +84,18 @@ def _cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+@_database_errors_as_command_errors
 def _cmd_db_downgrade(args: argparse.Namespace, settings: Settings) -> int:
     from sarcoscreen.db import migrate
     from sarcoscreen.db.session import mask_url
 
     migrate.downgrade(settings.database_url, args.revision)
-    print(f"database {mask_url(settings.database_url)} at revision {migrate.current(settings.database_url)}")
+    revision = migrate.current(settings.database_url) or "(empty)"
+    print(f"database {mask_url(settings.database_url)} at revision {revision}")
     return EXIT_OK
 
 
+@_database_errors_as_command_errors
 def _cmd_db_current(args: argparse.Namespace, settings: Settings) -> int:
     from sarcoscreen.db import migrate
     from sarcoscreen.db.session import mask_url
@@ -89,12 +110,14 @@ def _cmd_db_current(args: argparse.Namespace, settings: Settings) -> int:
 # --- heights ------------------------------------------------------------------------------------------------
 
 
+@_database_errors_as_command_errors
 def _cmd_heights_import(args: argparse.Namespace, settings: Settings) -> int:
     from sarcoscreen.db.heights import import_heights_csv
     from sarcoscreen.db.migrate import ensure_schema
     from sarcoscreen.db.session import create_engine_from_url, session_scope
 
-    ensure_schema(settings.database_url)
+    if settings.database.migrate_on_start:
+        ensure_schema(settings.database_url)
     engine = create_engine_from_url(settings.database_url)
     try:
         with session_scope(engine) as session:
@@ -156,8 +179,6 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # --- parser -------------------------------------------------------------------------------------------------
-
-Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 def _add_phantom_options(parser: argparse.ArgumentParser) -> None:
@@ -274,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"sarcoscreen: {exc}", file=sys.stderr)
         return EXIT_FAILED
+
     except KeyboardInterrupt:
         print("sarcoscreen: interrupted", file=sys.stderr)
         return 130

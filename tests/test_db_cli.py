@@ -105,3 +105,26 @@ def test_an_unreachable_database_is_one_clear_error_without_the_password() -> No
         with pytest.raises(migrate.MigrationError, match=r"node:\*\*\*@127\.0\.0\.1:1") as raised:
             action(url)
         assert "hunter2" not in str(raised.value)
+
+
+def test_an_unreachable_database_is_one_clear_message_with_the_password_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    # Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    monkeypatch.setenv("SARCOSCREEN_DATABASE__URL", "postgresql+psycopg://node:s3cret@127.0.0.1:1/none")
+    assert main(["db", "upgrade"]) == 1
+    err = capsys.readouterr().err
+    assert "Connection refused" in err or "connection failed" in err
+    assert "s3cret" not in err
+    assert "Traceback" not in err
+
+
+def test_downgrade_to_base_says_the_database_is_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SARCOSCREEN_DATABASE__URL", f"sqlite:///{tmp_path / 'q.db'}")
+    assert main(["db", "upgrade"]) == 0
+    assert main(["db", "downgrade", "base"]) == 0
+    assert "at revision (empty)" in capsys.readouterr().out
