@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import re
+
 import pytest
 
 from sarcoscreen.inference.catalogue import (
@@ -19,6 +22,9 @@ HIASA_19 = {
     "rectus_femoris", "sartorius", "semimembranosus", "semitendinosus", "tensor_fasciae_latae",
     "vastus_lateralis_intermedius", "vastus_medialis",
 }
+PRIVATE_SCHEME = "99SARCO"
+# Labels merging several muscles (the gastrocnemius label has `includes` too, but its two heads are one muscle).
+MERGED_MUSCLES = {"adductors", "vastus_lateralis_intermedius", "toe_extensors", "fibularis", "deep_posterior_leg"}
 
 
 def _anatomy_keys(structures: tuple) -> set[str]:
@@ -87,19 +93,52 @@ def test_lookups_and_unknown_structures() -> None:
     assert 0 not in {s.label for s in CATALOGUE}  # 0 is background in every label map
 
 
-def test_every_code_is_snomed_ct_with_a_source() -> None:
+def test_every_code_is_snomed_ct_or_a_declared_private_code_with_a_source() -> None:
     for anatomy in CATALOGUE.anatomies:
         code = anatomy.code
-        assert code.scheme == "SCT", anatomy.key
-        assert code.value.isdigit(), anatomy.key
         assert code.meaning, anatomy.key
         assert code.source, anatomy.key
         assert not code.source.startswith("PENDING"), f"{anatomy.key} has no sourced code yet"
+        if code.scheme == PRIVATE_SCHEME:
+            # Only a label merging several muscles, or a muscle region, may lack a single SNOMED CT concept.
+            assert anatomy.key in MERGED_MUSCLES or anatomy.kind is Kind.MUSCLE_REGION, anatomy.key
+            assert anatomy.includes, anatomy.key
+            continue
+        assert code.scheme == "SCT", anatomy.key
+        assert code.value.isdigit(), anatomy.key
+
+
+def test_merged_muscle_labels_say_what_they_include() -> None:
+    for key in MERGED_MUSCLES:
+        anatomy = CATALOGUE.anatomy(key)
+        assert anatomy.kind is Kind.MUSCLE
+        assert anatomy.includes, key
+
+
+def test_private_codes_are_declared() -> None:
+    private = [a for a in CATALOGUE.anatomies if a.code.scheme == PRIVATE_SCHEME]
+    assert PRIVATE_SCHEME.startswith("99")  # DICOM PS3.3 section 8.2: private coding scheme designators
+    values = [a.code.value for a in private]
+    assert len(set(values)) == len(values)
+    for anatomy in private:
+        assert re.fullmatch(r"SARCO-\d{4}", anatomy.code.value), anatomy.key
+        assert anatomy.code.source.startswith("sarcoscreen private code: no single SNOMED CT concept for "), anatomy.key
+    for anatomy in CATALOGUE.anatomies:
+        if anatomy.code.value.startswith("SARCO-"):
+            assert anatomy.code.scheme == PRIVATE_SCHEME, anatomy.key
+
+
+def test_code_table_covers_exactly_the_catalogue() -> None:
+    # Imported here: the code table imports the catalogue, which needs the table while it is being built.
+    codes = importlib.import_module("sarcoscreen.inference._catalogue_codes")
+    assert set(codes.CODES) == {a.key for a in CATALOGUE.anatomies}
+    assert codes.PRIVATE_SCHEME == PRIVATE_SCHEME
 
 
 def test_specific_muscles_have_distinct_codes() -> None:
-    codes = [a.code.value for a in CATALOGUE.anatomies if a.kind is Kind.MUSCLE]
+    codes = [(a.code.scheme, a.code.value) for a in CATALOGUE.anatomies if a.kind is Kind.MUSCLE]
     assert len(set(codes)) == len(codes)
+    assert len({value for _, value in codes}) == len(codes)
 
 
 def test_colours_are_distinct_rgb() -> None:
