@@ -18,10 +18,7 @@ Rules (no invented codes):
 
 from __future__ import annotations
 
-from sarcoscreen.inference.catalogue import Code
-
-PRIVATE_SCHEME = "99SARCO"
-"""Coding scheme designator of sarcoscreen's private codes (DICOM PS3.3 section 8.2: private ones start with 99)."""
+from sarcoscreen.inference.coding import PRIVATE_SCHEME, Code
 
 # Sources, named once. Expansions are by terminology servers from the SNOMED CT release named.
 _PS316 = "DICOM PS3.16"

@@ -11,8 +11,10 @@ Sources:
 * The three groups are those of the reference study: *gluteal* (gluteus maximus, medius, minimus), *above knee*
   (all hip and thigh muscles except psoas major) and *all* (above knee plus the lower-leg muscles).
 * Codes: SNOMED CT concepts, each with its source in `Code.source` (DICOM PS3.16 context groups where the concept
-  is there; otherwise the published mapping named). Laterality is not pre-coordinated in the codes; it is the
-  SNOMED CT modifier of `Side` (DICOM PS3.16 CID 244 "Laterality").
+  is there; otherwise the published SNOMED CT value set named). Labels that merge several muscles with no single
+  SNOMED CT concept for the grouping carry a code of sarcoscreen's private scheme ``99SARCO``
+  (`sarcoscreen.inference.coding.PRIVATE_SCHEME`); see ``docs/catalogue.md``. Laterality is not pre-coordinated
+  in the codes; it is the SNOMED CT modifier of `Side` (DICOM PS3.16 CID 244 "Laterality").
 * The *region* structures are what the weight-free ``threshold`` engine can tell apart without per-muscle
   boundaries; each approximates one of the reference study's groups (see ``docs/engines.md``).
 """
@@ -23,6 +25,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
+
+from sarcoscreen.inference._catalogue_codes import CODES
+from sarcoscreen.inference.coding import Code
 
 __all__ = [
     "CATALOGUE",
@@ -75,16 +80,6 @@ class Group(StrEnum):
     def title(self) -> str:
         return {"gluteal": "Gluteal muscles", "above_knee": "Muscles above the knee joint",
                 "all": "All lower-extremity muscles"}[self.value]
-
-
-@dataclass(frozen=True)
-class Code:
-    """A coded concept (DICOM PS3.3 Table 8.8-1 Code Sequence Macro) and where the code was taken from."""
-
-    value: str
-    scheme: str
-    meaning: str
-    source: str
 
 
 # DICOM PS3.16 CID 244 "Laterality".
@@ -151,8 +146,6 @@ def _define() -> tuple[tuple[int, Anatomy], ...]:
     Label values are persistent (label maps, model bundles and stored results use them): never renumber, only
     append.
     """
-    from sarcoscreen.inference._catalogue_codes import CODES
-
     def muscle(key: str, name: str, region: Region, colour: tuple[int, int, int], groups: Iterable[Group],
                includes: str | None = None) -> Anatomy:
         return Anatomy(key, name, Kind.MUSCLE, region, CODES[key], colour, frozenset(groups), True, includes)

@@ -129,7 +129,6 @@ def test_private_codes_are_declared() -> None:
 
 
 def test_code_table_covers_exactly_the_catalogue() -> None:
-    # Imported here: the code table imports the catalogue, which needs the table while it is being built.
     codes = importlib.import_module("sarcoscreen.inference._catalogue_codes")
     assert set(codes.CODES) == {a.key for a in CATALOGUE.anatomies}
     assert codes.PRIVATE_SCHEME == PRIVATE_SCHEME
