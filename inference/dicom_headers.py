@@ -177,7 +177,11 @@ def _check_complete(instance: InstanceHeader, pixels: tuple[str, int, int] | Non
 
 
 def _read_raw_dataset(fp: Any, path: Path, stop_when: Any) -> Dataset:
-    """A data set without preamble and file meta (allowed in PS3.10 only for media; some exports do it)."""
+    """A data set without preamble and file meta (not PS3.10 conformant; some old exports do it). It must start
+    with a group 0x0008 element (little endian), so that text, images or archives are not parsed by force."""
+    fp.seek(0)
+    if fp.read(2) != b"\x08\x00":
+        raise NotDicomError(f"{path.name}: not DICOM")
     fp.seek(0)
     try:
         ds = read_partial(fp, stop_when=stop_when, force=True)

@@ -227,10 +227,14 @@ def _reject_tilt(positions: np.ndarray, normal: np.ndarray, tolerance_mm: float)
     if offsets[worst] <= tolerance_mm:
         return
     angle = float(np.degrees(np.arctan2(offsets[-1], along[-1])))
+    if offsets[-1] > tolerance_mm:
+        how = f"they run at {angle:.2f}° to it (gantry tilt), so "
+    else:  # first and last agree: one or a few slices are shifted, not a tilt of the whole series
+        how = "the positions are sheared: "
     raise GantryTiltError(
-        f"the slice positions do not advance along the slice normal: they run at {angle:.2f}° to it (gantry "
-        f"tilt or sheared positions), so slice {worst} lies {offsets[worst]:.2f} mm off the normal within its "
-        f"plane (tolerance {tolerance_mm:.2f} mm, half a pixel); tilted series are rejected, not resampled",
+        f"the slice positions do not advance along the slice normal: {how}slice {worst} lies "
+        f"{offsets[worst]:.2f} mm off the normal within its plane (tolerance {tolerance_mm:.2f} mm, half a "
+        "pixel); tilted series are rejected, not resampled",
         angle,
     )
 

@@ -2,9 +2,9 @@
 
 `load_series` works in two passes. First it reads every file's header without pixel data (`dicom_headers`) to
 choose the series, check it and sort its slices (`series_geometry`); nothing is decoded before the series is known
-to be loadable. Then it decodes the slices one at a time into a preallocated array, so a series needs little more
-memory than its own volume (an int16 1000 x 512 x 512 series peaks within 2.5 times the volume's size; see
-docs/benchmarks.md).
+to be loadable. Then it decodes the slices one at a time into a preallocated array (`hu_decoding`), so a series
+needs little more memory than its own volume (an int16 1000 x 512 x 512 series peaks at 1.12 times the volume's
+size, interpreter included; see docs/benchmarks.md).
 
 **HU** (PS3.3 C.11.1 Modality LUT Module, C.8.2.1 CT Image Module): ``HU = stored * RescaleSlope +
 RescaleIntercept`` with each slice's (or frame's) own slope and intercept, which may differ between slices. Stored
@@ -20,35 +20,42 @@ With sarcoscreen's dependencies (pydicom 3, pylibjpeg with the openjpeg, libjpeg
 Implicit and Explicit VR Little Endian, Explicit VR Big Endian, Deflated Explicit VR Little Endian, RLE Lossless,
 JPEG Baseline (1.2.840.10008.1.2.4.50), JPEG Extended (.51), JPEG Lossless (.57), JPEG Lossless SV1 (.70),
 JPEG-LS Lossless and Near-Lossless (.80, .81), JPEG 2000 Lossless and lossy (.90, .91) and High-Throughput JPEG 2000
-(.201, .202, .203). Any other (JPEG XL, MPEG, ...) raises `UnsupportedTransferSyntaxError` naming it before
-decoding starts.
+(.201, .202, .203). All but HTJ2K are exercised by the tests with real encoded files (there is no HTJ2K encoder in
+the test environment). Any other (JPEG XL, MPEG, ...) raises `UnsupportedTransferSyntaxError` naming it before
+decoding starts. A bare data set without file meta is read as the little-endian syntax it parses as.
 
 **Instances**: CT Image Storage (one slice per file), and Enhanced CT Image Storage (1.2.840.10008.5.1.4.1.1.2.1)
 or Legacy Converted Enhanced CT Image Storage (1.2.840.10008.5.1.4.1.1.2.2) multi-frame instances, geometry and
 rescale read per frame from the functional groups (C.7.6.16); `SliceRef.frame_number` records the frame.
 
-**Bad input** raises a subclass of `SeriesLoadError` (see `series_errors`). Tolerated conditions are corrected
-and described in `Volume.warnings`: localizers excluded, unreadable or non-DICOM files skipped (when the remaining
-files form a valid series), duplicate copies of one SOP instance dropped, missing UIDs.
+**Bad input** raises a subclass of `SeriesLoadError` (see `series_errors`), one per condition: no DICOM files,
+several series, a series not found, non-CT modality, colour images, missing or malformed required attributes,
+an undecodable transfer syntax or corrupt pixel data, and the geometry refusals of `series_geometry` - fewer than
+two slices (a single slice is refused: screening needs a volume), mixed orientations, mixed pixel grids,
+duplicate positions, gantry tilt (*rejected* with its angle, never resampled), missing slices and non-uniform
+spacing. Tolerated conditions are corrected and described in `Volume.warnings`: localizers excluded, unreadable
+or non-DICOM files skipped (when the remaining files form a valid series; the warning says how many), duplicate
+copies of one SOP instance dropped, missing UIDs.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
-import pydicom
-from pydicom.pixels import get_decoder, iter_pixels, pixel_array
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from sarcoscreen.inference.dicom_headers import (
     FrameHeader,
     InstanceHeader,
     NotDicomError,
     read_header,
-    transfer_syntax_name,
+)
+from sarcoscreen.inference.hu_decoding import (
+    PADDING_HU,
+    Progress,
+    check_pixel_encoding,
+    decodable_transfer_syntaxes,
+    decode_hu,
 )
 from sarcoscreen.inference.series_errors import (
     ColourImageError,
@@ -99,10 +106,7 @@ __all__ = [
     "load_series",
 ]
 
-PADDING_HU = -1024
-Progress = Callable[[int, int], None]
 _NAMES_SHOWN = 5
-_INT16 = np.iinfo(np.int16)
 
 
 def load_series(
@@ -132,8 +136,8 @@ def load_series(
     grid = arrange_slices([frame for _, frames in chosen for frame in frames])
     warnings += grid.warnings
     instances = list(dict.fromkeys(frame.instance for frame in grid.frames))
-    _check_pixel_encoding(instances, warnings)
-    hu = _decode(grid, progress)
+    check_pixel_encoding(instances, warnings)
+    hu = decode_hu(grid, progress)
     info = grid.frames[0].instance.info
     _warn_missing_uids(grid, info, warnings)
     return Volume(
@@ -143,20 +147,6 @@ def load_series(
                      for f in grid.frames),
         info=info, warnings=tuple(warnings),
     )
-
-
-def decodable_transfer_syntaxes() -> list[UID]:
-    """Transfer syntaxes whose pixel data pydicom can decode with the plugins installed here."""
-    from pydicom.uid import AllTransferSyntaxes
-
-    decodable = []
-    for uid in AllTransferSyntaxes:
-        try:
-            if get_decoder(uid).is_available:
-                decodable.append(UID(uid))
-        except NotImplementedError:
-            continue
-    return decodable
 
 
 # -- files and headers ------------------------------------------------------------------------------------------
@@ -260,143 +250,6 @@ def _require_ct(headers: list[tuple[InstanceHeader, list[FrameHeader]]]) -> None
         other = next(m for m, _ in modalities.most_common() if m != "CT")
         found = ", ".join(f"{m} ({n} files)" for m, n in modalities.most_common())
         raise NotCTError(f"the series is not CT: Modality (0008,0060) is {found}; only CT can be screened", other)
-
-
-# -- pixel encoding -----------------------------------------------------------------------------------------------
-
-
-def _check_pixel_encoding(instances: list[InstanceHeader], warnings: list[str]) -> None:
-    """Refuse, before decoding anything, what cannot become HU: no pixel data, colour, LUTs, undecodable syntax."""
-    lacking = [i.path.name for i in instances if i.pixel_keyword is None]
-    if lacking:
-        raise MissingTagError(
-            f"PixelData (7FE0,0010) is missing in {len(lacking)} of {len(instances)} files ({_names(lacking)})",
-            "PixelData",
-        )
-    for instance in instances:
-        if instance.pixel_keyword != "PixelData":
-            raise UnsupportedImageError(
-                f"{instance.path.name} holds {instance.pixel_keyword}, not integer PixelData; CT must be integer "
-                "stored values with a rescale to HU"
-            )
-        if instance.samples_per_pixel != 1 or instance.photometric_interpretation not in {"MONOCHROME1",
-                                                                                           "MONOCHROME2"}:
-            raise ColourImageError(
-                f"{instance.path.name} is not a greyscale image: PhotometricInterpretation "
-                f"{instance.photometric_interpretation or '(absent)'}, SamplesPerPixel {instance.samples_per_pixel}; "
-                "CT must be MONOCHROME2 with one sample per pixel"
-            )
-        for keyword, value in (("Rows", instance.rows), ("Columns", instance.columns),
-                               ("BitsAllocated", instance.bits_allocated), ("BitsStored", instance.bits_stored)):
-            if not value:
-                raise MissingTagError(f"{keyword} is missing in {instance.path.name}", keyword)
-        if instance.has_modality_lut_sequence:
-            raise UnsupportedImageError(
-                f"{instance.path.name} has a Modality LUT Sequence (0028,3000); CT HU must come from RescaleSlope "
-                "and RescaleIntercept (PS3.3 C.8.2.1), a lookup table is not supported"
-            )
-    for tsyntax in sorted({i.transfer_syntax_uid for i in instances}):
-        _require_decodable(tsyntax)
-    inverted = sum(i.photometric_interpretation == "MONOCHROME1" for i in instances)
-    if inverted:
-        warnings.append(
-            f"{inverted} image(s) are MONOCHROME1: that inverts only the display; HU are loaded unchanged"
-        )
-
-
-def _require_decodable(tsyntax: str) -> None:
-    try:
-        decoder = get_decoder(tsyntax)
-    except NotImplementedError:
-        raise UnsupportedTransferSyntaxError(
-            f"the pixel data is encoded with transfer syntax {transfer_syntax_name(tsyntax)}, which pydicom cannot "
-            "decode", tsyntax
-        ) from None
-    if not decoder.is_available:
-        missing = "; ".join(str(m) for m in decoder.missing_dependencies) or "no plugin available"
-        raise UnsupportedTransferSyntaxError(
-            f"the pixel data is encoded with transfer syntax {transfer_syntax_name(tsyntax)}, and no decoder for it "
-            f"is installed ({missing})", tsyntax
-        )
-
-
-# -- decoding ------------------------------------------------------------------------------------------------------
-
-
-def _decode(grid: SliceGrid, progress: Progress | None) -> np.ndarray:
-    """Decode every frame into its sorted slot of one preallocated array, converting to HU slice by slice."""
-    frames = grid.frames
-    rows, columns = frames[0].instance.rows, frames[0].instance.columns
-    integral = all(float(f.slope).is_integer() and float(f.intercept).is_integer()  # type: ignore[arg-type]
-                   for f in frames)
-    hu = np.empty((len(frames), rows, columns), np.int16 if integral else np.float32)  # type: ignore[arg-type]
-    slots: dict[InstanceHeader, list[tuple[int, FrameHeader]]] = {}
-    for k, frame in enumerate(frames):
-        slots.setdefault(frame.instance, []).append((k, frame))
-    done = 0
-    if progress is not None:
-        progress(0, len(frames))
-    for instance, targets in slots.items():
-        targets.sort(key=lambda target: target[1].index)
-        for (k, frame), stored in zip(targets, _stored_frames(instance, [f.index for _, f in targets]), strict=True):
-            if stored.shape != (rows, columns):
-                raise PixelDecodeError(
-                    f"{instance.path.name} decoded to shape {stored.shape}, expected {rows} x {columns}"
-                )
-            hu = _put_slice(hu, k, stored, frame)
-            done += 1
-            if progress is not None:
-                progress(done, len(frames))
-    return hu
-
-
-def _stored_frames(instance: InstanceHeader, indices: list[int]) -> Iterator[np.ndarray]:
-    """Stored values of the frames `indices` of `instance`, decoded one frame at a time from the file."""
-    options = {} if instance.has_file_meta else {"transfer_syntax_uid": UID(instance.transfer_syntax_uid)}
-    try:
-        if instance.transfer_syntax_uid == DeflatedExplicitVRLittleEndian:
-            # the whole data set is deflated: pydicom cannot seek to the pixel data in the file
-            src: Path | pydicom.Dataset = pydicom.dcmread(instance.path)
-        else:
-            src = instance.path
-        if instance.number_of_frames == 1:
-            yield pixel_array(src, **options)
-        else:
-            yield from iter_pixels(src, indices=indices, **options)
-    except Exception as exc:
-        raise PixelDecodeError(
-            f"the pixel data of {instance.path.name} ({transfer_syntax_name(instance.transfer_syntax_uid)}) could "
-            f"not be decoded: {exc}"
-        ) from exc
-
-
-def _put_slice(hu: np.ndarray, k: int, stored: np.ndarray, frame: FrameHeader) -> np.ndarray:
-    """Write slice `k` as HU; returns the array (a float32 copy if an int16 one cannot hold this slice)."""
-    slope, intercept = float(frame.slope), float(frame.intercept)  # type: ignore[arg-type]
-    padding = frame.instance.padding
-    pad = None if padding is None else (stored >= padding[0]) & (stored <= padding[1])
-    if hu.dtype == np.int16:
-        values = stored.astype(np.int64 if stored.dtype.itemsize >= 4 else np.int32)
-        if slope != 1:
-            values *= int(slope)
-        if intercept:
-            values += int(intercept)
-        if pad is not None:
-            values[pad] = PADDING_HU
-        if values.size and (values.min() < _INT16.min or values.max() > _INT16.max):
-            hu = _as_float32(hu)
-        hu[k] = values
-        return hu
-    values = stored.astype(np.float64) * slope + intercept
-    if pad is not None:
-        values[pad] = PADDING_HU
-    hu[k] = values
-    return hu
-
-
-def _as_float32(hu: np.ndarray) -> np.ndarray:
-    """A float32 copy of `hu` (slots not yet decoded are overwritten later): integer HU beyond int16, rare."""
-    return hu.astype(np.float32)
 
 
 def _warn_missing_uids(grid: SliceGrid, info: SeriesInfo, warnings: list[str]) -> None:

@@ -308,6 +308,21 @@ def test_dicomdir_file_set_with_nested_files(tmp_path: Path) -> None:
     assert {s.sop_instance_uid for s in volume.slices} == set(series.sop_instance_uids)
 
 
+def test_raw_data_sets_without_file_meta(tmp_path: Path) -> None:
+    """Old exports write the bare data set (no preamble, no DICM, no file meta): implicit VR little endian."""
+    series = write_ct_series(tmp_path, n_slices=4, signed=True, bits_stored=16, intercepts=0,
+                             hu=hu_pattern(4, 12, 10, seed=11, low=-2000, high=2000))
+    for path in series.files:
+        ds = pydicom.dcmread(path)
+        del ds.file_meta
+        ds.preamble = None
+        pydicom.dcmwrite(path, ds, enforce_file_format=False, implicit_vr=True, little_endian=True)
+        assert path.read_bytes()[:2] == b"\x08\x00"
+    volume = load_series(tmp_path)
+    assert_matches(volume, series)
+    assert volume.warnings == ()
+
+
 def test_identical_copies_are_deduplicated(tmp_path: Path) -> None:
     series = write_ct_series(tmp_path, n_slices=4)
     shutil.copy(series.files[1], tmp_path / "copy-of-one.dcm")
@@ -465,7 +480,7 @@ def test_one_slice_shifted_within_its_plane_is_rejected(tmp_path: Path) -> None:
     positions = [(0.0, 0.0, 2.5 * n) for n in range(6)]
     positions[3] = (3.0, 0.0, 7.5)
     write_ct_series(tmp_path, n_slices=6, positions=positions)
-    with pytest.raises(GantryTiltError, match=r"slice 3 lies 3\.00 mm off"):
+    with pytest.raises(GantryTiltError, match=r"sheared: slice 3 lies 3\.00 mm off"):
         load_series(tmp_path)
 
 
