@@ -100,6 +100,7 @@ def analyze_series(
     engine_name: str | None = None,
     labels: Path | None = None,
     height_m: float | None = None,
+    series_uid: str | None = None,
     progress: bool = False,
 ) -> AnalysisResult:
     """Run the whole pipeline on one series folder and write the result files to `out_dir`."""
@@ -111,7 +112,8 @@ def analyze_series(
     bar = _Progress(progress)
     try:
         calibration = calibration_from(settings)
-        volume = load_series(series, progress=(lambda done, total: bar("loading", done, total)))
+        volume = load_series(series, series_instance_uid=series_uid,
+                             progress=(lambda done, total: bar("loading", done, total)))
         engine = engine_from(settings, engine_name, labels)
         segmentation = engine.segment(volume, progress=bar)
     except (SeriesLoadError, EngineError, CalibrationError) as exc:
@@ -131,14 +133,15 @@ def analyze_series(
     overlay = out_dir / "overlay.png"
     render_overlay(volume, segmentation, report).save(overlay)
     files["overlay"] = overlay
-    logger.info("analysed series %s with %s %s", volume.info.series_instance_uid, engine.name, engine.version)
+    logger.info("analysed series %s with %s %s", volume.info.series_instance_uid or "(no UID)", engine.name,
+                engine.version)
     return AnalysisResult(volume, segmentation, report, files)
 
 
 def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
     try:
         result = analyze_series(args.series, args.out, settings, engine_name=args.engine, labels=args.labels,
-                                height_m=args.height,
+                                height_m=args.height, series_uid=args.series_uid,
                                 progress=not args.no_progress)
     except AnalysisError as exc:
         print(f"sarcoscreen: cannot analyse {args.series}: {exc}")

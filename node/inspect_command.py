@@ -19,7 +19,7 @@ def describe_volume(volume: Volume) -> str:
     hu = volume.hu
     sample = hu[:: max(1, hu.shape[0] // 16)]
     lines = [
-        f"series        {info.series_instance_uid}",
+        f"series        {info.series_instance_uid or '(no SeriesInstanceUID)'}",
         f"modality      {info.modality}   body part {info.body_part_examined or '-'}   "
         f"description {info.series_description or '-'}",
         f"voxels        {volume.shape[0]} slices x {volume.shape[1]} rows x {volume.shape[2]} columns ({hu.dtype})",
@@ -37,7 +37,7 @@ def describe_volume(volume: Volume) -> str:
 
 def run_inspect(args: argparse.Namespace) -> int:
     try:
-        volume = load_series(args.series)
+        volume = load_series(args.series, series_instance_uid=args.series_uid)
     except SeriesLoadError as exc:
         print(f"sarcoscreen: cannot load {args.series}: {exc}")
         return 1
