@@ -13,7 +13,7 @@ from sarcoscreen.inference.catalogue import CATALOGUE
 from sarcoscreen.inference.engines.base import Segmentation
 from sarcoscreen.inference.measure import MeasurementReport
 from sarcoscreen.inference.volume import Volume
-from sarcoscreen.reports.results_table import group_rows
+from sarcoscreen.reports.results_table import group_rows, height_text
 
 __all__ = ["choose_slices", "render_overlay"]
 
@@ -79,10 +79,8 @@ def render_overlay(volume: Volume, segmentation: Segmentation, report: Measureme
     panels_h = max((p.height for p in panels), default=0) + caption_h
     header = ("group", "SMM left kg", "SMM right kg", "SMM both kg", "SMI kg/m2", "status")
     rows = [header, *group_rows(report)]
-    height_text = (f"{report.height_m:.2f} m ({report.height_source})" if report.height_m is not None
-                   else report.height_note)
     notes = [
-        f"engine {report.engine_name} {report.engine_version}; density {report.density_rule}; height {height_text}",
+        f"engine {report.engine_name} {report.engine_version}; density {report.density_rule}; {height_text(report)}",
         *(f"{s.group.title}: {s.reason}" for s in report.screening),
     ]
     line_h = 17

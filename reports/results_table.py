@@ -5,7 +5,7 @@ from __future__ import annotations
 from sarcoscreen.inference.catalogue import Group
 from sarcoscreen.inference.measure import Completeness, MeasurementReport
 
-__all__ = ["group_rows", "results_table"]
+__all__ = ["group_rows", "height_text", "results_table"]
 
 
 def _num(value: float | None, digits: int) -> str:
@@ -38,6 +38,13 @@ def group_rows(report: MeasurementReport) -> list[tuple[str, str, str, str, str,
     return rows
 
 
+def height_text(report: MeasurementReport) -> str:
+    """The height used for SMI and its source, or why there is none."""
+    if report.height_m is None:
+        return report.height_note
+    return f"height {report.height_m:.2f} m ({report.height_source})"
+
+
 def results_table(report: MeasurementReport) -> str:
     """Groups (mass per side, screening SMI, status) and the reasons behind anything not measured."""
     header = ("group", "SMM left kg", "SMM right kg", "SMM both kg", "SMI kg/m2", "status")
@@ -46,12 +53,11 @@ def results_table(report: MeasurementReport) -> str:
     lines = ["  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row))
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    height = (f"{report.height_m:.2f} m ({report.height_source})" if report.height_m is not None
-              else report.height_note)
+    height = height_text(report)
     lines += [
         "",
         f"engine {report.engine_name} {report.engine_version}; density {report.density_rule}; "
-        f"HU window {report.hu_window[0]:g}..{report.hu_window[1]:g}; height {height}",
+        f"HU window {report.hu_window[0]:g}..{report.hu_window[1]:g}; {height}",
     ]
     for screening in report.screening:
         lines.append(f"{screening.group.title}: {screening.reason}")
