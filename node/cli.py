@@ -182,9 +182,12 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _add_phantom_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="Folder for the DICOM series and ground truth.")
+    # No abbreviations: "phantom cohort --n 6" must not be taken for an abbreviation of a phantom option.
+    parser.allow_abbrev = False
+    parser.add_argument("--out", type=Path, help="Folder for the DICOM series and ground truth (required).")
     parser.add_argument("--fov", choices=("hip", "abdomen", "legs"), default="hip",
-                        help="hip: pelvic brim to ankle; abdomen: ends at the lesser trochanter; legs: knee to ankle.")
+                        help="hip: 2 cm above the iliac crest to below the ankle; abdomen: above the iliac crest to "
+                             "~2.7 cm below the lesser trochanter; legs: ~7 cm above the knee to below the ankle.")
     parser.add_argument("--sex", choices=("F", "M"), default="F")
     parser.add_argument("--height", type=float, default=1.58, metavar="M", help="Body height in metres.")
     parser.add_argument("--muscle-scale", type=float, default=1.0, help="Muscle cross-section scale (1 = typical).")
@@ -193,6 +196,19 @@ def _add_phantom_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matrix", type=int, default=512, help="Rows and columns of each slice.")
     parser.add_argument("--noise-hu", type=float, default=12.0, help="Image noise standard deviation in HU.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fatty-infiltration", type=float, default=0.0, metavar="0..1",
+                        help="Intramuscular fat and lower muscle attenuation (myosteatosis).")
+    parser.add_argument("--metal-hip", choices=("none", "left", "right"), default="none",
+                        help="A total hip prosthesis on one side, with streak artefacts.")
+    parser.add_argument("--contrast", action="store_true", help="Intravenous contrast (portal-venous phase).")
+    parser.add_argument("--no-table", dest="table", action="store_false", help="Leave out the CT table top.")
+    parser.add_argument("--offset-mm", type=float, nargs=2, default=(0.0, 0.0), metavar=("X", "Y"),
+                        help="Shift the patient in the image (x to the patient's left, y posterior), mm.")
+    parser.add_argument("--legs-touching", action="store_true", help="Thighs and knees close enough to touch.")
+    parser.add_argument("--patient-position", choices=("HFS", "FFS"), default="HFS",
+                        help="Head first or feet first supine (feet first mirrors the image columns).")
+    parser.add_argument("--age", type=int, default=72, help="Age in years (PatientAge; muscle attenuation).")
+    parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -243,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     cohort.add_argument("--with-ct", action="store_true", help="Also write each subject's CT series (small matrix).")
     cohort.add_argument("--matrix", type=int, default=128, help="Matrix of the CT series with --with-ct.")
     cohort.add_argument("--slice-mm", type=float, default=5.0, help="Slice spacing of the CT series with --with-ct.")
+    cohort.add_argument("--no-progress", action="store_true", help="No progress bar.")
     cohort.set_defaults(handler=_cmd_phantom_cohort, needs_settings=False)
 
     inspect = commands.add_parser("inspect", help="Load a CT series and describe it (geometry, HU, warnings).")

@@ -115,12 +115,12 @@ def _geometry(anatomy: Anatomy) -> SeriesGeometry:
     cy = 0.5 * (ymin + ymax) - oy
     half = max(xmax - ox, ox - xmin, 0.5 * (ymax - ymin)) + abs(ox) + abs(oy) + 15.0
     diameter = p.fov_diameter_mm or max(500.0, 20.0 * math.ceil(2.0 * half / 20.0))
-    ps = diameter / p.matrix
+    ps = float(f"{diameter / p.matrix:.10g}")  # exactly what PixelSpacing says
     head_first = p.patient_position is PatientPosition.HFS
     row_dir = (1.0, 0.0, 0.0) if head_first else (-1.0, 0.0, 0.0)
     col_dir = (0.0, 1.0, 0.0)
-    x0 = cx - row_dir[0] * (p.matrix / 2 - 0.5) * ps
-    y0 = cy - (p.matrix / 2 - 0.5) * ps
+    x0 = round(cx - row_dir[0] * (p.matrix / 2 - 0.5) * ps, 4)
+    y0 = round(cy - (p.matrix / 2 - 0.5) * ps, 4)
     # Volume order: increasing along the normal (+z for HFS, -z for FFS).
     z_order = zs if head_first else zs[::-1]
     positions = np.column_stack([np.full(n, x0), np.full(n, y0), z_order])

@@ -14,19 +14,22 @@ same parameters give the same UIDs and different phantoms never collide.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian
 
 from sarcoscreen.inference.phantom.parameters import Fov, PhantomParameters
 
 __all__ = ["BODY_PART", "SeriesGeometry", "SeriesUids", "SeriesWriter", "series_uids"]
 
 # DICOM PS3.16 Annex L defined terms for Body Part Examined (0018,0015).
-BODY_PART = {Fov.HIP: "PELVISLOWEXTREMT", Fov.ABDOMEN: "ABDOMENPELVIS", Fov.LEGS: "LOWERLIMB"}
+# PELVISLOWEXTREMT ("Pelvis and lower extremities") would describe the hip FOV exactly but is a recent term that
+# validators (dciodvfy) do not know yet and then treat as paired; PELVIS is what hip CTs commonly carry.
+BODY_PART = {Fov.HIP: "PELVIS", Fov.ABDOMEN: "ABDOMENPELVIS", Fov.LEGS: "LEG"}
 _DESCRIPTION = {Fov.HIP: "hip to ankle", Fov.ABDOMEN: "abdomen and pelvis", Fov.LEGS: "knee to ankle"}
 
 
@@ -38,15 +41,20 @@ class SeriesUids:
     instance_prefix_entropy: str
 
     def instance(self, index: int) -> str:
-        return generate_uid(prefix=None, entropy_srcs=[self.instance_prefix_entropy, "instance", str(index)])
+        return _uid(f"{self.instance_prefix_entropy}/instance/{index}")
+
+
+def _uid(name: str) -> str:
+    """A UUID-derived UID (PS3.5 B.2) from a name-based (SHA-1, version 5) UUID: deterministic."""
+    return f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, 'urn:sarcoscreen-phantom:' + name).int}"
 
 
 def series_uids(params: PhantomParameters) -> SeriesUids:
-    base = f"sarcoscreen-phantom/{params.seed}/{params.fingerprint()}"
+    base = f"{params.seed}/{params.fingerprint()}"
     return SeriesUids(
-        study=generate_uid(prefix=None, entropy_srcs=[base, "study"]),
-        series=generate_uid(prefix=None, entropy_srcs=[base, "series"]),
-        frame_of_reference=generate_uid(prefix=None, entropy_srcs=[base, "frame of reference"]),
+        study=_uid(f"{base}/study"),
+        series=_uid(f"{base}/series"),
+        frame_of_reference=_uid(f"{base}/frame-of-reference"),
         instance_prefix_entropy=base,
     )
 
@@ -132,6 +140,9 @@ class SeriesWriter:
         ds.PatientWeight = f"{weight_kg:.1f}"
         ds.PatientIdentityRemoved = "NO"
         ds.BodyPartExamined = BODY_PART[p.fov]
+        if p.fov is Fov.LEGS:
+            # LEG is a paired body part; both legs are imaged and General Series Laterality has no "both".
+            ds.Laterality = ""
         ds.SliceThickness = f"{g.slice_spacing_mm:g}"
         ds.SpacingBetweenSlices = f"{g.slice_spacing_mm:g}"
         ds.KVP = "120"
@@ -158,7 +169,7 @@ class SeriesWriter:
         ds.PhotometricInterpretation = "MONOCHROME2"
         ds.Rows = g.rows
         ds.Columns = g.columns
-        ds.PixelSpacing = [f"{g.pixel_spacing_mm:.6g}", f"{g.pixel_spacing_mm:.6g}"]
+        ds.PixelSpacing = [f"{g.pixel_spacing_mm:.10g}", f"{g.pixel_spacing_mm:.10g}"]
         ds.BitsAllocated = 16
         ds.BitsStored = 12
         ds.HighBit = 11
