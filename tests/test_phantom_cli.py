@@ -113,3 +113,20 @@ def test_cohort_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert (tmp_path / "c" / "cohort.csv").is_file()
     assert main(["phantom", "cohort", "--n", "0", "--out", str(tmp_path / "d"), "--no-progress"]) == 2
     assert "cohort size" in capsys.readouterr().err
+
+
+def test_analyze_with_the_phantom_labels_reproduces_the_ground_truth(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    phantom = tmp_path / "ph"
+    assert main(["phantom", "--out", str(phantom), "--matrix", "96", "--slice-mm", "6", "--no-progress"]) == 0
+    out = tmp_path / "analysis"
+    code = main(["analyze", str(phantom / "dicom"), "--labels", str(phantom / "labels.nii.gz"), "--out", str(out),
+                 "--no-progress"])
+    capsys.readouterr()
+    assert code == 0
+    measured = json.loads((out / "measurements.json").read_text())
+    gt = json.loads((phantom / "ground_truth.json").read_text())
+    truth = {(g["group"], g["side"]): g["mass_g"]["constant_1.04"] for g in gt["groups"]}
+    for g in measured["groups"]:
+        # measurements.json rounds to 6 decimals
+        assert g["smm_g"] == pytest.approx(truth[(g["group"], g["side"])], abs=1e-3)
