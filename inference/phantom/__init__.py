@@ -108,7 +108,7 @@ def _geometry(anatomy: Anatomy) -> SeriesGeometry:
     n = math.floor((top - bottom) / p.slice_mm + 1e-6) + 1
     zs = bottom + p.slice_mm * np.arange(n)
     xmin, xmax, ymin, ymax = body_extent(anatomy, zs[:: max(1, round(10.0 / p.slice_mm))])
-    anatomy.table_y = ymax + 1.0
+    anatomy.table_y = _table_y(anatomy, zs, (xmin, xmax, ymin, ymax))
     ox, oy = p.offset_mm
     # The reconstruction is centred on the nominal body centre; the offset moves the patient within it.
     cx = 0.0
@@ -125,6 +125,21 @@ def _geometry(anatomy: Anatomy) -> SeriesGeometry:
     z_order = zs if head_first else zs[::-1]
     positions = np.column_stack([np.full(n, x0), np.full(n, y0), z_order])
     return SeriesGeometry(p.matrix, p.matrix, ps, p.slice_mm, row_dir, col_dir, positions)
+
+
+def _table_y(anatomy: Anatomy, zs: np.ndarray, extent: tuple[float, float, float, float]) -> float:
+    """The table top touches the most posterior skin point: found on a coarse grid (4 mm, every ~3 cm)."""
+    xmin, xmax, ymin, ymax = extent
+    x = np.arange(xmin - 8.0, xmax + 8.0, 4.0)
+    y = np.arange(ymin - 8.0, ymax + 8.0, 4.0)
+    anatomy.table_y = 1e9  # no table while probing
+    deepest = -np.inf
+    for z in np.linspace(zs.min(), zs.max(), max(2, int((zs.max() - zs.min()) / 30.0))):
+        body = rasterize_slice(anatomy, Grid(x, y, float(z))).body
+        rows = np.flatnonzero(body.any(axis=1))
+        if rows.size:
+            deepest = max(deepest, float(y[rows[-1]]))
+    return (deepest if np.isfinite(deepest) else ymax) + 3.0
 
 
 def nifti_affine(geometry: SeriesGeometry) -> np.ndarray:
