@@ -2,15 +2,19 @@
 
 The same pipeline the worker runs, without the network: load the series, segment it with the configured engine,
 measure, screen against the site calibration (if configured), and write ``measurements.json``,
-``measurements.csv`` and ``overlay.png``; print the results table.
+``measurements.csv`` and ``overlay.png``; print the results table. With ``--dicom-out DIR`` also the DICOM-SEG,
+TID 1500 SR and key image (`sarcoscreen.reports.dicom_outputs`, configured by ``[outputs]`` and ``[uids]``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -28,7 +32,19 @@ from sarcoscreen.reports.measurement_files import write_measurements_csv, write_
 from sarcoscreen.reports.overlay import render_overlay
 from sarcoscreen.reports.results_table import results_table
 
-__all__ = ["AnalysisError", "AnalysisResult", "analyze_series", "density_rule_from", "engine_from", "run_analyze"]
+if TYPE_CHECKING:
+    from sarcoscreen.reports.dicom_outputs import DicomOutputOptions, DicomOutputs
+
+__all__ = [
+    "AnalysisError",
+    "AnalysisResult",
+    "analyze_series",
+    "density_rule_from",
+    "dicom_options_from",
+    "engine_from",
+    "run_analyze",
+    "settings_digest",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +59,9 @@ class AnalysisResult:
     segmentation: Segmentation
     report: MeasurementReport
     files: dict[str, Path]
+    dicom: DicomOutputs | None = None
+    dicom_error: str | None = None
+    """Why the DICOM outputs asked for were not written (the source cannot be referenced)."""
 
 
 def density_rule_from(settings: Settings) -> DensityRule:
@@ -61,6 +80,33 @@ def engine_from(settings: Settings, name: str | None = None, labels: Path | None
     if chosen == "bayesian-unet":
         options = {"bundle_path": engine.bundle_path, "device": engine.device}
     return create_engine(chosen, **options)
+
+
+def dicom_options_from(settings: Settings) -> DicomOutputOptions:
+    """The DICOM output options of the ``[outputs]`` and ``[uids]`` settings."""
+    from sarcoscreen.reports.dicom_outputs import DicomOutputOptions
+    from sarcoscreen.reports.key_image import KeyImageKind, KeyImageOptions
+    from sarcoscreen.reports.seg import SegCompression, SegOptions, SegType
+
+    outputs = settings.outputs
+    return DicomOutputOptions(
+        uid_root=settings.uids.root,
+        seg=SegOptions(SegType(outputs.seg_type), SegCompression(outputs.seg_compression),
+                       outputs.seg_omit_empty_frames, device_serial_number=settings.network.ae_title),
+        key_image=KeyImageOptions(KeyImageKind(outputs.key_image), outputs.burn_in_patient_name),
+    )
+
+
+def settings_digest(settings: Settings, calibration: Calibration | None) -> str:
+    """What of the settings shapes the results, as a short digest (part of the output UIDs): the engine,
+    measurement and output settings and the calibration's content; not paths, devices or the height."""
+    data = {
+        "engine": settings.engine.model_dump(mode="json", exclude={"bundle_path", "device"}),
+        "measurement": settings.measurement.model_dump(mode="json", exclude={"calibration_file"}),
+        "calibration": calibration.sha256 if calibration else None,
+        "outputs": settings.outputs.model_dump(mode="json"),
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def calibration_from(settings: Settings) -> Calibration | None:
@@ -102,8 +148,10 @@ def analyze_series(
     height_m: float | None = None,
     series_uid: str | None = None,
     progress: bool = False,
+    dicom_out: Path | None = None,
 ) -> AnalysisResult:
-    """Run the whole pipeline on one series folder and write the result files to `out_dir`."""
+    """Run the whole pipeline on one series folder and write the result files to `out_dir` (and the DICOM
+    outputs to `dicom_out` when given)."""
     if height_m is not None:
         try:
             validate_height_m(height_m, "--height")
@@ -131,23 +179,44 @@ def analyze_series(
         "csv": write_measurements_csv(report, out_dir / "measurements.csv"),
     }
     overlay = out_dir / "overlay.png"
-    render_overlay(volume, segmentation, report).save(overlay)
+    picture = render_overlay(volume, segmentation, report)
+    picture.save(overlay)
     files["overlay"] = overlay
     logger.info("analysed series %s with %s %s", volume.info.series_instance_uid or "(no UID)", engine.name,
                 engine.version)
-    return AnalysisResult(volume, segmentation, report, files)
+    if dicom_out is None:
+        return AnalysisResult(volume, segmentation, report, files)
+    from sarcoscreen.reports.dicom_outputs import DicomOutputError, write_dicom_outputs
+
+    try:
+        outputs = write_dicom_outputs(series, volume, segmentation, report, dicom_out,
+                                      settings_digest=settings_digest(settings, calibration),
+                                      options=dicom_options_from(settings), picture=picture)
+    except DicomOutputError as exc:
+        logger.warning("DICOM outputs not written: %s", exc)
+        return AnalysisResult(volume, segmentation, report, files, dicom_error=str(exc))
+    for kind, path in zip(("seg", "sr", "key_image"), (outputs.seg, outputs.sr, outputs.key_image), strict=True):
+        if path is not None:
+            files[kind] = path
+    return AnalysisResult(volume, segmentation, report, files, dicom=outputs)
 
 
 def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
     try:
         result = analyze_series(args.series, args.out, settings, engine_name=args.engine, labels=args.labels,
                                 height_m=args.height, series_uid=args.series_uid,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, dicom_out=args.dicom_out)
     except AnalysisError as exc:
         print(f"sarcoscreen: cannot analyse {args.series}: {exc}")
         return 1
     print(results_table(result.report))
     print()
     for kind, path in result.files.items():
-        print(f"{kind:8s} {path}")
+        print(f"{kind:9s} {path}")
+    if result.dicom is not None:
+        for kind, reason in result.dicom.omitted:
+            print(f"{kind:9s} not written: {reason}")
+    if result.dicom_error is not None:
+        print(f"sarcoscreen: DICOM outputs not written: {result.dicom_error}")
+        return 1
     return 0

@@ -278,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "segmenting.")
     analyze.add_argument("--height", type=float, metavar="M",
                          help="Body height in metres (overrides PatientSize and the registry).")
+    analyze.add_argument("--dicom-out", type=Path, metavar="DIR",
+                         help="Also write the DICOM-SEG, TID 1500 SR and key image into DIR ([outputs] settings).")
     analyze.add_argument("--no-progress", action="store_true", help="No progress bars.")
     analyze.set_defaults(handler=_cmd_analyze)
 

@@ -22,7 +22,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -37,6 +37,7 @@ __all__ = [
     "LoggingSettings",
     "MeasurementSettings",
     "NetworkSettings",
+    "OutputSettings",
     "Settings",
     "StorageSettings",
     "UidSettings",
@@ -173,6 +174,36 @@ class UidSettings(_Section):
         return value
 
 
+class OutputSettings(_Section):
+    """DICOM outputs: the SEG, the TID 1500 SR and the key image (see docs/dicom-outputs.md)."""
+
+    seg_type: Literal["binary", "labelmap"] = Field(
+        default="binary",
+        description="binary (Segmentation Storage, what every viewer reads) | labelmap (Label Map Segmentation "
+        "Storage, 2024; smaller, needs recent viewers and archives).",
+    )
+    seg_compression: Literal["none", "rle", "jpeg2000"] = Field(
+        default="none",
+        description="Lossless compression of the SEG: none | jpeg2000 | rle (rle only with seg_type labelmap).",
+    )
+    seg_omit_empty_frames: bool = Field(
+        default=True, description="Leave out SEG frames without any voxel of their segment (smaller files)."
+    )
+    key_image: Literal["secondary_capture", "pdf", "none"] = Field(
+        default="secondary_capture", description="Key image: secondary_capture | pdf (Encapsulated PDF) | none."
+    )
+    burn_in_patient_name: bool = Field(
+        default=False, description="Draw the patient's name into the key image (Burned In Annotation YES)."
+    )
+
+    @model_validator(mode="after")
+    def _compression_fits(self) -> Self:
+        if self.seg_type == "binary" and self.seg_compression == "rle":
+            raise ValueError("seg_compression rle needs seg_type labelmap (BINARY frames are 1 bit: none or "
+                             "jpeg2000)")
+        return self
+
+
 class NetworkSettings(_Section):
     """The DICOM network node (Storage SCP and Verification SCP)."""
 
@@ -244,6 +275,7 @@ class Settings(_Section):
     engine: EngineSettings = EngineSettings()
     measurement: MeasurementSettings = MeasurementSettings()
     uids: UidSettings = UidSettings()
+    outputs: OutputSettings = OutputSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @property

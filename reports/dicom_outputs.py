@@ -1,0 +1,173 @@
+"""All DICOM outputs of one analysis - SEG, SR and key image - written into one folder.
+
+Used by ``sarcoscreen analyze --dicom-out DIR`` and by the node's worker. The objects share the source's
+patient and study, reference the source series, and get deterministic UIDs (`sarcoscreen.reports.dicom_uids`)
+from (source series, engine name + version, settings digest), so a re-run writes the same UIDs.
+
+Files: ``seg.dcm``, ``sr.dcm`` and ``key_image.dcm`` in the output folder, each written to a temporary name and
+renamed, so a reader never sees half a file. What is not written is listed with the reason in
+`DicomOutputs.omitted` (and a stale file of that name from an earlier run is removed):
+
+* no SEG when the engine labelled nothing (a SEG needs at least one segment); the SR is still written and says
+  for every group that it is not in the scan;
+* no key image when ``key_image = none``.
+
+A source that cannot be referenced (no StudyInstanceUID, SeriesInstanceUID or FrameOfReferenceUID; instances
+missing) raises `DicomOutputError` and nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from pathlib import Path
+
+from PIL import Image
+from pydicom import Dataset
+
+from sarcoscreen.inference.engines.base import Segmentation
+from sarcoscreen.inference.measure import MeasurementReport
+from sarcoscreen.inference.volume import Volume
+from sarcoscreen.reports.dicom_uids import DEFAULT_ROOT, OutputUids, output_uids, source_identity
+from sarcoscreen.reports.key_image import KeyImageKind, KeyImageOptions, build_key_image, patient_orientation
+from sarcoscreen.reports.overlay import choose_slices, render_overlay
+from sarcoscreen.reports.seg import NoSegmentsError, SegOptions, SegSegment, build_seg
+from sarcoscreen.reports.source_attributes import SourceReferenceError, read_source_instances
+from sarcoscreen.reports.sr import SrOptions, build_sr
+
+__all__ = ["FILE_NAMES", "DicomOutputError", "DicomOutputOptions", "DicomOutputs", "write_dicom_outputs"]
+
+FILE_NAMES = {"seg": "seg.dcm", "sr": "sr.dcm", "key_image": "key_image.dcm"}
+
+
+class DicomOutputError(Exception):
+    """The DICOM outputs could not be written; the message says why in words."""
+
+
+@dataclass(frozen=True)
+class DicomOutputOptions:
+    uid_root: str = DEFAULT_ROOT
+    seg: SegOptions = field(default_factory=SegOptions)
+    sr: SrOptions = field(default_factory=SrOptions)
+    key_image: KeyImageOptions = field(default_factory=KeyImageOptions)
+
+
+@dataclass(frozen=True)
+class DicomOutputs:
+    folder: Path
+    uids: OutputUids
+    sr: Path
+    seg: Path | None = None
+    key_image: Path | None = None
+    segments: tuple[SegSegment, ...] = ()
+    omitted: tuple[tuple[str, str], ...] = ()
+    """(object, reason) for each object not written."""
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return tuple(p for p in (self.seg, self.sr, self.key_image) if p is not None)
+
+
+def _software_version() -> str:
+    try:
+        return f"sarcoscreen {metadata.version('sarcoscreen')}"
+    except metadata.PackageNotFoundError:
+        return "sarcoscreen (not installed)"
+
+
+def _save(ds: Dataset, path: Path) -> Path:
+    temporary = path.with_name(f".{path.name}.tmp")
+    ds.save_as(temporary, enforce_file_format=True)
+    os.replace(temporary, path)
+    return path
+
+
+def write_dicom_outputs(
+    source: Path | Sequence[Path],
+    volume: Volume,
+    segmentation: Segmentation,
+    report: MeasurementReport,
+    out_dir: Path,
+    *,
+    settings_digest: str,
+    options: DicomOutputOptions = DicomOutputOptions(),
+    picture: Image.Image | None = None,
+) -> DicomOutputs:
+    """Write the SEG, SR and key image of one analysis into `out_dir`.
+
+    `source` is the series folder (or its files) that `volume` was loaded from; `settings_digest` identifies the
+    settings the analysis ran with (part of the UIDs); `picture` is the overlay if already rendered.
+
+    highdicom warns about person names it finds unusual, quoting them; such warnings would put patient names in
+    logs, so they are silenced while writing.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*person name.*", category=UserWarning)
+        return _write(source, volume, segmentation, report, out_dir, settings_digest, options, picture)
+
+
+def _write(source: Path | Sequence[Path], volume: Volume, segmentation: Segmentation, report: MeasurementReport,
+           out_dir: Path, settings_digest: str, options: DicomOutputOptions,
+           picture: Image.Image | None) -> DicomOutputs:
+    try:
+        instances = read_source_instances(source, volume)
+    except SourceReferenceError as exc:
+        raise DicomOutputError(str(exc)) from None
+    version = _software_version()
+    seg_options = replace(options.seg, software_version=options.seg.software_version or version)
+    sr_options = replace(options.sr, software_version=options.sr.software_version or version)
+    key_options = replace(options.key_image, software_version=options.key_image.software_version or version)
+    uids = output_uids(
+        options.uid_root,
+        source_identity(instances.series_instance_uid, [s.sop_instance_uid for s in volume.slices]),
+        segmentation.engine_name, segmentation.engine_version, settings_digest,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {kind: out_dir / name for kind, name in FILE_NAMES.items()}
+    omitted: list[tuple[str, str]] = []
+
+    seg_path: Path | None = None
+    seg = None
+    segments: tuple[SegSegment, ...] = ()
+    try:
+        seg, segments = build_seg(
+            instances, volume, segmentation, series_instance_uid=uids.seg_series,
+            sop_instance_uid=uids.seg_instance,
+            tracking_uids={s.key: uids.tracking_uid(s.key) for s in segmentation.structures},
+            options=seg_options,
+        )
+        seg_path = _save(seg, paths["seg"])
+    except NoSegmentsError as exc:
+        omitted.append(("seg", str(exc)))
+    except SourceReferenceError as exc:
+        raise DicomOutputError(str(exc)) from None
+
+    sr = build_sr(instances, report, uids, seg=seg, segments=segments,
+                  uncertainty_threshold=segmentation.uncertainty_threshold, options=sr_options)
+    sr_path = _save(sr, paths["sr"])
+
+    key_path: Path | None = None
+    if key_options.kind is KeyImageKind.NONE:
+        omitted.append(("key_image", "disabled by the configuration (outputs.key_image = none)"))
+    else:
+        shown_slices = choose_slices(volume, segmentation)
+        picture = picture if picture is not None else render_overlay(volume, segmentation, report)
+        shown = [instances.datasets[i] for i in dict.fromkeys(_instance_index(volume, k) for k, _ in shown_slices)]
+        key = build_key_image(picture, instances, shown, series_instance_uid=uids.key_image_series,
+                              sop_instance_uid=uids.key_image_instance,
+                              orientation=patient_orientation(volume.row_direction, volume.column_direction),
+                              options=key_options)
+        if key is not None:
+            key_path = _save(key, paths["key_image"])
+    for kind, _ in omitted:
+        paths[kind].unlink(missing_ok=True)
+    return DicomOutputs(out_dir, uids, sr_path, seg_path, key_path, segments, tuple(omitted))
+
+
+def _instance_index(volume: Volume, slice_index: int) -> int:
+    """Index into the source instances (one per instance, volume order) of the instance holding a slice."""
+    uids = list(dict.fromkeys(s.sop_instance_uid for s in volume.slices))
+    return uids.index(volume.slices[slice_index].sop_instance_uid)
