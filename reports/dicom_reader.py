@@ -6,7 +6,7 @@ it did not write: the SEG's Segment Sequence (C.8.20.2), Referenced Series Seque
 groups; the SR's TID 1500 tree - Imaging Measurements (126010, DCM) with its Measurement Groups (125007, DCM;
 TID 1501 / 1410 / 1411), and the Qualitative Evaluations container (C0034375, UMLS). Concepts are matched by code
 value; the legacy SNOMED-RT (SRT) codes that older writers such as dcmqi use are accepted for the few concepts
-the reader looks for (Finding Site G-C0E3, Laterality G-C171, Measurement Method G-C036).
+the reader compares (Finding Site, Laterality, Measurement Method, Volume, Mean, Minimum, Standard Deviation).
 
 A measurement's value is the Floating Point Value (0040,A161) when present (exact), else the Numeric Value
 (0040,A30A, decimal string).
@@ -30,7 +30,17 @@ __all__ = [
     "read_sr",
 ]
 
-_EQUIVALENT = {"G-C0E3": "363698007", "G-C171": "272741003", "G-C036": "370129005", "R-00317": "373098007"}
+# Legacy SNOMED-RT (SRT) codes of the concepts the reader compares, mapped to their SNOMED CT codes (PS3.16
+# Annex O lists the SRT-to-SCT transition).
+_EQUIVALENT = {
+    "G-C0E3": "363698007",  # Finding Site
+    "G-C171": "272741003",  # Laterality
+    "G-C036": "370129005",  # Measurement Method
+    "G-D705": "118565006",  # Volume
+    "R-00317": "373098007",  # Mean
+    "R-404FB": "255605001",  # Minimum
+    "R-10047": "386136009",  # Standard Deviation
+}
 _IMAGING_MEASUREMENTS = "126010"
 _MEASUREMENT_GROUP = "125007"
 _QUALITATIVE_EVALUATIONS = "C0034375"

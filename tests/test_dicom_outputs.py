@@ -1,0 +1,216 @@
+"""DICOM outputs end to end: ``sarcoscreen analyze --dicom-out`` on a phantom (per-muscle label map and the default
+threshold engine) and on the real series of ``../shared/data``, validated by dciodvfy, read back by highdicom and
+our reader, re-run deterministically, and stored by a real Orthanc over C-STORE."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+from dicom_validation import dciodvfy, dsrdump
+from orthanc_peer import orthanc
+
+from sarcoscreen.inference.catalogue import CATALOGUE, Kind
+from sarcoscreen.inference.engines.base import Segmentation
+from sarcoscreen.inference.height import choose_height
+from sarcoscreen.inference.measure import measure
+from sarcoscreen.node.analyze_command import (
+    AnalysisResult,
+    analyze_series,
+    density_rule_from,
+    dicom_options_from,
+    settings_digest,
+)
+from sarcoscreen.node.cli import main
+from sarcoscreen.node.config import ConfigError, Settings, load_settings
+from sarcoscreen.node.dicom_sender import Destination, send_files
+from sarcoscreen.reports.dicom_outputs import write_dicom_outputs
+from sarcoscreen.reports.dicom_reader import read_seg, read_sr
+from sarcoscreen.reports.key_image import KeyImageKind
+from sarcoscreen.reports.seg import SegCompression, SegType
+
+# Warnings dciodvfy gives for attributes copied from the real sources (their values, not ours).
+RETIRED_PERSON_NAME = re.compile(r"Retired Person Name form")
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return load_settings(environ={})
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("phantom")
+    assert main(["phantom", "--out", str(folder), "--matrix", "128", "--slice-mm", "5", "--no-progress"]) == 0
+    return folder
+
+
+@pytest.fixture(scope="module")
+def per_muscle(phantom: Path, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> AnalysisResult:
+    out = tmp_path_factory.mktemp("per-muscle")
+    return analyze_series(phantom / "dicom", out, settings, labels=phantom / "labels.nii.gz", dicom_out=out / "dicom")
+
+
+def _labels_from_seg(path: Path, result: AnalysisResult) -> np.ndarray:
+    seg = hd.seg.segread(path)
+    numbers = [int(s.SegmentNumber) for s in seg.SegmentSequence if int(s.SegmentNumber) > 0]
+    pixels = seg.get_pixels_by_source_instance([s.sop_instance_uid for s in result.volume.slices],
+                                               segment_numbers=numbers, combine_segments=True, relabel=False)
+    lut = np.zeros(max(numbers) + 1, np.uint8)
+    for item in seg.SegmentSequence:
+        if int(item.SegmentNumber) > 0:
+            lut[int(item.SegmentNumber)] = CATALOGUE.by_key(str(item.TrackingID)).label
+    return lut[pixels]
+
+
+def test_phantom_per_muscle_outputs_are_valid_and_round_trip(per_muscle: AnalysisResult) -> None:
+    outputs = per_muscle.dicom
+    assert outputs is not None
+    assert outputs.omitted == ()
+    for path in outputs.files:
+        verdict = dciodvfy(path)
+        assert verdict.errors == (), path.name
+        assert verdict.unexpected_warnings() == [], path.name
+    np.testing.assert_array_equal(_labels_from_seg(outputs.seg, per_muscle), per_muscle.segmentation.labels)
+    present = {m.key for m in per_muscle.report.structures if m.voxels}
+    assert {s.tracking_id for s in read_seg(outputs.seg).segments} == present
+    info = read_sr(outputs.sr)
+    by_name = {m.name: m for m in per_muscle.report.structures}
+    structure_groups = [g for g in info.groups if g.referenced_segment is not None]
+    assert len(structure_groups) == len(present)
+    for g in structure_groups:
+        assert g.measurement("118538004").value == by_name[g.tracking_identifier].mass_g
+    assert "Imaging Measurement Report" in dsrdump(outputs.sr)
+
+
+def test_threshold_engine_outputs(phantom: Path, settings: Settings, tmp_path: Path) -> None:
+    result = analyze_series(phantom / "dicom", tmp_path, settings, dicom_out=tmp_path / "dicom")
+    outputs = result.dicom
+    assert outputs is not None
+    assert outputs.seg is not None
+    segments = read_seg(outputs.seg).segments
+    assert segments
+    assert {CATALOGUE.by_key(s.tracking_id).anatomy.kind for s in segments} == {Kind.MUSCLE_REGION}
+    assert {(s.property_type.value, s.algorithm_name, s.algorithm_type) for s in segments} == {
+        ("127954009", "threshold", "AUTOMATIC")}
+    for path in outputs.files:
+        assert dciodvfy(path).errors == (), path.name
+
+
+def test_rerun_gives_the_same_uids_and_other_settings_other_uids(per_muscle: AnalysisResult, phantom: Path,
+                                                                 settings: Settings, tmp_path: Path) -> None:
+    first = per_muscle.dicom
+    again = write_dicom_outputs(phantom / "dicom", per_muscle.volume, per_muscle.segmentation, per_muscle.report,
+                                tmp_path / "again", settings_digest=settings_digest(settings, None),
+                                options=dicom_options_from(settings))
+    assert again.uids == first.uids
+    for a, b in zip(first.files, again.files, strict=True):
+        old, new = pydicom.dcmread(a, stop_before_pixels=True), pydicom.dcmread(b, stop_before_pixels=True)
+        assert (old.SOPInstanceUID, old.SeriesInstanceUID) == (new.SOPInstanceUID, new.SeriesInstanceUID)
+    labelmap = load_settings(environ={"SARCOSCREEN_OUTPUTS__SEG_TYPE": "labelmap"})
+    assert settings_digest(labelmap, None) != settings_digest(settings, None)
+    other = write_dicom_outputs(phantom / "dicom", per_muscle.volume, per_muscle.segmentation, per_muscle.report,
+                                tmp_path / "other", settings_digest=settings_digest(labelmap, None),
+                                options=dicom_options_from(labelmap))
+    assert other.uids.seg_instance != first.uids.seg_instance
+    assert pydicom.dcmread(other.seg, stop_before_pixels=True).SegmentationType == "LABELMAP"
+
+
+def test_orthanc_accepts_all_three_by_c_store(per_muscle: AnalysisResult, tmp_path: Path) -> None:
+    outputs = per_muscle.dicom
+    with orthanc(tmp_path / "orthanc") as server:
+        destination = Destination(server.ae_title, "127.0.0.1", server.dicom_port)
+        result = send_files(list(outputs.files), destination)
+        assert [o.status for o in result.outcomes] == [0, 0, 0], [o.error for o in result.outcomes]
+        expected = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in outputs.files}
+        assert server.instance_uids() == expected
+        # a re-run sends the same UIDs: the archive replaces, it does not duplicate
+        assert send_files(list(outputs.files), destination).sent == 3
+        assert server.instance_uids() == expected
+        assert len(server.get("/instances")) == 3  # type: ignore[arg-type]
+
+
+def test_real_siemens_series_is_refused_with_the_reason(shared_data: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The de-identified Siemens series has empty Study/Series/SOP Instance UIDs in its data sets: outputs that
+    must reference it cannot be made. The measurements are still written; analyze says why and exits 1."""
+    code = main(["analyze", str(shared_data / "siemens-ct-jpeg2000"), "--out", str(tmp_path),
+                 "--dicom-out", str(tmp_path / "dicom"), "--no-progress"])
+    assert code == 1
+    printed = capsys.readouterr().out
+    assert "DICOM outputs not written: the source series has no StudyInstanceUID (0020,000D)" in printed
+    assert (tmp_path / "measurements.json").is_file()
+    assert not list(tmp_path.glob("dicom/*.dcm"))
+
+
+def test_real_dcmqi_series_sr_and_key_image_without_seg(shared_data: Path, settings: Settings,
+                                                       tmp_path: Path) -> None:
+    """The real GE abdomen slices: the threshold engine finds no lower-extremity muscle, so no SEG; the SR says
+    'not in scan' for every group and the key image is still written; both are valid."""
+    result = analyze_series(shared_data / "dcmqi" / "ct-3slice", tmp_path, settings, height_m=1.7,
+                            dicom_out=tmp_path / "dicom")
+    outputs = result.dicom
+    assert outputs is not None
+    assert outputs.seg is None
+    assert [k for k, _ in outputs.omitted] == ["seg"]
+    for path in (outputs.sr, outputs.key_image):
+        verdict = dciodvfy(path)
+        assert verdict.errors == (), path.name
+        assert verdict.unexpected_warnings(RETIRED_PERSON_NAME) == []
+    info = read_sr(outputs.sr)
+    assert {g.evaluation("SARCO-1010").value for g in info.groups if g.evaluation("SARCO-1010")} == {"SARCO-1013"}
+
+
+def test_real_dcmqi_series_with_a_seg_references_what_dcmqi_references(shared_data: Path, settings: Settings,
+                                                                       tmp_path: Path) -> None:
+    """A SEG on the real GE slices (muscle-window voxels of a box in each half of the body as the two gluteal
+    region labels) is valid and references the same instances and frame of reference as dcmqi's liver SEG."""
+    folder = shared_data / "dcmqi" / "ct-3slice"
+    base = analyze_series(folder, tmp_path, settings, height_m=1.7)
+    volume = base.volume
+    labels = np.zeros(volume.shape, np.uint8)
+    in_window = (volume.hu >= -29) & (volume.hu <= 150)
+    half = volume.shape[2] // 2
+    box = np.zeros(volume.shape, bool)
+    box[:, 300:420, 100:412] = True
+    left_half = np.arange(volume.shape[2]) >= half  # columns run towards the patient's left (row direction +x)
+    labels[box & in_window & ~left_half] = CATALOGUE.by_key("gluteal_region_muscle_right").label
+    labels[box & in_window & left_half] = CATALOGUE.by_key("gluteal_region_muscle_left").label
+    structures = tuple(CATALOGUE.muscles(Kind.MUSCLE_REGION))
+    segmentation = Segmentation(labels, structures, "threshold", "1.0")
+    report = measure(volume, segmentation, density_rule_from(settings), choose_height(1.7, None, None))
+    outputs = write_dicom_outputs(folder, volume, segmentation, report, tmp_path / "dicom", settings_digest="real")
+    for path in outputs.files:
+        verdict = dciodvfy(path)
+        assert verdict.errors == (), path.name
+        assert verdict.unexpected_warnings(RETIRED_PERSON_NAME) == [], path.name
+    ours, theirs = read_seg(outputs.seg), read_seg(shared_data / "dcmqi" / "liver-seg.dcm")
+    assert set(ours.referenced_instance_uids) == set(theirs.referenced_instance_uids)
+    assert ours.frame_of_reference_uid == theirs.frame_of_reference_uid
+    assert ours.study_instance_uid == theirs.study_instance_uid
+    assert ours.referenced_series_uid == theirs.referenced_series_uid
+
+
+def test_options_from_configuration(settings: Settings) -> None:
+    options = dicom_options_from(settings)
+    assert (options.seg.seg_type, options.seg.compression, options.seg.omit_empty_frames) == (
+        SegType.BINARY, SegCompression.NONE, True)
+    assert (options.key_image.kind, options.key_image.burn_in_patient_name) == (KeyImageKind.SECONDARY_CAPTURE,
+                                                                               False)
+    assert options.uid_root == "2.25"
+    custom = load_settings(environ={"SARCOSCREEN_OUTPUTS__SEG_TYPE": "labelmap",
+                                    "SARCOSCREEN_OUTPUTS__SEG_COMPRESSION": "rle",
+                                    "SARCOSCREEN_OUTPUTS__KEY_IMAGE": "pdf",
+                                    "SARCOSCREEN_UIDS__ROOT": "1.2.826.0.1.3680043.10.543"})
+    options = dicom_options_from(custom)
+    assert (options.seg.seg_type, options.seg.compression) == (SegType.LABELMAP, SegCompression.RLE)
+    assert options.key_image.kind is KeyImageKind.PDF
+    assert options.uid_root == "1.2.826.0.1.3680043.10.543"
+    with pytest.raises(ConfigError, match="seg_compression rle needs seg_type labelmap"):
+        load_settings(environ={"SARCOSCREEN_OUTPUTS__SEG_COMPRESSION": "rle"})
+    with pytest.raises(ConfigError, match=r"outputs\.key_image"):
+        load_settings(environ={"SARCOSCREEN_OUTPUTS__KEY_IMAGE": "png"})

@@ -1,0 +1,228 @@
+"""TID 1500 SR: validity (dciodvfy), rendering (dsrdump), exact round trip through highdicom and our reader, the
+SEG cross-references, screening and uncertainty content, and the code table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+from dicom_output_fixtures import Crafted, calibration, crafted_analysis
+from dicom_validation import dciodvfy, dsrdump
+from pydicom.sr.codedict import codes
+
+from sarcoscreen.inference.catalogue import CATALOGUE, Group
+from sarcoscreen.inference.coding import PRIVATE_SCHEME, Code
+from sarcoscreen.inference.density import DensityKind, DensityRule
+from sarcoscreen.inference.engines.base import Segmentation
+from sarcoscreen.inference.height import choose_height
+from sarcoscreen.inference.measure import Completeness, measure
+from sarcoscreen.reports import sr_codes
+from sarcoscreen.reports.dicom_outputs import DicomOutputs, write_dicom_outputs
+from sarcoscreen.reports.dicom_reader import CodedValue, MeasurementGroupInfo, SrInfo, read_seg, read_sr
+from sarcoscreen.reports.sr import group_tracking_key, screening_tracking_key
+
+COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Crafted, DicomOutputs]:
+    folder = tmp_path_factory.mktemp("sr")
+    crafted = crafted_analysis(folder / "ct", calibration=calibration())
+    outputs = write_dicom_outputs(crafted.folder, crafted.volume, crafted.segmentation, crafted.report,
+                                  folder / "out", settings_digest="test")
+    return crafted, outputs
+
+
+@pytest.fixture(scope="module")
+def sr_info(written: tuple[Crafted, DicomOutputs]) -> SrInfo:
+    return read_sr(written[1].sr)
+
+
+def test_sr_is_valid(written: tuple[Crafted, DicomOutputs]) -> None:
+    verdict = dciodvfy(written[1].sr)
+    assert verdict.iod == "ComprehensiveSR"
+    assert verdict.errors == ()
+    assert verdict.unexpected_warnings() == []
+
+
+def test_dsrdump_renders_the_report(written: tuple[Crafted, DicomOutputs]) -> None:
+    crafted, outputs = written
+    text = dsrdump(outputs.sr)
+    assert '<CONTAINER:(,,"Imaging Measurement Report")' in text
+    assert '(25045-6,LN,"CT unspecified body region")' in text
+    assert '"Sarcopenia suspected")=(373066001,SCT,"Yes")' in text
+    assert text.count('"Referenced Segment")=(SG image,,') == len(outputs.segments)
+    for measurement in crafted.report.structures:
+        assert (f'"Tracking Identifier")="{measurement.name[:27]}' in text) == (measurement.voxels > 0)
+
+
+def _structure_groups(info: SrInfo) -> dict[str, MeasurementGroupInfo]:
+    return {g.tracking_identifier: g for g in info.groups if g.referenced_segment is not None}
+
+
+def test_structure_groups_round_trip_exactly(written: tuple[Crafted, DicomOutputs], sr_info: SrInfo) -> None:
+    crafted, outputs = written
+    groups = _structure_groups(sr_info)
+    seg = read_seg(outputs.seg)
+    present = [m for m in crafted.report.structures if m.voxels > 0]
+    assert set(groups) == {m.name for m in present}
+    for m in present:
+        g = groups[m.name]
+        assert g.template_id == "1411"
+        # the group and its SEG segment carry the same Tracking UID and refer to each other
+        segment = next(s for s in seg.segments if s.tracking_id == m.key)
+        assert g.referenced_segment == (seg.sop_instance_uid, segment.number)
+        assert g.tracking_uid == segment.tracking_uid
+        assert g.source_series_uid == crafted.series.series_instance_uid
+        structure = CATALOGUE.by_key(m.key)
+        assert g.finding.value == structure.anatomy.code.value
+        assert [(site.value, lat.value if lat else None) for site, lat in g.finding_sites] == [
+            (structure.anatomy.code.value, structure.laterality.value)]
+        assert (g.algorithm_name, g.algorithm_version) == ("bayesian-unet", "2.1")
+        assert g.measurement("118565006").value == m.volume_cm3
+        assert g.measurement("118565006").method.value == "126030"
+        assert g.measurement("112031", derivation="373098007").value == m.mean_hu
+        assert g.measurement("112031", derivation="386136009").value == m.sd_hu
+        assert g.measurement("118538004").value == m.mass_g
+        assert g.measurement("118538004").unit.value == "g"
+        assert g.measurement("SARCO-1002").value == m.fraction_in_window
+        uncertainty = g.measurement("SARCO-1003")
+        assert (uncertainty.value if uncertainty else None) == m.uncertainty
+        flag = g.evaluation("SARCO-1004")
+        assert (flag.value if flag else None) == {None: None, True: "373066001", False: "373067005"}[m.qa_flag]
+    assert groups["Right gluteus maximus"].evaluation("SARCO-1004").meaning == "Yes"
+    assert groups["Left gluteus maximus"].evaluation("SARCO-1004").meaning == "No"
+
+
+def test_group_and_screening_groups(written: tuple[Crafted, DicomOutputs], sr_info: SrInfo) -> None:
+    crafted, outputs = written
+    by_uid = {g.tracking_uid: g for g in sr_info.groups}
+    for gm in crafted.report.groups:
+        g = by_uid[outputs.uids.tracking_uid(group_tracking_key(gm.group, gm.side))]
+        assert g.finding == _coded(sr_codes.GROUP_FINDINGS[gm.group])
+        laterality = {"left": "7771000", "right": "24028007", "both": "51440002"}[gm.side]
+        assert [(s.value, lat.value) for s, lat in g.finding_sites] == [("127954009", laterality)]
+        assert g.evaluation("SARCO-1010") == _coded(sr_codes.COMPLETENESS_VALUES[gm.completeness])
+        assert g.text("SARCO-1015") == gm.reason
+        if gm.completeness is Completeness.COMPLETE:
+            assert g.measurement("118538004").value == gm.smm_g
+            assert g.measurement("SARCO-1001").value == gm.smi_kg_m2
+            assert g.measurement("SARCO-1001").unit.value == "kg/m2"
+        else:  # not measured: no value at all, never a zero
+            assert g.measurement("118538004") is None
+            assert g.measurement("SARCO-1001") is None
+    # the left deep posterior compartment is declared but empty: the whole-limb group is not in the scan
+    completeness = {(gm.group, gm.side): gm.completeness for gm in crafted.report.groups}
+    assert completeness[(Group.GLUTEAL, "both")] is Completeness.COMPLETE
+    assert completeness[(Group.ALL, "left")] is Completeness.NOT_IN_SCAN
+    expected = {Group.GLUTEAL: "373066001", Group.ABOVE_KNEE: "373067005", Group.ALL: "373068000"}
+    for s in crafted.report.screening:
+        g = by_uid[outputs.uids.tracking_uid(screening_tracking_key(s.group))]
+        assert g.evaluation("SARCO-1020").value == expected[s.group]
+        assert g.text("SARCO-1025") == s.reason
+        smi = g.measurement("SARCO-1001")
+        assert (smi.value if smi else None) == s.smi_kg_m2
+        if smi is not None:
+            assert smi.derivation.value == "255605001"  # the calibration's side rule: min
+        assert g.finding_sites[0][1].value == "51440002"
+        cutoff = g.measurement("SARCO-1021")
+        assert (cutoff.value if cutoff else None) == s.cutoff_kg_m2
+        assert g.text("SARCO-1022") == "test-site 2026 (SHA-256 " + "ab" * 32 + ")"
+    overall = {name.value: value for name, value in sr_info.qualitative_evaluations}
+    assert overall["SARCO-1020"].value == "373066001"
+    assert overall["SARCO-1025"].startswith("Gluteal muscles: SMI")
+
+
+def test_analysis_parameters(written: tuple[Crafted, DicomOutputs], sr_info: SrInfo) -> None:
+    crafted, _outputs = written
+    g = next(g for g in sr_info.groups if g.tracking_identifier == "Analysis parameters")
+    assert g.measurement("8302-2").value == crafted.report.height_m == 1.62
+    assert g.measurement("8302-2").unit.value == "m"
+    assert g.measurement("SARCO-1032").value == -29.0
+    assert g.measurement("SARCO-1033").value == 150.0
+    assert g.measurement("SARCO-1005").value == 0.2
+    assert g.text("SARCO-1030").startswith("explicit")
+    assert g.text("SARCO-1031") == crafted.report.density_rule
+    assert g.text("SARCO-1034") == "crafted label map for tests"
+    assert (g.algorithm_name, g.algorithm_version) == ("bayesian-unet", "2.1")
+
+
+def test_highdicom_reads_the_same_values(written: tuple[Crafted, DicomOutputs]) -> None:
+    crafted, outputs = written
+    sr = hd.sr.srread(outputs.sr)
+    volumetric = sr.content.get_volumetric_roi_measurement_groups()
+    by_name = {m.name: m for m in crafted.report.structures}
+    assert len(volumetric) == len(outputs.segments)
+    for group in volumetric:
+        m = by_name[group.tracking_identifier]
+        assert group.referenced_segment.referenced_segment_numbers
+        values = {(x.name.value, x.derivation.value if x.derivation else None): x.value
+                  for x in group.get_measurements()}
+        assert values[("118565006", None)] == m.volume_cm3
+        assert values[("118538004", None)] == m.mass_g
+        assert values[("112031", "373098007")] == m.mean_hu
+    image_groups = sr.content.get_image_measurement_groups()
+    assert len(image_groups) == len(crafted.report.groups) + len(crafted.report.screening) + 1
+    assert sr.SOPClassUID == COMPREHENSIVE_SR
+    schemes = {str(i.CodingSchemeDesignator) for i in sr.CodingSchemeIdentificationSequence}
+    assert PRIVATE_SCHEME in schemes
+
+
+def test_evidence_lists_the_seg_and_every_source_instance(written: tuple[Crafted, DicomOutputs],
+                                                          sr_info: SrInfo) -> None:
+    crafted, outputs = written
+    seg_uid = pydicom.dcmread(outputs.seg, stop_before_pixels=True).SOPInstanceUID
+    assert set(sr_info.evidence_instance_uids) == {*crafted.series.sop_instance_uids, seg_uid}
+    assert sr_info.study_instance_uid == crafted.series.study_instance_uid
+    assert sr_info.completion_flag == "COMPLETE"
+    assert sr_info.verification_flag == "UNVERIFIED"
+
+
+def test_without_segments_the_sr_says_not_in_scan(tmp_path: Path) -> None:
+    crafted = crafted_analysis(tmp_path / "ct")
+    empty = Segmentation(np.zeros(crafted.volume.shape, np.uint8), crafted.segmentation.structures,
+                         "threshold", "1.0")
+    rule = DensityRule(DensityKind.CONSTANT, 1.04, False, (-29.0, 150.0))
+    report = measure(crafted.volume, empty, rule, choose_height(1.62, None, None))
+    outputs = write_dicom_outputs(crafted.folder, crafted.volume, empty, report, tmp_path / "out",
+                                  settings_digest="t")
+    assert outputs.seg is None
+    assert not (tmp_path / "out" / "seg.dcm").exists()
+    assert [kind for kind, _ in outputs.omitted] == ["seg"]
+    assert dciodvfy(outputs.sr).errors == ()
+    info = read_sr(outputs.sr)
+    assert not [g for g in info.groups if g.referenced_segment is not None]
+    completeness = [g.evaluation("SARCO-1010") for g in info.groups if g.evaluation("SARCO-1010")]
+    assert len(completeness) == 9
+    assert {c.value for c in completeness} == {"SARCO-1013"}
+    overall = {name.value: value for name, value in info.qualitative_evaluations}
+    assert overall["SARCO-1020"].value == "373068000"
+
+
+def test_code_table() -> None:
+    private = [c for c in sr_codes.ALL_CODES if c.scheme == PRIVATE_SCHEME]
+    catalogue_values = {a.code.value for a in CATALOGUE.anatomies}
+    assert len({c.value for c in private}) == len(private)
+    assert all(c.value.startswith("SARCO-1") and c.value not in catalogue_values for c in private)
+    for code in sr_codes.ALL_CODES:
+        assert code.source, code
+        assert len(code.meaning) <= 64, code
+        assert code.scheme in {"SCT", "DCM", "UCUM", "LN", "UMLS", PRIVATE_SCHEME}, code
+    # the standard codes are those of PS3.16 as pydicom 3 carries it (where PS3.16 has the concept)
+    assert sr_codes.VOLUME.value == codes.SCT.Volume.value
+    assert sr_codes.MASS.value == codes.SCT.MassQuantity.value
+    assert sr_codes.MEAN.value == codes.SCT.Mean.value
+    assert sr_codes.ATTENUATION.value == codes.DCM.AttenuationCoefficient.value
+    assert sr_codes.SKELETAL_MUSCLE.value == codes.SCT.SkeletalMuscle.value
+    assert sr_codes.ANATOMICAL_STRUCTURE.value == codes.SCT.AnatomicalStructure.value
+    assert sr_codes.PROCEDURE_CT.value == codes.LN.CTUnspecifiedBodyRegion.value
+    assert (sr_codes.YES.value, sr_codes.NO.value, sr_codes.UNDETERMINED.value) == (
+        codes.SCT.Yes.value, codes.SCT.No.value, codes.SCT.Undetermined.value)
+    assert sr_codes.HOUNSFIELD_UNIT.value == codes.UCUM.HounsfieldUnit.value
+
+
+def _coded(code: Code) -> CodedValue:
+    return CodedValue(code.value, code.scheme, code.meaning)
