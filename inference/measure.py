@@ -195,14 +195,16 @@ def _measure_group(group: Group, side: str, members: tuple[Structure, ...],
                                 f"not measurable: the engine produces no structure of the {group.value} group",
                                 None, None)
     absent = [by_key[k].name for k in keys if by_key[k].voxels == 0]
+    cut = [by_key[k].name for k in keys if by_key[k].truncated]
+    if cut:
+        # The scan cuts through the group; members beyond the cut are absent for the same reason.
+        reason = f"not measurable: truncated: {', '.join(cut)} touch the first or last slice"
+        if absent:
+            reason += f"; not in the scan: {', '.join(absent)}"
+        return GroupMeasurement(group, side, keys, Completeness.TRUNCATED, reason, None, None)
     if absent:
         return GroupMeasurement(group, side, keys, Completeness.NOT_IN_SCAN,
                                 f"not measurable: not in the scan: {', '.join(absent)}", None, None)
-    cut = [by_key[k].name for k in keys if by_key[k].truncated]
-    if cut:
-        return GroupMeasurement(group, side, keys, Completeness.TRUNCATED,
-                                f"not measurable: truncated: {', '.join(cut)} touch the first or last slice",
-                                None, None)
     smm = sum(by_key[k].mass_g for k in keys)
     smi = smm / 1000.0 / height.metres**2 if height.metres else None
     reason = "complete" if smi is not None else f"complete; no SMI: {height.note}"

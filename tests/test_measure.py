@@ -120,6 +120,22 @@ def test_a_structure_absent_from_the_scan_makes_its_groups_not_measurable() -> N
     assert report.group(Group.ABOVE_KNEE, "both").completeness is Completeness.COMPLETE
 
 
+def test_a_group_cut_by_the_scan_is_truncated_even_when_other_members_are_beyond_the_cut() -> None:
+    # A scan of the lower legs: the thigh muscles cross the first slice, the gluteal region is not in the scan.
+    hu, labels = _region_phantom()
+    for side in Side.LEFT, Side.RIGHT:
+        labels[labels == CATALOGUE.structure("gluteal_region_muscle", side).label] = 0
+        thigh = labels == CATALOGUE.structure("hip_thigh_muscle", side).label
+        labels[0][thigh.any(axis=0)] = CATALOGUE.structure("hip_thigh_muscle", side).label
+    report = measure(_volume(hu), _segmentation(labels), DensityRule(), Height(1.6, HeightSource.DICOM))
+    assert report.group(Group.GLUTEAL, "both").completeness is Completeness.NOT_IN_SCAN
+    above_knee = report.group(Group.ABOVE_KNEE, "both")
+    assert above_knee.completeness is Completeness.TRUNCATED
+    assert "Right hip and thigh muscles outside the gluteal region" in above_knee.reason
+    assert "not in the scan: " in above_knee.reason
+    assert report.group(Group.ALL, "left").completeness is Completeness.TRUNCATED
+
+
 def test_unknown_height_gives_mass_but_no_smi() -> None:
     hu, labels = _region_phantom()
     height = choose_height(None, 160.0, None)

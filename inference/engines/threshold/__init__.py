@@ -129,7 +129,8 @@ class ThresholdEngine:
         found: list[Landmark] = []
         names = (
             ("iliac_crest", "iliac_crest", "top of the iliac crest"),
-            ("femoral_head", "femur_top", "top of the femoral head (acetabular roof)"),
+            ("acetabular_roof", "femur_top", "top of the femoral head (acetabular roof)"),
+            ("femoral_head", "femoral_head_slice", "centre of the femoral head"),
             ("lesser_trochanter", "lesser_trochanter", "lesser trochanter"),
             ("knee_joint", "knee_joint", "knee joint line"),
             ("ankle", "ankle", "ankle joint (distal end of the tibia)"),
@@ -137,7 +138,7 @@ class ThresholdEngine:
         for leg in skeleton.legs:
             for name, attribute, description in names:
                 k = getattr(leg, attribute)
-                if k is None or (attribute == "femur_top" and not leg.femur_top_in_scan):
+                if k is None or (attribute in ("femur_top", "femoral_head_slice") and not leg.femur_top_in_scan):
                     continue
                 index = frame.slice_index(int(k), n)
                 found.append(Landmark(name, index, float(z[index]), leg.side, description))

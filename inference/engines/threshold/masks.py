@@ -7,8 +7,9 @@ All masks are computed on a grid reduced in-plane to about 2 mm (`WorkGrid`), wh
 * Body: voxels above -400 HU (fat and denser), opened in-plane to drop the table, blankets and cables, kept as
   the 3-D components that hold at least a quarter of the largest (the trunk with the legs; or both legs when the
   scan starts below the pelvis), holes filled slice by slice (bowel gas, lungs).
-* Bone: 3-D components of voxels above 180 HU that contain cortical bone (> 500 HU), holes filled slice by slice
-  so marrow counts as bone. Contrast-filled vessels (up to ~400 HU) have no cortical seed and stay out.
+* Bone: in-plane components of voxels above 180 HU that contain cortical bone (> 500 HU), holes filled slice by
+  slice so marrow counts as bone. Contrast-filled vessels (up to ~400 HU) have no cortical seed and stay out;
+  components are taken per slice because in 3-D the arteries touch the pelvis somewhere.
 * Metal: above 2000 HU (hip prostheses, screws); part of the bone mask; its streak artefacts are handled by the
   muscle step.
 """
@@ -94,7 +95,10 @@ def body_mask(hu: np.ndarray, grid: WorkGrid) -> np.ndarray:
 def bone_mask(hu: np.ndarray, body: np.ndarray) -> np.ndarray:
     """Bone with marrow, inside the body (see module docstring)."""
     candidate = (hu > BONE_HU) & body
-    labels, count = ndimage.label(candidate)
+    # Components per slice: in 3-D, contrast-filled arteries touch the pelvis somewhere and would be seeded.
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 2)
+    labels, count = ndimage.label(candidate, structure=in_plane)
     if count == 0:
         return candidate
     seeded = np.zeros(count + 1, bool)

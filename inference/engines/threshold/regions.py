@@ -19,7 +19,7 @@ What is excluded, and why:
 Regions per side (each an approximation of a group of the reference study; see ``docs/engines.md``):
 
 * ``gluteal_region_muscle``: from the crest down to the lesser trochanter, muscle posterior to the coronal plane
-  ``gluteal_anterior_mm`` in front of the femoral head centre, and (above the femoral head) lateral of the hip
+  through the femoral head centre (``gluteal_anterior_mm`` moves it forwards), and (above the femoral head) lateral of the hip
   bone. Approximates gluteus maximus + medius + minimus; it includes the small external rotators (piriformis,
   gemelli, quadratus femoris) and the uppermost hamstrings, and misses the lowest part of gluteus maximus.
 * ``hip_thigh_muscle``: every other admitted muscle from the crest to the knee joint line. With the gluteal region
@@ -47,7 +47,7 @@ __all__ = ["RegionParameters", "region_labels"]
 @dataclass(frozen=True)
 class RegionParameters:
     skin_mm: float = 4.0
-    gluteal_anterior_mm: float = 10.0
+    gluteal_anterior_mm: float = 0.0
     """The gluteal region starts this far anterior of the femoral head centre's coronal plane."""
     paraspinal_half_width_mm: float = 45.0
 

@@ -4,9 +4,10 @@ Works on the canonical coarse grid of `masks` (``[k, i, j]``: head -> feet, ante
 -> left). The femur and the tibia are followed slice by slice as connected bone that overlaps its own footprint
 on the neighbouring slice, which is how a radiologist scrolls through them:
 
-1. **Femoral shaft.** A slice is *thigh-like* on one side when that side's largest bone is compact, 2-16 cm^2
-   (a femoral shaft is 4-8 cm^2) and no bone lies within 3 cm of the midline (no spine, sacrum or sternum).
-   The longest run of thigh-like slices per side is the femoral shaft.
+1. **Femoral shaft.** A slice is *thigh-like* on one side when that side's largest bone is compact, 2-25 cm^2
+   (a femoral shaft is 4-8 cm^2, the subtrochanteric femur and the condyles more) and no bone lies within 3 cm
+   of the midline (no spine, sacrum or sternum). The longest run of thigh-like slices per side, 3 cm long (1 cm
+   where the scan cuts it off), is the femoral shaft.
 2. **Up the femur** from the shaft: the lesser trochanter is where the cross-section first exceeds 1.6 times
    the shaft's median area; the top of the femur (femoral head, at the acetabular roof) is where the bone
    followed upwards ends, or where it merges with a much larger bone reaching towards the midline (the hip
@@ -39,9 +40,10 @@ from sarcoscreen.inference.engines.threshold.masks import WorkGrid
 
 __all__ = ["LegSkeleton", "Skeleton", "find_skeleton", "midline_columns"]
 
-_SHAFT_AREA_CM2 = (2.0, 16.0)
+_SHAFT_AREA_CM2 = (2.0, 25.0)
 _MIDLINE_CLEAR_MM = 30.0
 _MIN_SHAFT_MM = 30.0
+_MIN_CUT_SHAFT_MM = 10.0
 _TROCHANTER_RATIO = 1.6
 _MERGE_RATIO = 2.5
 
@@ -54,10 +56,12 @@ class LegSkeleton:
     shaft: tuple[int, int] | None = None
     """First and last slice of the femoral shaft run."""
     femur_top: int | None = None
+    """The top of the femoral head (at the acetabular roof)."""
     femur_top_in_scan: bool = False
     """False when the femur still continues at the first slice (the scan starts below the hip)."""
     femoral_head_centre: tuple[float, float] | None = None
-    """(row, column) of the femur near its top, on the working grid."""
+    """(row, column) of the femoral head's centre, on the working grid."""
+    femoral_head_slice: int | None = None
     lesser_trochanter: int | None = None
     knee_joint: int | None = None
     ankle: int | None = None
@@ -200,21 +204,30 @@ def _follow(comps: _SliceComponents, start_mask: np.ndarray, start: int, step: i
     return stop
 
 
+def _long_enough(run: tuple[int, int], n: int, grid: WorkGrid) -> bool:
+    """A run of limb-like slices is a long bone when it is 3 cm long, or 1 cm where the scan cuts it off (an
+    abdomen-pelvis scan that ends just below the lesser trochanters)."""
+    length_mm = (run[1] - run[0] + 1) * grid.spacing[0]
+    cut = run[0] == 0 or run[1] == n - 1
+    return length_mm >= (_MIN_CUT_SHAFT_MM if cut else _MIN_SHAFT_MM)
+
+
 def _leg(comps: _SliceComponents, bone: np.ndarray, side: Side, midline: np.ndarray, grid: WorkGrid) -> LegSkeleton:
     n = bone.shape[0]
     leg = LegSkeleton(side)
     found = [_long_bone(comps, k, side, midline[k], grid) for k in range(n)]
     single = [f[0] if f is not None and not f[1] else None for f in found]
     paired = [f[0] if f is not None and f[1] else None for f in found]
-    min_slices = _MIN_SHAFT_MM / grid.spacing[0]
     run = _longest_run(np.array([c is not None for c in single]), max_gap=2)
-    if run is not None and run[1] - run[0] + 1 >= min_slices:
+    if run is not None and _long_enough(run, n, grid):
         leg.shaft = run
         _up_the_femur(comps, leg, single, midline, grid)
+        if leg.femur_top_in_scan:
+            _femoral_head(bone, leg, midline, grid)
         _down_the_femur(comps, leg, single, grid, n)
     else:
         run = _longest_run(np.array([c is not None for c in paired]), max_gap=2)
-        if run is not None and run[1] - run[0] + 1 >= min_slices:
+        if run is not None and _long_enough(run, n, grid):
             _tibia_without_femur(comps, leg, paired, run, n)
     if leg.femur_top is not None and leg.femur_top_in_scan:
         _hip_bone(bone, leg, midline, grid)
@@ -245,11 +258,35 @@ def _up_the_femur(comps: _SliceComponents, leg: LegSkeleton, candidates: list, m
 
     start_mask = comps.mask(top, candidates[top])
     lost = _follow(comps, start_mask, top, -1, -1, on_step)
-    leg.femur_top = lost + 1 if lost >= 0 else 0
     leg.femur_top_in_scan = lost >= 0
-    near_top = [leg.femur_centres[k] for k in range(leg.femur_top, leg.femur_top + 4) if k in leg.femur_centres]
-    if near_top:
-        leg.femoral_head_centre = (float(np.mean([p[0] for p in near_top])), float(np.mean([p[1] for p in near_top])))
+    leg.femur_top = lost + 1 if lost >= 0 else 0
+
+
+def _femoral_head(bone: np.ndarray, leg: LegSkeleton, midline: np.ndarray, grid: WorkGrid) -> None:
+    """The femoral head: the centre of the thickest bone (maximum of the 3-D distance transform) within 15 cm
+    above the lesser trochanter, lateral of the sacrum. A ball of bone is thicker than the hip bone around the
+    acetabulum even when the two touch on the working grid; the distance is the head's radius, so its top (the
+    acetabular roof) follows."""
+    below = leg.lesser_trochanter if leg.lesser_trochanter is not None else leg.shaft[0]
+    start = max(0, below - round(150.0 / grid.spacing[0]))
+    shaft_col = float(np.median([c for _, c in (leg.femur_centres[k] for k in range(*leg.shaft)
+                                                if k in leg.femur_centres)] or [leg.femur_centres[below][1]]))
+    mid = float(midline[below])
+    limit = mid - 0.3 * (mid - shaft_col)
+    columns = np.arange(bone.shape[2])
+    band = columns < limit if leg.side is Side.RIGHT else columns > limit
+    box = bone[start:below + 1][:, :, band]
+    if not box.any():
+        return
+    distance = ndimage.distance_transform_edt(box, sampling=grid.spacing)
+    k, r, c = np.unravel_index(int(distance.argmax()), distance.shape)
+    radius = float(distance[k, r, c])
+    k_centre = start + int(k)
+    leg.femoral_head_centre = (float(r), float(np.flatnonzero(band)[c]))
+    leg.femoral_head_slice = k_centre
+    roof = k_centre - round(radius / grid.spacing[0])
+    leg.femur_top_in_scan = roof >= 0 and not (start == 0 and k == 0)
+    leg.femur_top = max(roof, 0)
 
 
 def _down_the_femur(comps: _SliceComponents, leg: LegSkeleton, candidates: list, grid: WorkGrid, n: int) -> None:
@@ -286,6 +323,22 @@ def _largest_on_side(comps: _SliceComponents, k: int, side: Side, midline: float
     return max(mine, key=lambda c: c.area) if mine else None
 
 
+def _tibia_step(leg: LegSkeleton) -> Callable[[int, np.ndarray, _Component], bool]:
+    """Follow the tibia downwards, recording its centre; it ends where its cross-section halves or more than
+    doubles from one slice to the next: the plafond gives way to the talus or the fibula."""
+    state: dict[str, int] = {}
+
+    def on_step(k: int, mask: np.ndarray, component: _Component) -> bool:
+        previous = state.get("area")
+        if previous is not None and not 0.5 * previous <= component.area <= 2.0 * previous:
+            return False
+        state["area"] = component.area
+        leg.tibia_centres[k] = (component.row, component.col)
+        return True
+
+    return on_step
+
+
 def _follow_tibia(comps: _SliceComponents, leg: LegSkeleton, start: int, grid: WorkGrid, n: int) -> None:
     midline_col = leg.femur_centres[max(leg.femur_centres)][1] if leg.femur_centres else None
     for k in range(start, min(n, start + int(30.0 / grid.spacing[0]) + 1)):
@@ -295,12 +348,7 @@ def _follow_tibia(comps: _SliceComponents, leg: LegSkeleton, start: int, grid: W
             continue
         tibia = max(side_components, key=lambda c: c.area)
         leg.tibia_centres[k] = (tibia.row, tibia.col)
-
-        def on_step(kk: int, mask: np.ndarray, component: _Component) -> bool:
-            leg.tibia_centres[kk] = (component.row, component.col)
-            return True
-
-        lost = _follow(comps, comps.mask(k, tibia), k, 1, n, on_step)
+        lost = _follow(comps, comps.mask(k, tibia), k, 1, n, _tibia_step(leg))
         if lost < n:
             leg.ankle = lost
         return
@@ -321,7 +369,7 @@ def _tibia_without_femur(comps: _SliceComponents, leg: LegSkeleton, paired: list
     lost_up = _follow(comps, comps.mask(top, start), top, -1, -1, on_step)
     if lost_up >= 0:
         leg.knee_joint = lost_up + 1
-    lost_down = _follow(comps, comps.mask(top, start), top, 1, n, on_step)
+    lost_down = _follow(comps, comps.mask(top, start), top, 1, n, _tibia_step(leg))
     if lost_down < n:
         leg.ankle = lost_down
 
