@@ -143,8 +143,10 @@ def measure_structures(volume: Volume, segmentation: Segmentation, rule: Density
     count_in = np.zeros(bins, np.int64)
     sum_hu_in = np.zeros(bins, np.float64)
     for start in range(0, labels.shape[0], _SLAB):
-        lab = labels[start:start + _SLAB].ravel()
-        hu = volume.hu[start:start + _SLAB].ravel().astype(np.float64)
+        slab = labels[start:start + _SLAB]
+        labelled = slab > 0  # background (label 0) is not measured: skip its voxels
+        lab = slab[labelled]
+        hu = volume.hu[start:start + _SLAB][labelled].astype(np.float64)
         count += np.bincount(lab, minlength=bins)
         sum_hu += np.bincount(lab, weights=hu, minlength=bins)
         sum_sq += np.bincount(lab, weights=hu * hu, minlength=bins)

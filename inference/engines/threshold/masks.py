@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["WorkGrid", "body_mask", "bone_mask", "disk", "fill_holes_in_plane", "metal_mask", "reduce"]
+__all__ = ["WorkGrid", "body_mask", "bone_mask", "dilate_in_plane", "erode_in_plane", "fill_holes_in_plane",
+           "metal_mask", "reduce"]
 
 BODY_HU = -400.0
 BONE_HU = 180.0
@@ -54,23 +55,39 @@ def reduce(hu: np.ndarray, factor: int, slab: int = 64) -> np.ndarray:
     k, rows, cols = hu.shape
     r, c = rows // factor, cols // factor
     out = np.empty((k, r, c), np.float32)
+    integer = np.issubdtype(hu.dtype, np.integer)
     for start in range(0, k, slab):
-        block = hu[start:start + slab, : r * factor, : c * factor].astype(np.float32)
-        out[start:start + slab] = block.reshape(block.shape[0], r, factor, c, factor).mean(axis=(2, 4))
+        block = hu[start:start + slab, : r * factor, : c * factor]
+        blocks = block.reshape(block.shape[0], r, factor, c, factor)
+        # Integer volumes are summed in int32 (exact, and no full-resolution float copy).
+        total = blocks.sum(axis=(2, 4), dtype=np.int32 if integer else np.float64)
+        out[start:start + slab] = total / float(factor * factor)
     return out
 
 
-def disk(radius: int) -> np.ndarray:
-    """An in-plane disk structuring element shaped ``(1, 2r+1, 2r+1)``."""
-    y, x = np.ogrid[-radius:radius + 1, -radius:radius + 1]
-    return (x * x + y * y <= radius * radius)[None]
+def erode_in_plane(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Erosion by an in-plane square of half-width `radius` (separable minimum filter: fast on whole series);
+    outside the array counts as background."""
+    size = (1, 2 * radius + 1, 2 * radius + 1)
+    return ndimage.minimum_filter(mask.view(np.uint8), size=size, mode="constant", cval=0).view(bool)
+
+
+def dilate_in_plane(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Dilation by an in-plane square of half-width `radius` (separable maximum filter)."""
+    size = (1, 2 * radius + 1, 2 * radius + 1)
+    return ndimage.maximum_filter(mask.view(np.uint8), size=size, mode="constant", cval=0).view(bool)
 
 
 def fill_holes_in_plane(mask: np.ndarray) -> np.ndarray:
-    """Fill holes slice by slice (a hole is background not connected in-plane to the slice's border)."""
-    padded = np.pad(mask, ((1, 1), (0, 0), (0, 0)))
-    cross = ndimage.generate_binary_structure(2, 1)[None]
-    return ndimage.binary_fill_holes(padded, structure=cross)[1:-1]
+    """Fill holes slice by slice: background not connected in-plane to the slice's border becomes foreground."""
+    cross = np.zeros((3, 3, 3), bool)
+    cross[1] = ndimage.generate_binary_structure(2, 1)
+    background, _ = ndimage.label(~mask, structure=cross)
+    border = np.zeros(background.max() + 1, bool)
+    for edge in (background[:, 0, :], background[:, -1, :], background[:, :, 0], background[:, :, -1]):
+        border[np.unique(edge)] = True
+    border[0] = True  # label 0 is the mask itself, not a hole
+    return mask | ~border[background]
 
 
 def _keep_large_components(mask: np.ndarray, fraction: float) -> np.ndarray:
@@ -87,7 +104,8 @@ def _keep_large_components(mask: np.ndarray, fraction: float) -> np.ndarray:
 def body_mask(hu: np.ndarray, grid: WorkGrid) -> np.ndarray:
     """The patient's body on the working grid (see module docstring)."""
     body = hu > BODY_HU
-    body = ndimage.binary_opening(body, structure=disk(grid.pixels(4.0)))
+    radius = grid.pixels(4.0)
+    body = dilate_in_plane(erode_in_plane(body, radius), radius)
     body = _keep_large_components(body, 0.25)
     return fill_holes_in_plane(body)
 

@@ -19,7 +19,8 @@ What is excluded, and why:
 Regions per side (each an approximation of a group of the reference study; see ``docs/engines.md``):
 
 * ``gluteal_region_muscle``: from the crest down to the lesser trochanter, muscle posterior to the coronal plane
-  through the femoral head centre (``gluteal_anterior_mm`` moves it forwards), and (above the femoral head) lateral of the hip
+  through the femoral head centre (``gluteal_anterior_mm`` moves it forwards), and (above the femoral head)
+  lateral of the hip
   bone. Approximates gluteus maximus + medius + minimus; it includes the small external rotators (piriformis,
   gemelli, quadratus femoris) and the uppermost hamstrings, and misses the lowest part of gluteus maximus.
 * ``hip_thigh_muscle``: every other admitted muscle from the crest to the knee joint line. With the gluteal region
@@ -38,7 +39,7 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from sarcoscreen.inference.catalogue import CATALOGUE, Side
-from sarcoscreen.inference.engines.threshold.masks import WorkGrid, disk
+from sarcoscreen.inference.engines.threshold.masks import WorkGrid, erode_in_plane
 from sarcoscreen.inference.engines.threshold.skeleton import LegSkeleton, Skeleton
 
 __all__ = ["RegionParameters", "region_labels"]
@@ -110,7 +111,7 @@ def region_labels(body: np.ndarray, bone: np.ndarray, skeleton: Skeleton, grid: 
     legs = [leg for leg in skeleton.legs if leg.found]
     if not legs:
         return out
-    interior = ndimage.binary_erosion(body, structure=disk(grid.pixels(params.skin_mm)), border_value=0)
+    interior = erode_in_plane(body, grid.pixels(params.skin_mm))
     row_index = np.arange(rows)[:, None]
     col_index = np.arange(cols)[None, :]
     paraspinal = params.paraspinal_half_width_mm / grid.spacing[2]

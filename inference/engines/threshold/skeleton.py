@@ -131,8 +131,12 @@ class _SliceComponents:
             found = []
             if count:
                 objects = ndimage.find_objects(lab)
-                areas = np.bincount(lab.ravel(), minlength=count + 1)
-                centres = ndimage.center_of_mass(bone[k], lab, range(1, count + 1))
+                rows, cols = np.nonzero(lab)
+                values = lab[rows, cols]
+                areas = np.bincount(values, minlength=count + 1)
+                centres = zip(np.bincount(values, weights=rows, minlength=count + 1)[1:] / np.maximum(areas[1:], 1),
+                              np.bincount(values, weights=cols, minlength=count + 1)[1:] / np.maximum(areas[1:], 1),
+                              strict=True)
                 for n, (sl, (r, c)) in enumerate(zip(objects, centres, strict=True), start=1):
                     box = (sl[0].stop - sl[0].start) * (sl[1].stop - sl[1].start)
                     found.append(_Component(n, int(areas[n]), float(r), float(c), sl[1].start, sl[1].stop - 1,
