@@ -21,8 +21,8 @@ device observer). The tree, with the source of every code, is in ``docs/dicom-ou
 
 No Image Library (TID 1500 row 5, optional) is written: with one entry and its descriptors per source slice it
 made a 600-slice SR about 2.5 MB and 15 s to build, and the SR refers to the source through the SEG (which
-references every source instance) and the Source Series for Segmentation; the Evidence sequences list every source
-instance and the SEG.
+references every source instance) and the Source Series for Segmentation; the Current Requested Procedure
+Evidence Sequence lists every source instance and the SEG.
 
 Values are written as highdicom writes NUM items: Numeric Value (DS) plus Floating Point Value (FD), so the exact
 float round-trips. A quantity that could not be measured is left out (its group says why), never written as 0.

@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 _PS316 = "DICOM PS3.16"
-_PRIV = "sarcoscreen private code: no standard code found in DICOM PS3.16, SNOMED CT value sets or LOINC"
+_PRIV = "sarcoscreen private code: no such concept in DICOM PS3.16 (pydicom 3.0 concept dictionary)"
 
 # --- Document and groups -------------------------------------------------------------------------------------
 PROCEDURE_CT = Code("25045-6", "LN", "CT unspecified body region", f"{_PS316} CID 100")
@@ -73,11 +73,12 @@ UNDETERMINED = Code("373068000", "SCT", "Undetermined", f"{_PS316} CID 230")
 
 # --- Private concepts (99SARCO) -------------------------------------------------------------------------------
 SMI = Code("SARCO-1001", PRIVATE_SCHEME, "Skeletal muscle index",
-           f"{_PRIV} the CT skeletal muscle index, muscle mass of a group / body height squared")
+           f"{_PRIV}; the CT skeletal muscle index, muscle mass of a group / body height squared; no fitting LOINC "
+           "either (73964-9 'Body muscle mass Calculated' is whole-body mass from body weight)")
 FRACTION_IN_WINDOW = Code("SARCO-1002", PRIVATE_SCHEME,
                           "Fraction of voxels in the skeletal muscle attenuation window", _PRIV)
 UNCERTAINTY = Code("SARCO-1003", PRIVATE_SCHEME, "Segmentation uncertainty",
-                   f"{_PRIV} the engine's mean voxel predictive uncertainty inside the structure")
+                   f"{_PRIV}; the engine's mean voxel predictive uncertainty inside the structure")
 UNCERTAINTY_FLAG = Code("SARCO-1004", PRIVATE_SCHEME, "Segmentation uncertainty above QA threshold", _PRIV)
 UNCERTAINTY_THRESHOLD = Code("SARCO-1005", PRIVATE_SCHEME, "Segmentation uncertainty QA threshold", _PRIV)
 COMPLETENESS = Code("SARCO-1010", PRIVATE_SCHEME, "Muscle group completeness", _PRIV)
@@ -88,10 +89,10 @@ NOT_PRODUCED = Code("SARCO-1014", PRIVATE_SCHEME, "Not produced by the segmentat
 COMPLETENESS_REASON = Code("SARCO-1015", PRIVATE_SCHEME, "Completeness reason", _PRIV)
 SARCOPENIA_SUSPECTED = Code(
     "SARCO-1020", PRIVATE_SCHEME, "Sarcopenia suspected",
-    f"{_PRIV} a screening result (SMI below a site-calibrated cut-off), not a diagnosis; values from CID 230",
+    f"{_PRIV}; a screening result (SMI below a site-calibrated cut-off), not a diagnosis; values from CID 230",
 )
 SMI_CUTOFF = Code("SARCO-1021", PRIVATE_SCHEME, "Skeletal muscle index cut-off", _PRIV)
-CALIBRATION = Code("SARCO-1022", PRIVATE_SCHEME, "Calibration", f"{_PRIV} the cut-off file: name and SHA-256")
+CALIBRATION = Code("SARCO-1022", PRIVATE_SCHEME, "Calibration", f"{_PRIV}; the cut-off file: name and SHA-256")
 CLASSIFICATION_REASON = Code("SARCO-1025", PRIVATE_SCHEME, "Classification reason", _PRIV)
 HEIGHT_SOURCE = Code("SARCO-1030", PRIVATE_SCHEME, "Body height source", _PRIV)
 DENSITY_RULE = Code("SARCO-1031", PRIVATE_SCHEME, "Muscle density rule", _PRIV)
@@ -101,11 +102,11 @@ ENGINE_NOTE = Code("SARCO-1034", PRIVATE_SCHEME, "Segmentation engine note", _PR
 
 GROUP_FINDINGS: dict[Group, Code] = {
     Group.GLUTEAL: Code("SARCO-1101", PRIVATE_SCHEME, "Gluteal muscle group",
-                        f"{_PRIV} gluteus maximus + medius + minimus of the reference study"),
+                        f"{_PRIV}; gluteus maximus + medius + minimus of the reference study"),
     Group.ABOVE_KNEE: Code("SARCO-1102", PRIVATE_SCHEME, "Muscles above the knee joint",
-                           f"{_PRIV} the hip and thigh muscles except psoas major (reference study)"),
+                           f"{_PRIV}; the hip and thigh muscles except psoas major (reference study)"),
     Group.ALL: Code("SARCO-1103", PRIVATE_SCHEME, "All lower-extremity muscles",
-                    f"{_PRIV} the above-knee group plus the lower-leg muscles (reference study)"),
+                    f"{_PRIV}; the above-knee group plus the lower-leg muscles (reference study)"),
 }
 
 COMPLETENESS_VALUES: dict[Completeness, Code] = {
