@@ -87,8 +87,8 @@ def _files(source: Path | Sequence[Path]) -> list[Path]:
 def _header(path: Path) -> Dataset | None:
     try:
         ds = dcmread(path, stop_before_pixels=True)
-    except (InvalidDicomError, OSError, ValueError, EOFError):
-        return None
+    except (InvalidDicomError, OSError, ValueError, EOFError, TypeError, KeyError, AttributeError):
+        return None  # not DICOM or unreadable: the loader skipped it too
     meta = getattr(ds, "file_meta", Dataset())
     if not ds.get("SOPInstanceUID"):
         ds.SOPInstanceUID = meta.get("MediaStorageSOPInstanceUID", "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
@@ -43,6 +44,7 @@ def test_secondary_capture_is_the_overlay(crafted: Crafted, tmp_path: Path) -> N
     assert (ds.ConversionType, ds.PhotometricInterpretation, ds.SamplesPerPixel) == ("SYN", "RGB", 3)
     expected = np.asarray(render_overlay(crafted.volume, crafted.segmentation, crafted.report))
     np.testing.assert_array_equal(ds.pixel_array, expected)
+    np.testing.assert_array_equal(hd.imread(path).get_frame(1), expected)  # highdicom reads it back too
     shown = {i.ReferencedSOPInstanceUID for i in ds.SourceImageSequence}
     assert shown
     assert shown <= set(crafted.series.sop_instance_uids)

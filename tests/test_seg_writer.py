@@ -18,8 +18,10 @@ from pydicom.uid import JPEG2000Lossless, RLELossless
 from sarcoscreen.inference.catalogue import CATALOGUE
 from sarcoscreen.inference.engines.base import Segmentation
 from sarcoscreen.inference.series_loader import load_series
+from sarcoscreen.reports.dicom_outputs import DicomOutputOptions, write_dicom_outputs
 from sarcoscreen.reports.dicom_reader import read_seg
 from sarcoscreen.reports.dicom_uids import output_uids, source_identity
+from sarcoscreen.reports.key_image import KeyImageKind, KeyImageOptions
 from sarcoscreen.reports.seg import (
     NoSegmentsError,
     SegCompression,
@@ -178,18 +180,25 @@ def test_undeclared_label_is_refused(crafted: Crafted, tmp_path: Path) -> None:
         write_seg(crafted, tmp_path / "seg.dcm", segmentation=odd)
 
 
-def test_source_without_type2_attributes_gives_a_valid_seg(tmp_path: Path) -> None:
+@pytest.mark.parametrize("key_image", [KeyImageKind.SECONDARY_CAPTURE, KeyImageKind.PDF])
+def test_source_without_type2_attributes_gives_valid_objects(tmp_path: Path, key_image: KeyImageKind) -> None:
+    """PatientBirthDate, AccessionNumber, ReferringPhysicianName, StudyID, ... absent from the source: the SEG, SR
+    and key image are written with them present and empty, and are valid."""
     crafted = crafted_analysis(tmp_path / "ct")
     for path in crafted.series.files:
         edit_file(path, lambda ds: [delattr(ds, k) for k in TYPE2_COPIED if k in ds])
     assert "PatientBirthDate" not in pydicom.dcmread(crafted.series.files[0])
-    out = write_seg(crafted, tmp_path / "seg.dcm")
-    verdict = dciodvfy(out)
-    assert verdict.errors == ()
-    ds = pydicom.dcmread(out, stop_before_pixels=True)
-    for keyword in TYPE2_COPIED:
-        assert keyword in ds, keyword
-        assert not ds[keyword].value, keyword
+    outputs = write_dicom_outputs(crafted.folder, crafted.volume, crafted.segmentation, crafted.report,
+                                  tmp_path / "out", settings_digest="t",
+                                  options=DicomOutputOptions(key_image=KeyImageOptions(key_image)))
+    assert len(outputs.files) == 3
+    for out in outputs.files:
+        verdict = dciodvfy(out)
+        assert verdict.errors == (), out.name
+        ds = pydicom.dcmread(out, stop_before_pixels=True)
+        for keyword in TYPE2_COPIED:
+            assert keyword in ds, (out.name, keyword)
+            assert not ds[keyword].value, (out.name, keyword)
 
 
 @pytest.mark.parametrize("keyword", ["StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"])
