@@ -327,20 +327,39 @@ def _largest_on_side(comps: _SliceComponents, k: int, side: Side, midline: float
     return max(mine, key=lambda c: c.area) if mine else None
 
 
-def _tibia_step(leg: LegSkeleton) -> Callable[[int, np.ndarray, _Component], bool]:
-    """Follow the tibia downwards, recording its centre; it ends where its cross-section halves or more than
-    doubles from one slice to the next: the plafond gives way to the talus or the fibula."""
-    state: dict[str, int] = {}
+class _TibiaStep:
+    """Follow the tibia downwards, recording its centre. It ends where its cross-section halves or more than
+    doubles against the median of the last slices, on two slices in a row (one noisy slice does not end it):
+    the plafond gives way to the talus, or the fibula joins it. `end` is the first slice of that change."""
 
-    def on_step(k: int, mask: np.ndarray, component: _Component) -> bool:
-        previous = state.get("area")
-        if previous is not None and not 0.5 * previous <= component.area <= 2.0 * previous:
-            return False
-        state["area"] = component.area
-        leg.tibia_centres[k] = (component.row, component.col)
+    def __init__(self, leg: LegSkeleton) -> None:
+        self.leg = leg
+        self.areas: list[int] = []
+        self.pending: int | None = None
+        self.end: int | None = None
+
+    def __call__(self, k: int, mask: np.ndarray, component: _Component) -> bool:
+        if self.areas:
+            reference = float(np.median(self.areas[-5:]))
+            if not 0.5 * reference <= component.area <= 2.0 * reference:
+                if self.pending is not None:
+                    self.end = self.pending
+                    return False
+                self.pending = k
+                return True
+        self.pending = None
+        self.areas.append(component.area)
+        self.leg.tibia_centres[k] = (component.row, component.col)
         return True
 
-    return on_step
+    def ankle(self, lost: int, n: int) -> int | None:
+        """The ankle joint: where the tibia changed, or where it was lost before the scan's end."""
+        if self.end is not None:
+            for k in list(self.leg.tibia_centres):
+                if k >= self.end:
+                    del self.leg.tibia_centres[k]
+            return self.end
+        return lost if lost < n else None
 
 
 def _follow_tibia(comps: _SliceComponents, leg: LegSkeleton, start: int, grid: WorkGrid, n: int) -> None:
@@ -352,9 +371,8 @@ def _follow_tibia(comps: _SliceComponents, leg: LegSkeleton, start: int, grid: W
             continue
         tibia = max(side_components, key=lambda c: c.area)
         leg.tibia_centres[k] = (tibia.row, tibia.col)
-        lost = _follow(comps, comps.mask(k, tibia), k, 1, n, _tibia_step(leg))
-        if lost < n:
-            leg.ankle = lost
+        step = _TibiaStep(leg)
+        leg.ankle = step.ankle(_follow(comps, comps.mask(k, tibia), k, 1, n, step), n)
         return
 
 
@@ -373,9 +391,8 @@ def _tibia_without_femur(comps: _SliceComponents, leg: LegSkeleton, paired: list
     lost_up = _follow(comps, comps.mask(top, start), top, -1, -1, on_step)
     if lost_up >= 0:
         leg.knee_joint = lost_up + 1
-    lost_down = _follow(comps, comps.mask(top, start), top, 1, n, _tibia_step(leg))
-    if lost_down < n:
-        leg.ankle = lost_down
+    step = _TibiaStep(leg)
+    leg.ankle = step.ankle(_follow(comps, comps.mask(top, start), top, 1, n, step), n)
 
 
 def _hip_bone(bone: np.ndarray, leg: LegSkeleton, midline: np.ndarray, grid: WorkGrid) -> None:
