@@ -292,8 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="The main job on embedded defaults: make a phantom hip CT and analyse it end to end.")
     demo.add_argument("--out", type=Path, default=Path("demo-output"), help="Folder for everything the demo makes.")
-    demo.add_argument("--matrix", type=int, default=256)
-    demo.add_argument("--slice-mm", type=float, default=2.0)
+    demo.add_argument("--matrix", type=int, default=256, help="Rows and columns of the phantom's slices.")
+    demo.add_argument("--slice-mm", type=float, default=2.0, help="Slice spacing of the phantom in mm.")
+    demo.add_argument("--seed", type=int, default=0, help="Seed of the phantom's noise.")
+    demo.add_argument("--no-progress", action="store_true", help="No progress bars.")
     demo.set_defaults(handler=_cmd_demo)
     return parser
 

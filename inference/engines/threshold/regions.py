@@ -13,8 +13,9 @@ What is excluded, and why:
   pelvic bone (above the femoral heads: all bone of the slice; from the femoral heads down: the bone medial of the
   femoral heads) holds bowel, bladder, vessels and the muscles of the pelvic wall and floor. The psoas and, above
   the acetabulum, most of the iliacus lie there too, so the engine's hip-and-thigh region misses the iliacus.
-* **Back and abdominal wall in the pelvic levels**: posterior to the sacrum within the sacrum's width (erector
-  spinae, multifidus), and anterior-medial between the anterior superior iliac spines (rectus abdominis).
+* **Back and abdominal wall in the pelvic levels** (above the femoral heads): beside and behind the spine or sacrum
+  within ``paraspinal_half_width_mm`` of the midline, posterior of the central bone's centre (erector spinae,
+  multifidus), and anterior-medial between the anterior superior iliac spines (rectus abdominis).
 
 Regions per side (each an approximation of a group of the reference study; see ``docs/engines.md``):
 
@@ -190,12 +191,13 @@ def _back_and_abdominal_wall(bone_slice: np.ndarray, midline: float, paraspinal:
     shape = bone_slice.shape
     excluded = np.zeros(shape, bool)
     central = np.abs(col_index - midline) < paraspinal
-    central_bone_rows = np.flatnonzero(bone_slice[:, np.abs(np.arange(shape[1]) - midline) < paraspinal].any(axis=1))
+    central_bone_rows = np.nonzero(bone_slice[:, np.abs(np.arange(shape[1]) - midline) < paraspinal])[0]
     heads_top = [leg.femur_top for leg in skeleton.legs if leg.femur_top is not None]
     above_heads = bool(heads_top) and k < min(heads_top)
     if central_bone_rows.size and above_heads:
-        # Behind the sacrum (posterior of its posterior surface), within the paraspinal band.
-        excluded |= np.broadcast_to((row_index > central_bone_rows.max()) & central, shape)
+        # Beside and behind the spine or sacrum (posterior of the central bone's centre: the vertebral canal),
+        # within the paraspinal band: erector spinae and multifidus lie along the spinous processes.
+        excluded |= np.broadcast_to((row_index > central_bone_rows.mean()) & central, shape)
     rows, cols = np.nonzero(bone_slice)
     if rows.size and above_heads:
         right = cols < midline
