@@ -87,7 +87,7 @@ CODES: dict[str, Code] = {
     "soleus": Code("78376008", "SCT", "Soleus muscle structure", _IPS),
     "deep_posterior_leg": Code(
         "SARCO-0004", PRIVATE_SCHEME,
-        "Tibialis posterior, flexor digitorum longus and flexor hallucis longus muscles",
+        "Tibialis posterior, flexor digitorum and flexor hallucis longus",
         f"{_PRIVATE} tibialis posterior + flexor digitorum longus + flexor hallucis longus (410764008 is the "
         "posterior fascial compartment; the deep posterior crural group also includes popliteus)",
     ),

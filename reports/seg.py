@@ -33,7 +33,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import UID, ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
 from sarcoscreen.inference.catalogue import CATALOGUE, Anatomy, Structure
-from sarcoscreen.inference.coding import PRIVATE_SCHEME, PRIVATE_SCHEME_NAME, Code
+from sarcoscreen.inference.coding import PRIVATE_SCHEME, PRIVATE_SCHEME_NAME
 from sarcoscreen.inference.engines.base import Segmentation
 from sarcoscreen.inference.volume import Volume
 from sarcoscreen.reports.source_attributes import SourceInstances, SourceReferenceError
@@ -108,14 +108,8 @@ _MANUAL_ENGINES = frozenset({"labelmap"})
 
 
 def anatomy_concept(anatomy: Anatomy) -> hd.sr.CodedConcept:
-    """The anatomy's code for DICOM. Code Meaning is LO (64 characters): a longer meaning of a private code is
-    replaced by the anatomy's name (99SARCO is ours to define); a longer standard meaning is an error."""
-    code = anatomy.code
-    if len(code.meaning) > MAX_MEANING:
-        if code.scheme != PRIVATE_SCHEME or len(anatomy.name) > MAX_MEANING:
-            raise ValueError(f"code meaning of {anatomy.key} exceeds {MAX_MEANING} characters")
-        code = Code(code.value, code.scheme, anatomy.name, code.source)
-    return coded(code)
+    """The anatomy's code for DICOM (the catalogue keeps Code Meaning within LO's 64 characters)."""
+    return coded(anatomy.code)
 
 
 def private_coding_scheme() -> CodingSchemeIdentificationItem:

@@ -146,3 +146,11 @@ def test_colours_are_distinct_rgb() -> None:
     for colour in colours:
         assert len(colour) == 3
         assert all(0 <= c <= 255 for c in colour)
+
+
+def test_code_meanings_fit_the_dicom_long_string() -> None:
+    # Code Meaning (0008,0104) is LO: at most 64 characters (PS3.5 Table 6.2-1); longer ones break writers.
+    for anatomy in CATALOGUE.anatomies:
+        assert len(anatomy.code.meaning) <= 64, anatomy.key
+    for structure in CATALOGUE:
+        assert len(structure.name) <= 64, structure.key

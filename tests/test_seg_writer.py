@@ -100,8 +100,8 @@ def test_segments_describe_each_structure(crafted: Crafted, tmp_path: Path) -> N
         expected_lab = hd.color.CIELabColor.from_rgb(*structure.anatomy.colour).value
         assert segment.cielab == tuple(expected_lab)
     deep = next(s for s in info.segments if s.tracking_id == "deep_posterior_leg_right")
-    # the catalogue meaning has 78 characters; the SEG carries the anatomy's name (LO: 64)
-    assert deep.property_type.meaning == "Deep posterior compartment muscles of the leg"
+    # a private code's meaning comes from the catalogue, like a standard one's
+    assert deep.property_type.meaning == CATALOGUE.anatomy("deep_posterior_leg").code.meaning
     ds = pydicom.dcmread(tmp_path / "seg.dcm", stop_before_pixels=True)
     schemes = {str(i.CodingSchemeDesignator) for i in ds.CodingSchemeIdentificationSequence}
     assert "99SARCO" in schemes
