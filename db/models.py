@@ -215,8 +215,13 @@ class OutputKind(StrEnum):
 
 class DeliveryStatus(StrEnum):
     PENDING = "pending"
+    """Not yet accepted by the destination; retried from ``next_attempt_at``."""
     SENT = "sent"
+    """The destination answered the C-STORE with success or a warning."""
     FAILED = "failed"
+    """Given up: ``delivery.max_attempts`` reached (``sarcoscreen jobs retry`` sends it again)."""
+    CANCELLED = "cancelled"
+    """Not to be sent: a newer job of the same series superseded it, or a user cancelled the job (0002)."""
 
 
 class EventLevel(StrEnum):
@@ -351,6 +356,10 @@ class Job(Base):
     engine_version: Mapped[str | None] = mapped_column(String(64))
     settings_hash: Mapped[str | None] = mapped_column(String(SHA256_HEX))
     """Hash of the measurement-relevant settings; with the engine it makes the output UIDs."""
+    reason: Mapped[str | None] = mapped_column(String(256))
+    """Why the job was made: ``series stable``, ``late instances``, ``retry by user`` (0002)."""
+    instance_count: Mapped[int | None] = mapped_column(Integer)
+    """Instances of the series the worker loaded for this job (0002); later arrivals make a new job."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

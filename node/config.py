@@ -33,20 +33,28 @@ __all__ = [
     "ENV_PREFIX",
     "ConfigError",
     "DatabaseSettings",
+    "DeliverySettings",
+    "DestinationSettings",
     "EngineSettings",
     "LoggingSettings",
     "MeasurementSettings",
     "NetworkSettings",
     "OutputSettings",
+    "QueueSettings",
+    "RoutingSettings",
     "Settings",
     "StorageSettings",
     "UidSettings",
+    "WorkerSettings",
     "load_settings",
 ]
 
 ENV_PREFIX = "SARCOSCREEN_"
 DEFAULT_FILE_NAME = "sarcoscreen.toml"
 DEFAULT_DATA_DIR = Path("sarcoscreen-data")
+
+_LIST_SECTIONS = ("destinations",)
+"""Top-level lists of tables ([[destinations]]); from the environment as one TOML array."""
 
 _UID_ROOT = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
@@ -253,6 +261,106 @@ class NetworkSettings(_Section):
         return self
 
 
+class RoutingSettings(_Section):
+    """Which stable series are analysed; the others are skipped with the reason stored (node/routing.py)."""
+
+    min_slices: Annotated[int, Field(ge=1)] = Field(default=20, description="Fewest slices (frames) analysed.")
+    max_slice_thickness_mm: Annotated[float, Field(gt=0)] = Field(
+        default=5.0, description="Thicker slices are skipped.")
+    include_body_parts: list[str] = Field(
+        default_factory=list,
+        description="When set, BodyPartExamined must match one of these shell patterns (an empty one passes).")
+    exclude_body_parts: list[str] = Field(
+        default_factory=lambda: ["HEAD", "BRAIN", "*CHEST*", "THORAX", "NECK"],
+        description="BodyPartExamined patterns that are skipped (case-insensitive, * and ? wildcards).")
+    include_descriptions: list[str] = Field(
+        default_factory=list, description="When set, the study or series description must match one pattern.")
+    exclude_descriptions: list[str] = Field(
+        default_factory=lambda: ["*SCOUT*", "*TOPO*", "*LOCALIZER*", "*DOSE*", "*MIP*", "*MPR*"],
+        description="Study or series description patterns that are skipped.")
+    require_gluteal_region: bool = Field(
+        default=True,
+        description="Skip a series whose images do not reach the gluteal region (checked by the worker on the "
+        "segmentation: no gluteal muscle voxel at all).")
+
+
+class QueueSettings(_Section):
+    """The job queue in SQL: leases, heartbeats, attempts and backoff (db/queue.py)."""
+
+    lease_s: Annotated[float, Field(gt=0)] = Field(
+        default=300.0, description="A claimed job is the worker's for this long; heartbeats renew it. A job whose "
+        "worker died goes back to the queue when its lease expires.")
+    heartbeat_s: Annotated[float, Field(gt=0)] = Field(
+        default=30.0, description="How often a worker renews the lease of its running job (below lease_s).")
+    max_attempts: Annotated[int, Field(ge=1)] = Field(
+        default=3, description="Attempts per job; after the last failed one the job is failed with its error.")
+    backoff_s: Annotated[float, Field(ge=0)] = Field(
+        default=30.0, description="Wait before the 2nd attempt; doubled for each further attempt.")
+    backoff_max_s: Annotated[float, Field(ge=0)] = Field(default=3600.0, description="Longest wait between attempts.")
+    poll_s: Annotated[float, Field(gt=0)] = Field(
+        default=2.0, description="How often idle workers, the series watcher and the sender look for work.")
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Self:
+        if self.heartbeat_s >= self.lease_s:
+            raise ValueError(f"heartbeat_s ({self.heartbeat_s:g}) must be below lease_s ({self.lease_s:g})")
+        return self
+
+
+class WorkerSettings(_Section):
+    """Processing: `sarcoscreen worker` and the workers of `sarcoscreen run`."""
+
+    concurrency: Annotated[int, Field(ge=1)] = Field(
+        default=1, description="Worker processes (each runs one job at a time; with a GPU, one per GPU).")
+
+
+class DeliverySettings(_Section):
+    """The outbox: sending SEG/SR/key images to the [[destinations]] by C-STORE (node/sender.py)."""
+
+    retry_s: Annotated[float, Field(ge=0)] = Field(
+        default=10.0, description="Wait before the 2nd attempt of a delivery; doubled for each further attempt.")
+    retry_max_s: Annotated[float, Field(ge=0)] = Field(default=600.0, description="Longest wait between attempts.")
+    max_attempts: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="Attempts before a delivery is failed for good; 0 retries until it is accepted.")
+    timeout_s: Annotated[float, Field(gt=0)] = Field(
+        default=60.0, description="Network timeout of the association with a destination.")
+
+
+class DestinationSettings(_Section):
+    """A DICOM application entity that receives every output (SEG, SR, key image) by C-STORE."""
+
+    name: str = Field(description="Short unique name (shown in `sarcoscreen jobs`, stored with each delivery).")
+    ae_title: str = Field(description="The destination's AE title (called AE title).")
+    host: str = Field(description="Host name or address.")
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(description="DICOM port.")
+    tls: bool = Field(default=False, description="Use TLS (PS3.15 Annex B) for this destination.")
+    tls_ca_certificates: Path | None = Field(
+        default=None, description="PEM CA bundle to verify the destination's certificate (system CAs when unset).")
+    tls_certificate: Path | None = Field(default=None, description="PEM client certificate, when it asks for one.")
+    tls_private_key: Path | None = Field(default=None, description="PEM private key of the client certificate.")
+    tls_check_hostname: bool = Field(default=True, description="Check that the certificate names the host.")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
+            raise ValueError("must be 1-64 letters, digits, '_', '.' or '-'")
+        return value
+
+    @field_validator("ae_title")
+    @classmethod
+    def _valid_ae_title(cls, value: str) -> str:
+        if not 1 <= len(value.strip()) <= 16 or "\\" in value or not value.isprintable():
+            raise ValueError("must be 1-16 printable characters without backslash")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _client_certificate_complete(self) -> Self:
+        if (self.tls_certificate is None) != (self.tls_private_key is None):
+            raise ValueError("tls_certificate and tls_private_key must be set together")
+        return self
+
+
 class LoggingSettings(_Section):
     level: str = Field(default="INFO", description="DEBUG | INFO | WARNING | ERROR.")
     file: Path | None = Field(default=None, description="Also log to this file (rotated daily).")
@@ -277,6 +385,22 @@ class Settings(_Section):
     uids: UidSettings = UidSettings()
     outputs: OutputSettings = OutputSettings()
     logging: LoggingSettings = LoggingSettings()
+    routing: RoutingSettings = RoutingSettings()
+    queue: QueueSettings = QueueSettings()
+    worker: WorkerSettings = WorkerSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    destinations: list[DestinationSettings] = Field(
+        default_factory=list,
+        description="Where outputs are sent: [[destinations]] tables (name, ae_title, host, port, tls...).")
+
+    @field_validator("destinations")
+    @classmethod
+    def _unique_destination_names(cls, values: list[DestinationSettings]) -> list[DestinationSettings]:
+        names = [d.name for d in values]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"destination names must be unique: {', '.join(duplicates)} repeated")
+        return values
 
     @property
     def database_url(self) -> str:
@@ -298,6 +422,8 @@ class _Origin:
         # A whole-section error (a rule between keys): name where each of its set keys came from.
         section = key.split(".", 1)[0]
         sources = sorted({v for k, v in self.by_key.items() if k.startswith(f"{section}.")})
+        if not sources and section in self.by_key:  # a list of tables ([[destinations]]) or a whole section
+            return self.by_key[section]
         return ", ".join(sources) if sources else "default"
 
 
@@ -331,6 +457,10 @@ def _env_overrides(environ: Mapping[str, str], origin: dict[str, str]) -> dict[s
         if name.startswith(f"{ENV_PREFIX}TEST_"):
             continue  # settings of the test suite, not of the node
         rest = name[len(ENV_PREFIX):].lower()
+        if rest in _LIST_SECTIONS:  # a whole list, as a TOML array: [{name = "PACS", ...}]
+            overrides[rest] = _parse_env_value(text)  # type: ignore[assignment]
+            origin[rest] = f"environment variable {name}"
+            continue
         if "__" not in rest:
             raise ConfigError(
                 f"environment variable {name}: expected {ENV_PREFIX}<SECTION>__<KEY>, e.g. "
@@ -351,6 +481,13 @@ def _resolve_file_paths(data: dict[str, Any], base: Path) -> None:
         "logging": ("file",),
         "network": ("tls_certificate", "tls_private_key", "tls_ca_certificates"),
     }
+    destination_paths = ("tls_ca_certificates", "tls_certificate", "tls_private_key")
+    for destination in data.get("destinations", []) if isinstance(data.get("destinations"), list) else []:
+        if isinstance(destination, dict):
+            for key in destination_paths:
+                value = destination.get(key)
+                if isinstance(value, str) and value and not Path(value).is_absolute():
+                    destination[key] = str(base / value)
     for section, keys in path_keys.items():
         values = data.get(section)
         if not isinstance(values, dict):

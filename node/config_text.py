@@ -13,7 +13,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from sarcoscreen.node.config import ENV_PREFIX, Settings
+from sarcoscreen.node.config import ENV_PREFIX, DestinationSettings, Settings
+
+_LIST_SECTIONS = ("destinations",)
+"""Top-level lists of tables, written as [[name]] after the sections."""
 
 __all__ = ["effective_toml", "example_toml"]
 
@@ -51,6 +54,8 @@ def example_toml() -> str:
     ]
     defaults = Settings()
     for section_name, section_field in Settings.model_fields.items():
+        if section_name in _LIST_SECTIONS:
+            continue
         section: BaseModel = getattr(defaults, section_name)
         lines += ["", f"[{section_name}]"]
         if section_field.annotation is not None and section_field.annotation.__doc__:
@@ -63,13 +68,35 @@ def example_toml() -> str:
                 lines.append(f'# {key} = ""')
             else:
                 lines.append(f"{key} = {_toml_value(value)}")
+    lines += _destinations_example()
     return "\n".join(lines) + "\n"
+
+
+def _destinations_example() -> list[str]:
+    """The [[destinations]] list, commented out (it is empty by default), with each key's meaning."""
+    field = Settings.model_fields["destinations"]
+    lines = ["", f"# {field.description}", "# One table per destination; every output is sent to each of them.",
+             "# [[destinations]]"]
+    examples = {"name": '"pacs"', "ae_title": '"PACS"', "host": '"10.0.0.5"', "port": "104"}
+    for key, item in DestinationSettings.model_fields.items():
+        if item.description:
+            lines.append(f"#   {item.description}")
+        default = item.get_default() if key not in examples else None
+        if key in examples:
+            lines.append(f"# {key} = {examples[key]}")
+        elif default is None:
+            lines.append(f'# {key} = ""')
+        else:
+            lines.append(f"# {key} = {_toml_value(default)}")
+    return lines
 
 
 def effective_toml(settings: Settings) -> str:
     """The settings in force, as TOML; resolved defaults are shown as comments, secrets are masked."""
     lines = ["# effective sarcoscreen configuration"]
     for section_name in Settings.model_fields:
+        if section_name in _LIST_SECTIONS:
+            continue
         section: BaseModel = getattr(settings, section_name)
         lines += ["", f"[{section_name}]"]
         for key in type(section).model_fields:
@@ -78,6 +105,11 @@ def effective_toml(settings: Settings) -> str:
                 lines.append(f"# {key} = (not set)")
             else:
                 lines.append(f"{key} = {_toml_value(value)}")
+    for destination in settings.destinations:
+        lines += ["", "[[destinations]]"]
+        for key in DestinationSettings.model_fields:
+            value = getattr(destination, key)
+            lines.append(f"# {key} = (not set)" if value is None else f"{key} = {_toml_value(value)}")
     lines += [
         "",
         "# resolved",
