@@ -48,6 +48,7 @@ __all__ = [
     "InstanceIndex",
     "ReceivedInstance",
     "StorageSCP",
+    "instance_from_header",
 ]
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ class ReceivedInstance:
     patient_id: str = ""
     patient_sex: str = ""
     patient_age: str = ""
+    patient_size: str = ""
+    """PatientSize (0010,1020) as received (metres by the standard; validated when measuring)."""
     accession_number: str = ""
     study_date: str = ""
     study_description: str = ""
@@ -144,6 +147,33 @@ def _describe(ds: Dataset, request_class: str, request_instance: str) -> tuple[s
     if missing:
         raise _RejectedError(STATUS_DATASET_MISMATCH, f"{' and '.join(missing)} missing or empty (Type 1)")
     return study, series, sop_class or request_class, request_instance
+
+
+def instance_from_header(header: Dataset, *, study: str, series: str, sop_class: str, sop_instance: str,
+                         relative_path: str, size: int, sha256: str, calling_ae_title: str,
+                         duplicate: bool) -> ReceivedInstance:
+    """What the index records of one stored instance, from its header (pixel data not read)."""
+    syntax = header.file_meta.get("TransferSyntaxUID", "") if hasattr(header, "file_meta") else ""
+    try:
+        thickness = float(header.SliceThickness) if header.get("SliceThickness") else None
+    except (TypeError, ValueError):
+        thickness = None
+    try:
+        frames = int(header.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        frames = 1
+    return ReceivedInstance(
+        study_instance_uid=study, series_instance_uid=series, sop_instance_uid=sop_instance,
+        sop_class_uid=sop_class, transfer_syntax_uid=str(syntax), relative_path=relative_path, size=size,
+        sha256=sha256, calling_ae_title=calling_ae_title, duplicate=duplicate, modality=_text(header, "Modality"),
+        patient_id=_text(header, "PatientID"), patient_sex=_text(header, "PatientSex"),
+        patient_age=_text(header, "PatientAge"), patient_size=_text(header, "PatientSize"),
+        accession_number=_text(header, "AccessionNumber"), study_date=_text(header, "StudyDate"),
+        study_description=_text(header, "StudyDescription"), series_description=_text(header, "SeriesDescription"),
+        body_part=_text(header, "BodyPartExamined"), frame_of_reference_uid=_text(header, "FrameOfReferenceUID"),
+        image_type=tuple(str(v) for v in header.get("ImageType", []) or []), slice_thickness_mm=thickness,
+        axial=_is_axial(header), frames=frames,
+    )
 
 
 def _caller_allowed(allowed: Sequence[str], calling_ae: str, address: str) -> bool:
@@ -261,20 +291,10 @@ class StorageSCP:
         except SpoolError as exc:
             logger.error("C-STORE of %s from %s failed (0xA700): %s", request_instance, calling, exc)
             return STATUS_OUT_OF_RESOURCES
-        instance = ReceivedInstance(
-            study_instance_uid=study, series_instance_uid=series, sop_instance_uid=sop_instance,
-            sop_class_uid=sop_class, transfer_syntax_uid=str(header.file_meta.TransferSyntaxUID),
-            relative_path=stored.relative_path, size=stored.size, sha256=stored.sha256, calling_ae_title=calling,
-            duplicate=stored.duplicate, modality=_text(header, "Modality"), patient_id=_text(header, "PatientID"),
-            patient_sex=_text(header, "PatientSex"), patient_age=_text(header, "PatientAge"),
-            accession_number=_text(header, "AccessionNumber"), study_date=_text(header, "StudyDate"),
-            study_description=_text(header, "StudyDescription"),
-            series_description=_text(header, "SeriesDescription"), body_part=_text(header, "BodyPartExamined"),
-            frame_of_reference_uid=_text(header, "FrameOfReferenceUID"),
-            image_type=tuple(str(v) for v in header.get("ImageType", []) or []),
-            slice_thickness_mm=float(header.SliceThickness) if header.get("SliceThickness") else None,
-            axial=_is_axial(header), frames=int(header.get("NumberOfFrames", 1) or 1),
-        )
+        instance = instance_from_header(header, study=study, series=series, sop_class=sop_class,
+                                        sop_instance=sop_instance, relative_path=stored.relative_path,
+                                        size=stored.size, sha256=stored.sha256, calling_ae_title=calling,
+                                        duplicate=stored.duplicate)
         try:
             self.index.add(instance)
         except IndexUnavailableError as exc:

@@ -1,0 +1,225 @@
+"""The SCP's instance index over SQL: one transaction per received instance, before the C-STORE is answered.
+
+`SqlInstanceIndex.add` records a stored instance (`sarcoscreen.node.scp.ReceivedInstance`): its study and series
+(created on first sight, with the attributes routing and measurement need) and the instance row pointing at the
+spool file. A SOP Instance UID already indexed is not recorded again (a resent instance is stored once).
+
+A new instance of a series that had already been decided (queued, skipped, processed, failed) puts the series
+back to ``receiving``: once it is idle again the series watcher decides it anew, and - when
+``network.rerun_on_late_instances`` is on - makes a new job, so an instance arriving late is never lost.
+
+Concurrency: on SQLite the transaction starts with ``BEGIN IMMEDIATE``; on PostgreSQL study, series and instance
+rows are inserted with ``ON CONFLICT DO NOTHING`` and the series row is locked (``FOR UPDATE``) while its counters
+change, so simultaneous associations of one study never fail on a unique constraint.
+
+Nothing here logs patient data: the patient ID goes to the ``studies`` table only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Engine, event, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from sarcoscreen.db.events import record_event
+from sarcoscreen.db.models import Instance, InstanceState, Series, SeriesState, Study, utcnow
+from sarcoscreen.db.queue import db_now, write_session
+from sarcoscreen.db.session import create_engine_from_url
+from sarcoscreen.node.scp import IndexUnavailableError, ReceivedInstance
+
+__all__ = ["SqlInstanceIndex", "index_engine", "index_instance"]
+
+logger = logging.getLogger(__name__)
+
+
+def _study_date(text: str) -> date | None:
+    try:
+        return datetime.strptime(text[:8], "%Y%m%d").date() if len(text) >= 8 else None
+    except ValueError:
+        return None
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
+def _insert(session: Session, model: type, values: dict[str, Any], key: str) -> bool:
+    """INSERT ... ON CONFLICT (key) DO NOTHING, in the dialect of the session's database; ``True`` if inserted."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    result = session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=[key]))
+    return bool(result.rowcount)
+
+
+def _study_id(session: Session, instance: ReceivedInstance) -> int:
+    found = session.execute(select(Study.id).where(Study.study_instance_uid == instance.study_instance_uid)
+                            ).scalar_one_or_none()
+    if found is not None:
+        return found
+    _insert(session, Study, {
+        "study_instance_uid": instance.study_instance_uid,
+        "patient_id": instance.patient_id[:64] or None,
+        "accession_number": instance.accession_number[:64] or None,
+        "study_date": _study_date(instance.study_date),
+        "study_description": instance.study_description[:256] or None,
+        "patient_sex": instance.patient_sex[:16] or None,
+        "patient_size_recorded": _number(instance.patient_size),
+    }, "study_instance_uid")
+    return session.execute(select(Study.id).where(Study.study_instance_uid == instance.study_instance_uid)
+                           ).scalar_one()
+
+
+def _series_id(session: Session, instance: ReceivedInstance, study_id: int) -> int:
+    found = session.execute(select(Series.id).where(Series.series_instance_uid == instance.series_instance_uid)
+                            ).scalar_one_or_none()
+    if found is not None:
+        return found
+    now = db_now(session)
+    _insert(session, Series, {
+        "study_id": study_id,
+        "series_instance_uid": instance.series_instance_uid,
+        "modality": instance.modality[:16] or None,
+        "series_description": instance.series_description[:256] or None,
+        "body_part": instance.body_part[:64] or None,
+        "slice_thickness_mm": instance.slice_thickness_mm,
+        "instance_count": 0,
+        "first_received_at": now,
+        "last_received_at": now,
+        "state": SeriesState.RECEIVING,
+    }, "series_instance_uid")
+    return session.execute(select(Series.id).where(Series.series_instance_uid == instance.series_instance_uid)
+                           ).scalar_one()
+
+
+def _now(session: Session) -> Any:
+    """The receive time: the database server's clock on PostgreSQL (as SQL, no round trip), this host's else."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.statement_timestamp()
+    return utcnow()
+
+
+def _restore_if_back(session: Session, instance: ReceivedInstance) -> None:
+    """A resent instance whose spool file had gone missing or changed: the spool has it again."""
+    existing = session.execute(
+        select(Instance).where(Instance.sop_instance_uid == instance.sop_instance_uid)).scalar_one_or_none()
+    if existing is not None and existing.state is not InstanceState.STORED \
+            and existing.spool_path == instance.relative_path:
+        existing.state = InstanceState.STORED
+        existing.sha256, existing.size_bytes = instance.sha256, instance.size
+
+
+def index_instance(session: Session, instance: ReceivedInstance, *,
+                   ids: tuple[int, int] | None = None) -> tuple[bool, tuple[int, int]]:
+    """Record `instance` in the caller's transaction.
+
+    `ids` are the (study id, series id) of the instance's series when the caller knows them (a cache). Returns
+    whether the instance was new, and the (study id, series id). The common case - a new instance of a series
+    that is receiving - is one INSERT and one UPDATE.
+    """
+    if ids is None:
+        study_id = _study_id(session, instance)
+        ids = (study_id, _series_id(session, instance, study_id))
+    series_id = ids[1]
+    now = _now(session)
+    inserted = _insert(session, Instance, {
+        "series_id": series_id,
+        "sop_instance_uid": instance.sop_instance_uid,
+        "sop_class_uid": instance.sop_class_uid,
+        "transfer_syntax_uid": instance.transfer_syntax_uid,
+        "spool_path": instance.relative_path,
+        "size_bytes": instance.size,
+        "sha256": instance.sha256,
+        "received_at": now,
+        "calling_ae_title": instance.calling_ae_title[:16] or None,
+        "frames": instance.frames,
+        "image_type": "\\".join(instance.image_type)[:256] or None,
+        "axial": instance.axial,
+        "state": InstanceState.STORED,
+    }, "sop_instance_uid")
+    if not inserted:  # indexed before (a resend), or by another association a moment ago
+        _restore_if_back(session, instance)
+        return False, ids
+    counted = session.execute(
+        update(Series).where(Series.id == series_id, Series.state == SeriesState.RECEIVING)
+        .values(instance_count=Series.instance_count + 1, last_received_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if counted.rowcount:
+        return True, ids
+    # The series had been decided (queued, skipped, processed...): it receives again and will be decided anew.
+    previous = session.execute(select(Series.state).where(Series.id == series_id).with_for_update()).scalar_one()
+    session.execute(
+        update(Series).where(Series.id == series_id)
+        .values(instance_count=Series.instance_count + 1, last_received_at=now, state=SeriesState.RECEIVING)
+        .execution_options(synchronize_session=False)
+    )
+    record_event(session, "series.receiving",
+                 f"instance {instance.sop_instance_uid} arrived after the series was {previous.value}; the series "
+                 "will be decided again once it is idle", series_id=series_id)
+    return True, ids
+
+
+def index_engine(url: str) -> Engine:
+    """The engine the SCP indexes with. On SQLite its connections use ``synchronous=NORMAL``: in WAL mode a commit
+    then no longer waits for the disk (the WAL is synced at checkpoints). The instance file itself is fsynced in
+    the spool before the row is written, and the start-up reconciliation indexes any spool file whose row a power
+    failure lost, so no acknowledged instance can be lost; the database stays consistent either way."""
+    engine = create_engine_from_url(url)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _normal_sync(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("PRAGMA synchronous = NORMAL")
+            finally:
+                cursor.close()
+
+    return engine
+
+
+class SqlInstanceIndex:
+    """`sarcoscreen.node.scp.InstanceIndex` over the node's database.
+
+    Keeps the (study id, series id) of recent series in memory, so that most instances cost one INSERT and one
+    UPDATE; a stale entry (the series was deleted meanwhile) fails on the foreign key and is looked up again.
+    """
+
+    _CACHE_SIZE = 1024
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._ids: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, instance: ReceivedInstance) -> None:
+        key = instance.series_instance_uid
+        with self._lock:
+            cached = self._ids.get(key)
+        try:
+            try:
+                with write_session(self.engine) as session:
+                    _, ids = index_instance(session, instance, ids=cached)
+            except IntegrityError:
+                if cached is None:
+                    raise
+                with self._lock:
+                    self._ids.pop(key, None)
+                with write_session(self.engine) as session:
+                    _, ids = index_instance(session, instance)
+        except SQLAlchemyError as exc:
+            # The driver's text may quote SQL; name the kind of error only (bound values are hidden anyway).
+            raise IndexUnavailableError(f"database error ({type(exc).__name__})") from exc
+        with self._lock:
+            if len(self._ids) >= self._CACHE_SIZE:
+                self._ids.clear()
+            self._ids[key] = ids

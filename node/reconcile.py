@@ -1,0 +1,159 @@
+"""Start-up reconciliation of the spool (the source of truth) with the instance index in SQL.
+
+Run by ``sarcoscreen serve`` / ``run`` before the SCP listens:
+
+1. temporary files left in ``<spool>/.incoming`` by a crash mid-write are removed (they were never
+   acknowledged, so the sender still has them);
+2. every spool file without an ``instances`` row is indexed from its header - e.g. an instance that was stored
+   but could not be indexed (the SCP answered 0xA700, the file stayed) or a crash between rename and commit. Its
+   series then goes (back) to ``receiving`` and through the stability and routing steps like any new instance;
+3. rows whose file is gone are marked ``missing file``; rows whose file has another size (or, with
+   `verify_checksums`, another SHA-256) are marked ``changed file``; a row marked before whose file is back
+   and unchanged is ``stored`` again;
+4. a file that cannot be read as DICOM, or whose UIDs do not match its place in the spool, is moved to the
+   quarantine with the reason.
+
+Every change is counted in the returned `ReconcileReport` and summarised in an event (no patient data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+from sqlalchemy import Engine, select
+
+from sarcoscreen.db.events import record_event
+from sarcoscreen.db.models import EventLevel, Instance, InstanceState
+from sarcoscreen.db.queue import write_session
+from sarcoscreen.node.instance_index import index_instance
+from sarcoscreen.node.scp import ReceivedInstance, instance_from_header
+from sarcoscreen.node.spool import Spool
+
+__all__ = ["ReconcileReport", "reconcile"]
+
+logger = logging.getLogger(__name__)
+
+_BATCH = 200
+"""Files indexed per transaction (keeps the SQLite write lock short)."""
+
+
+@dataclass
+class ReconcileReport:
+    incomplete_removed: int = 0
+    indexed: int = 0
+    missing: int = 0
+    changed: int = 0
+    restored: int = 0
+    quarantined: int = 0
+
+    def summary(self) -> str:
+        return (f"spool reconciled: {self.indexed} unindexed files indexed, {self.missing} rows without file, "
+                f"{self.changed} changed files, {self.restored} files back, {self.quarantined} unreadable files "
+                f"quarantined, {self.incomplete_removed} incomplete writes removed")
+
+    @property
+    def changes(self) -> int:
+        return self.indexed + self.missing + self.changed + self.restored + self.quarantined
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _quarantine(spool: Spool, path: Path, reason: str) -> None:
+    """Move a spool file that cannot be indexed to the quarantine, with the reason beside it."""
+    try:
+        target = spool.quarantine(path.read_bytes(), reason, spool_path=str(path.relative_to(spool.root)))
+    except OSError as exc:
+        logger.error("cannot quarantine %s: %s", path.name, exc.strerror)
+        return
+    path.unlink(missing_ok=True)
+    logger.warning("spool file %s quarantined as %s: %s", path.name, target.name, reason)
+
+
+def _index_file(spool: Spool, series_uid: str, sop_uid: str, relative: str) -> ReceivedInstance | None:
+    """The `ReceivedInstance` of an unindexed spool file, or ``None`` after quarantining it."""
+    path = spool.path_of(relative)
+    try:
+        header = dcmread(path, stop_before_pixels=True)
+    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError) as exc:
+        _quarantine(spool, path, f"found in the spool at start-up, not readable as DICOM: {exc}")
+        return None
+    meta = getattr(header, "file_meta", None)
+    file_sop = str(header.get("SOPInstanceUID", "") or (meta.get("MediaStorageSOPInstanceUID", "") if meta else ""))
+    file_series = str(header.get("SeriesInstanceUID", "") or "")
+    if file_sop != sop_uid or file_series != series_uid:
+        _quarantine(spool, path, "found in the spool at start-up under UIDs that are not its own")
+        return None
+    sop_class = str(header.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
+    return instance_from_header(
+        header, study=str(header.get("StudyInstanceUID", "") or ""), series=series_uid, sop_class=sop_class,
+        sop_instance=sop_uid, relative_path=relative, size=path.stat().st_size, sha256=_sha256(path),
+        calling_ae_title="", duplicate=False)
+
+
+def reconcile(engine: Engine, spool: Spool, *, verify_checksums: bool = False) -> ReconcileReport:
+    """Bring the index in line with the spool; see the module docstring."""
+    report = ReconcileReport(incomplete_removed=spool.discard_incomplete())
+    with write_session(engine) as session:
+        rows = {row.spool_path: row for row in session.execute(
+            select(Instance.id, Instance.spool_path, Instance.size_bytes, Instance.sha256, Instance.state,
+                   Instance.series_id)).all()}
+    on_disk = {relative: (series_uid, sop_uid) for series_uid, sop_uid, relative in spool.walk()}
+
+    pending: list[ReceivedInstance] = []
+    for relative, (series_uid, sop_uid) in sorted(on_disk.items()):
+        if relative in rows:
+            continue
+        instance = _index_file(spool, series_uid, sop_uid, relative)
+        if instance is None:
+            report.quarantined += 1
+        else:
+            pending.append(instance)
+    for start in range(0, len(pending), _BATCH):
+        with write_session(engine) as session:
+            for instance in pending[start:start + _BATCH]:
+                report.indexed += index_instance(session, instance)[0]
+
+    updates: dict[int, tuple[InstanceState, int]] = {}
+    for relative, row in rows.items():
+        path = spool.path_of(relative)
+        if relative not in on_disk or not path.is_file():
+            if row.state is not InstanceState.MISSING_FILE:
+                updates[row.id] = (InstanceState.MISSING_FILE, row.series_id)
+                report.missing += 1
+            continue
+        changed = path.stat().st_size != row.size_bytes or (verify_checksums and _sha256(path) != row.sha256)
+        if changed and row.state is not InstanceState.CHANGED_FILE:
+            updates[row.id] = (InstanceState.CHANGED_FILE, row.series_id)
+            report.changed += 1
+        elif not changed and row.state is not InstanceState.STORED:
+            updates[row.id] = (InstanceState.STORED, row.series_id)
+            report.restored += 1
+    if updates or report.changes:
+        with write_session(engine) as session:
+            for instance_id, (state, _) in updates.items():
+                session.get_one(Instance, instance_id).state = state
+            per_series: dict[int, dict[InstanceState, int]] = {}
+            for state, series_id in updates.values():
+                per_series.setdefault(series_id, {}).setdefault(state, 0)
+                per_series[series_id][state] += 1
+            for series_id, counts in per_series.items():
+                text = ", ".join(f"{n} instances now '{state.value}'" for state, n in counts.items())
+                bad = any(s is not InstanceState.STORED for s in counts)
+                record_event(session, "spool.reconciled", f"start-up reconciliation: {text}",
+                             level=EventLevel.WARNING if bad else EventLevel.INFO, series_id=series_id)
+            record_event(session, "spool.reconciled", report.summary(),
+                         level=EventLevel.WARNING if report.missing or report.changed or report.quarantined
+                         else EventLevel.INFO)
+    logger.info(report.summary())
+    return report

@@ -1,0 +1,138 @@
+"""``sarcoscreen results``: the node's results per series for QA staff, as a table, CSV or JSON.
+
+Filters (combined with AND): ``--since`` (a date ``2026-11-01``, a time ``2026-11-01T08:00``, or a duration back
+from now ``7d``, ``12h``, ``30m``), ``--flagged`` (a group is ``suspected``), ``--status`` (the series state:
+processed, skipped, failed, queued, receiving), ``--patient ID``. The output shows patient IDs (QA staff need
+them); it is for the terminal or a file, never for logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sarcoscreen.db.queries import GROUPS, ResultRow, results
+from sarcoscreen.db.session import create_engine_from_url, session_scope
+from sarcoscreen.node.config import Settings
+
+__all__ = ["format_results", "parse_since", "run_results"]
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([dhm])$")
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """``7d`` / ``12h`` / ``30m`` back from now, or an ISO date or date-time (UTC when no zone is given)."""
+    now = now or datetime.now(UTC)
+    match = _DURATION.match(text.strip())
+    if match:
+        value, unit = float(match[1]), {"d": "days", "h": "hours", "m": "minutes"}[match[2]]
+        return now - timedelta(**{unit: value})
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"--since {text!r}: expected a date (2026-11-01), a date-time (2026-11-01T08:00) or a "
+                         "duration (7d, 12h, 30m)") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _flat(row: ResultRow) -> dict[str, Any]:
+    """One row as flat columns (CSV and the table)."""
+    flat: dict[str, Any] = {
+        "series_instance_uid": row.series_instance_uid,
+        "patient_id": row.patient_id or "",
+        "accession_number": row.accession_number or "",
+        "study_date": row.study_date.isoformat() if row.study_date else "",
+        "state": row.state,
+        "job_id": row.job_id or "",
+        "finished_at": row.finished_at.isoformat(timespec="seconds") if row.finished_at else "",
+        "engine": row.engine or "",
+        "height_m": _number(row.height_m),
+    }
+    for group in GROUPS:
+        value = row.groups.get(group)
+        flat[f"{group}_smm_kg"] = _number(value.smm_g / 1000.0 if value and value.smm_g is not None else None)
+        flat[f"{group}_smi_kg_m2"] = _number(value.screening_smi_kg_m2 if value else None)
+        flat[f"{group}_classification"] = (value.classification or "") if value else ""
+    flat["flagged"] = "yes" if row.flagged else ""
+    flat["delivered"] = f"{row.deliveries_sent}/{row.deliveries_total}" if row.deliveries_total else ""
+    flat["reason"] = row.skip_reason or row.job_error or ""
+    return flat
+
+
+def _json(row: ResultRow) -> dict[str, Any]:
+    return {
+        "series_instance_uid": row.series_instance_uid, "study_instance_uid": row.study_instance_uid,
+        "patient_id": row.patient_id, "accession_number": row.accession_number,
+        "study_date": row.study_date.isoformat() if row.study_date else None,
+        "series_description": row.series_description, "state": row.state, "skip_reason": row.skip_reason,
+        "instances": row.instances, "last_received_at": row.last_received_at.isoformat(),
+        "job": None if row.job_id is None else {
+            "id": row.job_id, "status": row.job_status, "error": row.job_error, "engine": row.engine,
+            "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+        },
+        "height_m": row.height_m, "height_source": row.height_source, "flagged": row.flagged,
+        "groups": {name: {"completeness": g.completeness, "smm_g": g.smm_g, "smi_kg_m2": g.smi_kg_m2,
+                          "screening_smi_kg_m2": g.screening_smi_kg_m2, "screening_side_rule": g.screening_side_rule,
+                          "classification": g.classification, "cutoff_kg_m2": g.cutoff_kg_m2, "reason": g.reason}
+                   for name, g in row.groups.items()},
+        "deliveries": {"sent": row.deliveries_sent, "total": row.deliveries_total},
+    }
+
+
+_TABLE_COLUMNS = (
+    ("patient_id", "patient"), ("study_date", "study date"), ("state", "state"), ("job_id", "job"),
+    ("gluteal_smi_kg_m2", "gluteal SMI"), ("above_knee_smi_kg_m2", "above-knee SMI"), ("all_smi_kg_m2", "all SMI"),
+    ("flagged", "flagged"), ("delivered", "sent"), ("series_instance_uid", "series"), ("reason", "reason"),
+)
+
+
+def format_results(rows: list[ResultRow], fmt: str) -> str:
+    """`rows` as ``table``, ``csv`` or ``json`` text."""
+    if fmt == "json":
+        return json.dumps([_json(r) for r in rows], indent=2) + "\n"
+    flat = [_flat(r) for r in rows]
+    if fmt == "csv":
+        buffer = io.StringIO()
+        columns = list(flat[0]) if flat else list(_flat_columns())
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(flat)
+        return buffer.getvalue()
+    if not rows:
+        return "no results\n"
+    widths = {key: max(len(title), *(len(str(f[key])) for f in flat)) for key, title in _TABLE_COLUMNS}
+    widths["reason"] = min(widths["reason"], 60)
+    lines = ["  ".join(title.ljust(widths[key]) for key, title in _TABLE_COLUMNS).rstrip()]
+    lines.append("  ".join("-" * widths[key] for key, _ in _TABLE_COLUMNS))
+    for f in flat:
+        lines.append("  ".join(str(f[key])[:widths[key]].ljust(widths[key]) for key, _ in _TABLE_COLUMNS).rstrip())
+    lines.append("SMI in kg/m2: the screening value (side rule, e.g. the mean of both sides), as compared with the "
+                 "cut-off; flagged: a group below its calibrated cut-off")
+    return "\n".join(lines) + "\n"
+
+
+def _flat_columns() -> dict[str, Any]:
+    placeholder = ResultRow("", "", None, None, None, None, "", None, 0, datetime.now(UTC))
+    return _flat(placeholder)
+
+
+def run_results(args: argparse.Namespace, settings: Settings) -> int:
+    since = parse_since(args.since) if args.since else None
+    engine = create_engine_from_url(settings.database_url)
+    try:
+        with session_scope(engine) as session:
+            rows = results(session, since=since, flagged=args.flagged, state=args.status, patient_id=args.patient,
+                           limit=args.limit)
+    finally:
+        engine.dispose()
+    print(format_results(rows, args.format), end="")
+    return 0

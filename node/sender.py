@@ -1,0 +1,133 @@
+"""The sender: the outbox's pending deliveries go to their destinations by C-STORE, retried until accepted.
+
+Runs in the ``serve``/``run`` process, in its own thread. Every ``queue.poll_s`` seconds it claims the due
+deliveries (`sarcoscreen.db.outbox.claim_due`; a claim holds a row for ``5 x delivery.timeout_s`` so that two
+senders never send it at once and a sender that died releases it), groups them by destination and sends each
+group in one association (`sarcoscreen.node.dicom_sender.send_files`: every file in its own transfer syntax, one
+presentation context per SOP class and syntax).
+
+Outcomes (PS3.4 Annex B, Table B.2-1): Success (0x0000) and the warnings (0xB000 coercion, 0xB007 data set does
+not match SOP class, 0xB006 elements discarded) mark the delivery ``sent``; any failure status, a missing
+response, or no association at all (destination down, rejected, TLS failure) is a failed attempt: the delivery
+is due again after ``delivery.retry_s * 2**(attempt-1)`` seconds (at most ``delivery.retry_max_s``), and after
+``delivery.max_attempts`` attempts (when not 0) it is ``failed``. Addresses and TLS settings come from the
+current ``[[destinations]]`` entry of the delivery's destination name, so a corrected address applies to
+deliveries already queued. Output UIDs are deterministic: a resent object replaces itself at the destination.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections import defaultdict
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from sarcoscreen.db.models import DeliveryStatus
+from sarcoscreen.db.outbox import DueDelivery, claim_due, record_outcome
+from sarcoscreen.node.config import DestinationSettings, Settings
+from sarcoscreen.node.dicom_sender import Destination, DestinationError, send_files
+from sarcoscreen.node.tls import client_context
+
+__all__ = ["Sender", "destination_of"]
+
+logger = logging.getLogger(__name__)
+
+
+def destination_of(settings: DestinationSettings, calling_ae_title: str) -> Destination:
+    """The `Destination` (with its TLS context) of a ``[[destinations]]`` entry; `TlsConfigError` on bad files."""
+    tls: ssl.SSLContext | None = None
+    if settings.tls:
+        tls = client_context(settings.tls_ca_certificates, settings.tls_certificate, settings.tls_private_key,
+                             check_hostname=settings.tls_check_hostname)
+    return Destination(settings.ae_title, settings.host, settings.port, calling_ae_title, tls, settings.name)
+
+
+class Sender:
+    """Sends due deliveries; `run_once` for one round, `start`/`stop` for the background thread."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.destinations = {d.name: destination_of(d, settings.network.ae_title) for d in settings.destinations}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _record(self, delivery: DueDelivery, *, accepted: bool, status: int | None, error: str) -> DeliveryStatus:
+        d = self.settings.delivery
+        outcome = record_outcome(self.engine, delivery, accepted=accepted, status_code=status, error=error,
+                                 retry_s=d.retry_s, retry_max_s=d.retry_max_s, max_attempts=d.max_attempts)
+        level = logging.INFO if accepted else logging.WARNING
+        logger.log(level, "%s %s to %s: %s%s", delivery.kind, delivery.sop_instance_uid, delivery.destination_name,
+                   outcome.value, f" ({error})" if error and not accepted else "")
+        return outcome
+
+    def _send_group(self, name: str, deliveries: list[DueDelivery]) -> None:
+        destination = self.destinations.get(name)
+        if destination is None:
+            for delivery in deliveries:
+                self._record(delivery, accepted=False, status=None,
+                             error=f"destination {name!r} is not in the configuration ([[destinations]])")
+            return
+        root = self.settings.storage.outputs
+        by_path: dict[Path, list[DueDelivery]] = defaultdict(list)
+        for delivery in deliveries:
+            path = root / delivery.path
+            if not path.is_file():
+                self._record(delivery, accepted=False, status=None, error=f"output file {delivery.path} is missing")
+                continue
+            by_path[path].append(delivery)
+        if not by_path:
+            return
+        try:
+            result = send_files(list(by_path), destination, timeout=self.settings.delivery.timeout_s)
+        except DestinationError as exc:
+            for group in by_path.values():
+                for delivery in group:
+                    self._record(delivery, accepted=False, status=None, error=str(exc))
+            return
+        outcomes = {outcome.path: outcome for outcome in result.outcomes}
+        for path, group in by_path.items():
+            outcome = outcomes.get(path)
+            for delivery in group:
+                if outcome is None:
+                    self._record(delivery, accepted=False, status=None, error="not sent (no outcome)")
+                elif outcome.ok:
+                    self._record(delivery, accepted=True, status=outcome.status, error="")
+                else:
+                    status = f"status 0x{outcome.status:04X}" if outcome.status is not None else "no status"
+                    self._record(delivery, accepted=False, status=outcome.status,
+                                 error=f"{status} {outcome.error}".strip())
+
+    def run_once(self) -> int:
+        """Send what is due now; returns how many deliveries were attempted."""
+        due = claim_due(self.engine, hold_s=5 * self.settings.delivery.timeout_s)
+        groups: dict[str, list[DueDelivery]] = defaultdict(list)
+        for delivery in due:
+            groups[delivery.destination_name].append(delivery)
+        for name, deliveries in groups.items():
+            self._send_group(name, deliveries)
+        return len(due)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.run_once():
+                    continue  # more may be due
+            except SQLAlchemyError as exc:
+                logger.error("sender: database error (%s); retrying", type(exc).__name__)
+            except Exception:
+                logger.exception("sender: unexpected error; retrying")
+            self._stop.wait(self.settings.queue.poll_s)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="sender", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2 * self.settings.delivery.timeout_s)
