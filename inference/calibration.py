@@ -117,7 +117,9 @@ def parse_calibration(raw: bytes, source: str = "<memory>") -> Calibration:
         if sex not in ("F", "M"):
             raise CalibrationError(f"{where}: sex must be 'F' or 'M', got {sex!r}")
         value = float(_require(item, "smi_cutoff_kg_m2", (int, float), where))
-        if not 0.5 < value < 30:
+        # CT SMI of one group by a side rule can be well below DXA SMI (gluteal muscles, mean of the sides:
+        # ~0.3 kg/m2), so the lower bound only refuses zero and unit mistakes.
+        if not 0.05 < value < 30:
             raise CalibrationError(f"{where}: smi_cutoff_kg_m2 {value} is not a plausible SMI in kg/m2")
         ci = item.get("auc_ci95")
         cutoffs.append(Cutoff(

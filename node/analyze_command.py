@@ -174,6 +174,7 @@ def analyze_series(
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
         "json": write_measurements_json(report, out_dir / "measurements.json",
+                                        study_instance_uid=volume.info.study_instance_uid,
                                         landmarks=[lm.__dict__ for lm in segmentation.landmarks],
                                         calibration=calibration.describe() if calibration else None),
         "csv": write_measurements_csv(report, out_dir / "measurements.csv"),

@@ -178,6 +178,21 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(args, settings)
 
 
+# --- validation study and calibration -----------------------------------------------------------------------
+
+
+def _cmd_study(args: argparse.Namespace, settings: Settings) -> int:
+    from sarcoscreen.node.study_command import run_study
+
+    return run_study(args, settings)
+
+
+def _cmd_calibrate(args: argparse.Namespace, settings: Settings | None) -> int:
+    from sarcoscreen.node.calibrate_command import run_calibrate
+
+    return run_calibrate(args)
+
+
 # --- parser -------------------------------------------------------------------------------------------------
 
 
@@ -297,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="Seed of the phantom's noise.")
     demo.add_argument("--no-progress", action="store_true", help="No progress bars.")
     demo.set_defaults(handler=_cmd_demo)
+
+    from sarcoscreen.node.calibrate_command import add_calibrate_parser
+    from sarcoscreen.node.study_command import add_study_parser
+
+    add_study_parser(commands, _cmd_study)
+    add_calibrate_parser(commands, _cmd_calibrate)
     return parser
 
 

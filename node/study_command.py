@@ -1,0 +1,124 @@
+"""``sarcoscreen study``: the validation study of a site - CT muscle mass against DXA - from a cohort file and
+the node's results (``--db``) or result files (``--measurements``).
+
+Reads and validates the cohort (`reports.study.cohort`), reads the CT measurements
+(`reports.study.measurements`), joins them (`reports.study.join`), runs the reference study's analysis
+(`reports.study.analysis`) and writes the report, figures, results.json and CSV tables (`reports.study.report`).
+See docs/validation-study.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from sarcoscreen.inference.sides import SideRule
+from sarcoscreen.node.config import Settings
+
+__all__ = ["run_study", "software_version"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+_SHOWN_ISSUES = 20
+
+
+def software_version() -> str:
+    try:
+        return version("sarcoscreen")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _error(message: str) -> None:
+    print(f"sarcoscreen: study: {message}", file=sys.stderr)
+
+
+def run_study(args: argparse.Namespace, settings: Settings) -> int:
+    from sarcoscreen.reports.study.analysis import SEX_NAMES, analyse
+    from sarcoscreen.reports.study.cohort import CohortError, read_cohort
+    from sarcoscreen.reports.study.definitions import definition_by_key
+    from sarcoscreen.reports.study.join import join_cohort
+    from sarcoscreen.reports.study.measurements import (
+        MeasurementsError,
+        load_from_database,
+        load_measurement_files,
+    )
+    from sarcoscreen.reports.study.report import write_study_outputs
+
+    try:
+        cohort = read_cohort(args.cohort)
+    except CohortError as exc:
+        _error(str(exc))
+        return EXIT_FAILED
+    try:
+        if args.measurements:
+            source = load_measurement_files(args.measurements)
+        else:
+            source = load_from_database(args.db or settings.database_url)
+    except MeasurementsError as exc:
+        _error(str(exc))
+        return EXIT_FAILED
+    side_rule = SideRule(args.side_rule) if args.side_rule else settings.measurement.side_rule
+    join = join_cohort(cohort.rows, source.series)
+    results = analyse(cohort, join, definition_by_key(args.definition), side_rule,
+                      measurement_source=source.description, measurement_problems=source.problems,
+                      title=args.title, software_version=software_version())
+    files = write_study_outputs(results, args.out)
+
+    if results.synthetic:
+        print("SYNTHETIC DATA - not patient data")
+    print(cohort.summary())
+    for issue in cohort.errors[:_SHOWN_ISSUES]:
+        print(f"  refused: {issue}", file=sys.stderr)
+    if len(cohort.errors) > _SHOWN_ISSUES:
+        print(f"  ... {len(cohort.errors) - _SHOWN_ISSUES} more in cohort_issues.csv", file=sys.stderr)
+    for problem in source.problems:
+        print(f"  measurements: {problem}", file=sys.stderr)
+    print(join.summary())
+    reasons: dict[str, int] = {}
+    for item in join.not_joined:
+        reasons[item.reason] = reasons.get(item.reason, 0) + 1
+    for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        print(f"  not joined ({count}): {reason}")
+    for warning in results.warnings:
+        print(f"  warning: {warning}")
+    for row in results.rocs:
+        corr = results.correlation(row.stratum, row.group)
+        r_s = "n/a" if corr.spearman.r is None else f"{corr.spearman.r:.2f}"
+        auc = "n/a" if row.auc is None else f"{row.auc:.3f}"
+        if row.auc_ci is not None:
+            auc += f" ({row.auc_ci[0]:.3f}-{row.auc_ci[1]:.3f})"
+        cut = "no cut-off" if row.optimal is None else (
+            f"SMI < {row.optimal.cutoff:.3f} kg/m2 (Se {row.optimal.sensitivity:.2f}, "
+            f"Sp {row.optimal.specificity:.2f})")
+        print(f"  {SEX_NAMES[row.stratum]:6s} {row.group.value:10s} n={row.n:<4d} low={row.n_low:<4d} "
+              f"Spearman r={r_s}  AUC={auc}  {cut}")
+    print(f"report   {files['report_html']}")
+    print(f"results  {files['results_json']}")
+    print(f"next:    sarcoscreen calibrate --study {args.out} --out calibration.json")
+    return EXIT_OK if join.joined else EXIT_FAILED
+
+
+def add_study_parser(commands: argparse._SubParsersAction, handler: object) -> None:  # type: ignore[type-arg]
+    """The ``study`` sub-command's options (called by `sarcoscreen.node.cli.build_parser`)."""
+    study = commands.add_parser(
+        "study", help="Validation study: CT muscle mass against DXA (correlation, ROC, cut-offs) for a cohort.")
+    study.add_argument("--cohort", type=Path, required=True,
+                       help="CSV: subject_id, sex, height_m|height_cm, dxa_leg_lean_mass_kg, "
+                            "dxa_appendicular_lean_mass_kg|dxa_smi_kg_m2, optional study/series UID, accession.")
+    source = study.add_mutually_exclusive_group(required=True)
+    source.add_argument("--measurements", type=Path, nargs="+", metavar="PATH",
+                        help="measurements.json files, folders of them, or a CSV of masses.")
+    source.add_argument("--db", nargs="?", const="", metavar="URL",
+                        help="Read the node's results from this database (read-only); without URL the configured "
+                             "database.")
+    study.add_argument("--out", type=Path, required=True, help="Folder for the report, figures and tables.")
+    study.add_argument("--definition", choices=("awgs2019", "ewgsop2"), default="awgs2019",
+                       help="DXA definition of low muscle mass (default AWGS 2019).")
+    study.add_argument("--side-rule", choices=[r.value for r in SideRule],
+                       help="How left and right SMI become one value (default: measurement.side_rule). The "
+                            "calibration made from the study uses the same rule.")
+    study.add_argument("--title", help="Title of the report.")
+    study.set_defaults(handler=handler)
