@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from db_support import BACKENDS, database_url
 
 from sarcoscreen.reports.study.cohort import CohortError, read_cohort
 from sarcoscreen.reports.study.join import join_cohort
@@ -261,6 +262,25 @@ def test_a_table_without_key_or_masses_is_a_problem(tmp_path: Path) -> None:
 # --- the node's database ---------------------------------------------------------------------------------------
 
 
+def _fingerprint(url: str) -> str:
+    """The SQLite file's SHA-256, or on PostgreSQL the row counts and the newest change of every table."""
+    from sarcoscreen.db.session import sqlite_file
+
+    path = sqlite_file(url)
+    if path is not None:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            counts = [connection.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
+                      for t in ("studies", "series", "jobs", "group_results", "structure_measurements", "events")]
+    finally:
+        engine.dispose()
+    return repr(counts)
+
+
 def _fill_database(url: str) -> None:
     from sarcoscreen.db import models as m
     from sarcoscreen.db.migrate import upgrade
@@ -290,11 +310,14 @@ def _fill_database(url: str) -> None:
     engine.dispose()
 
 
-def test_results_are_read_from_the_node_database_read_only(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'node.db'}"
-    _fill_database(url)
-    before = hashlib.sha256((tmp_path / "node.db").read_bytes()).hexdigest()
-    source = load_from_database(url)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_results_are_read_from_the_node_database_read_only(backend: str, request: pytest.FixtureRequest,
+                                                           tmp_path: Path) -> None:
+    with database_url(backend, request, tmp_path) as url:
+        _fill_database(url)
+        before = _fingerprint(url)
+        source = load_from_database(url)
+        assert _fingerprint(url) == before
     (series,) = source.series
     assert (series.series_instance_uid, series.study_instance_uid, series.accession_number, series.sex) == (
         "1.1.1", "1.1", "ACC1", "F")
@@ -302,7 +325,6 @@ def test_results_are_read_from_the_node_database_read_only(tmp_path: Path) -> No
     assert series.smm_g["gluteal_both"] is None
     assert series.reasons["gluteal_both"] == "not measurable: truncated"
     assert series.engine == "threshold 1.0"
-    assert hashlib.sha256((tmp_path / "node.db").read_bytes()).hexdigest() == before
     cohort = read_cohort(_cohort(tmp_path, "subject_id,sex,height_m,dxa_leg_lean_mass_kg,dxa_smi_kg_m2,"
                                            "accession_number\nP1,F,1.6,11,5.2,ACC1\n"))
     assert [j.key for j in join_cohort(cohort.rows, source.series).joined] == ["accession_number"]
@@ -319,3 +341,26 @@ def test_an_unusable_database_is_refused(tmp_path: Path) -> None:
         load_from_database(f"sqlite:///{empty}")
     with pytest.raises(MeasurementsError, match="not supported"):
         load_from_database("mysql://x@y/z")
+
+
+def test_study_command_reads_the_configured_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from sarcoscreen.node.cli import main
+
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    _fill_database(url)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SARCOSCREEN_CONFIG", raising=False)
+    monkeypatch.setenv("SARCOSCREEN_DATABASE__URL", url)
+    cohort = _cohort(tmp_path, "subject_id,sex,height_m,dxa_leg_lean_mass_kg,dxa_smi_kg_m2,accession_number\n"
+                               "P1,F,1.6,11,5.2,ACC1\nP2,F,1.6,11,5.9,ACC2\n")
+    assert main(["study", "--cohort", str(cohort), "--db", "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "1 of 2 cohort rows joined" in printed
+    assert "not joined (1): no CT measurement with this accession number" in printed
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["measurements"]["source"] == f"database {url}"
+    assert results["measurements"]["engines"] == ["threshold 1.0"]
+    # One subject: no ROC, and the report says why instead of inventing numbers.
+    assert all(r["auc"] is None for r in results["roc"])
+    assert "every patient has low muscle mass by DXA: no ROC analysis" in (tmp_path / "out" / "report.md").read_text()
