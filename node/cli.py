@@ -220,6 +220,7 @@ def _add_phantom_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offset-mm", type=float, nargs=2, default=(0.0, 0.0), metavar=("X", "Y"),
                         help="Shift the patient in the image (x to the patient's left, y posterior), mm.")
     parser.add_argument("--legs-touching", action="store_true", help="Thighs and knees close enough to touch.")
+    parser.add_argument("--arms", action="store_true", help="Forearms beside the pelvis and hips (arms down).")
     parser.add_argument("--patient-position", choices=("HFS", "FFS"), default="HFS",
                         help="Head first or feet first supine (feet first mirrors the image columns).")
     parser.add_argument("--age", type=int, default=72, help="Age in years (PatientAge; muscle attenuation).")

@@ -33,6 +33,7 @@ def params_from_args(args: argparse.Namespace) -> PhantomParameters:
         table=getattr(args, "table", True),
         offset_mm=tuple(getattr(args, "offset_mm", (0.0, 0.0))),
         legs_touching=getattr(args, "legs_touching", False),
+        arms=getattr(args, "arms", False),
         patient_position=getattr(args, "patient_position", "HFS"),
         age_years=getattr(args, "age", 72),
     )

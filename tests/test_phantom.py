@@ -352,3 +352,25 @@ def test_sides_follow_the_catalogue_convention(hip_arrays: tuple) -> None:
     cols_right = np.nonzero(labels == right)[2].mean()
     cols_left = np.nonzero(labels == right + 1)[2].mean()
     assert cols_right < labels.shape[2] / 2 < cols_left
+
+
+def test_arms_are_separate_body_parts_with_muscle_that_is_not_labelled(tmp_path: Path) -> None:
+    from scipy import ndimage
+
+    make_phantom(PhantomParameters(arms=True, seed=2, **SMALL), tmp_path)
+    hu, labels, _, gt = _aligned(tmp_path)
+    volume = load_series(tmp_path / "dicom")
+    z = volume.slice_z_mm()
+    k = int(np.argmin(np.abs(z - gt["landmarks_mm"]["femoral_head_centre"]["z_mm"])))
+    body, _ = ndimage.label(hu[k] > -400)
+    sizes = np.bincount(body.ravel())[1:]
+    big = np.flatnonzero(sizes > 0.01 * sizes.max()) + 1
+    trunk = big[np.argmax(sizes[big - 1])]
+    # Body parts besides the trunk that hold bone (the table top holds none): the two forearms.
+    arms = [part for part in big if part != trunk and np.count_nonzero((hu[k] > 600) & (body == part))]
+    assert len(arms) == 2
+    for part in arms:
+        inside = body == part
+        # Muscle-like attenuation in the forearm, none of it labelled.
+        assert np.count_nonzero((hu[k] > 0) & (hu[k] < 100) & inside) > 20
+        assert not labels[k][inside].any()

@@ -41,6 +41,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "off centre": {"offset_mm": (35.0, -25.0)},
     "feet first": {"patient_position": PatientPosition.FFS},
     "small muscles": {"muscle_scale": 0.8},
+    # Arms widen the field of view: at 144 pixels they would be 4.3 mm wide, too coarse for a thin tibial cortex.
+    "arms at the sides": {"arms": True, "matrix": 192},
 }
 
 

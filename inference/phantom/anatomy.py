@@ -258,6 +258,8 @@ class Soft:
     """Only extends the body envelope (filled with fat): knee and ankle soft tissue, perineum."""
     inside_cavity: bool = False
     """Clipped to the abdominopelvic cavity (bowel loops)."""
+    in_extent: bool = False
+    """Counts for the body's extent (field of view, table) although it lies outside the trunk (the arms)."""
 
 
 @dataclass
@@ -839,6 +841,30 @@ def _segment_distance(p0: np.ndarray, p1: np.ndarray, q0: np.ndarray, q1: np.nda
     return float(np.min(np.linalg.norm(a[:, None, :] - b[None, :, :], axis=2)))
 
 
+def _arms(anatomy: Anatomy, b: _Builder) -> list[Soft]:
+    """Forearms beside the pelvis and hips, from just below the iliac crest to the upper thigh, each a muscle core
+    (label 0) with radius and ulna, 12 mm of air from the trunk's skin (so each arm is its own body part)."""
+    from sarcoscreen.inference.phantom.rasterize import body_extent
+
+    top, bottom = b.z("crest", -30), b.z("lt", -60)
+    xmin, xmax, ymin, ymax = body_extent(anatomy, np.linspace(bottom, top, 12))
+    grow = anatomy.params.fat_mm + 2.0  # the arm's own fat and skin
+    radius = 30.0 * b.wb
+    y = 0.5 * (ymin + ymax) - 10.0
+    out = []
+    for side, edge in ((Side.RIGHT, xmin), (Side.LEFT, xmax)):
+        sign = side_sign(side)
+        x = edge + sign * (12.0 + grow + radius)
+        axis = ((x, y, top), (x + sign * 6.0, y - 15.0, bottom))
+        out.append(Soft(f"forearm_{side.value}", Tissue.MUSCLE, (Capsule(*axis, radius, 0.85 * radius),),
+                        in_extent=True))
+        for name, dx, r in (("radius", -9.0, 7.0 * b.wb), ("ulna", 9.0, 6.0 * b.wb)):
+            bone = ((axis[0][0] + dx, y, top - 10.0), (axis[1][0] + dx, y - 15.0, bottom + 10.0))
+            out.append(Soft(f"{name}_{side.value}", Tissue.MARROW_FATTY, (Capsule(*bone, r, r),), wall_mm=2.5,
+                            wall_tissue=Tissue.CORTEX, in_extent=True))
+    return out
+
+
 def build_anatomy(params: PhantomParameters) -> Anatomy:
     """The anatomy of the subject described by `params` (deterministic)."""
     b = _Builder(params)
@@ -848,6 +874,8 @@ def build_anatomy(params: PhantomParameters) -> Anatomy:
     anatomy.soft = b.soft()
     anatomy.metal = b.metal()
     anatomy.cavity = b.cavity()
+    if params.arms:
+        anatomy.soft.extend(_arms(anatomy, b))
     anatomy.scales = {"height_scale": b.hv, "bone_scale": b.wb, "pelvis_width_factor": b.pf,
                       "muscle_scale_relative_to_bone": b.mr}
     return anatomy

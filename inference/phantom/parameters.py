@@ -74,6 +74,9 @@ class PhantomParameters:
     """In-plane shift of the patient from the image centre (x to the patient's left, y posterior)."""
     legs_touching: bool = False
     """Thighs and knees close together so that their skin touches."""
+    arms: bool = False
+    """Forearms resting beside the pelvis and hips (arms down), a narrow gap from the trunk: muscle and bone that
+    are not the lower extremity (label 0), for testing that a segmenter leaves them out."""
     patient_position: PatientPosition = PatientPosition.HFS
     age_years: int = 72
     fov_diameter_mm: float | None = None

@@ -348,10 +348,14 @@ def body_extent(anatomy: Anatomy, zs: np.ndarray) -> tuple[float, float, float, 
             if e is not None:
                 boxes.append(e.bbox())
         for soft in anatomy.soft:
-            if not soft.envelope_only:
+            if not (soft.envelope_only or soft.in_extent):
                 continue
             for s in soft.shapes:
-                if isinstance(s, ShapeTrack):
+                if isinstance(s, Capsule):
+                    b = s.bbox(float(z))
+                    if b is not None:
+                        boxes.append(b)
+                elif isinstance(s, ShapeTrack):
                     e = s.ellipse(float(z))
                     if e is not None:
                         boxes.append(e.bbox())

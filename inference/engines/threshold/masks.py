@@ -8,7 +8,8 @@ All masks are computed on a grid reduced in-plane to about 2 mm (`WorkGrid`), wh
   the 3-D components that hold at least a quarter of the largest (the trunk with the legs; or both legs when the
   scan starts below the pelvis), holes filled slice by slice (bowel gas, lungs).
 * Bone: in-plane components of voxels above 180 HU that contain cortical bone (> 500 HU), holes filled slice by
-  slice so marrow counts as bone. Contrast-filled vessels (up to ~400 HU) have no cortical seed and stay out;
+  slice (also those enclosed after a one-pixel closing, for a broken cortex) so marrow counts as bone.
+  Contrast-filled vessels (up to ~400 HU) have no cortical seed and stay out;
   components are taken per slice because in 3-D the arteries touch the pelvis somewhere.
 * Metal: above 2000 HU (hip prostheses, screws); part of the bone mask; its streak artefacts are handled by the
   muscle step.
@@ -122,7 +123,12 @@ def bone_mask(hu: np.ndarray, body: np.ndarray) -> np.ndarray:
     seeded = np.zeros(count + 1, bool)
     seeded[np.unique(labels[(hu > CORTEX_HU) & candidate])] = True
     seeded[0] = False
-    return fill_holes_in_plane(seeded[labels])
+    bone = seeded[labels]
+    # Marrow: the holes of the bone, and of the bone closed by one pixel in-plane, so that a thin cortex broken by
+    # partial volume on a coarse grid (pixels of 3-4 mm) still encloses its marrow. The closing's own pixels are
+    # not added: they would join bones that lie close together (tibia and fibula).
+    closed = erode_in_plane(dilate_in_plane(bone, 1), 1)
+    return fill_holes_in_plane(bone) | (fill_holes_in_plane(closed) & ~closed)
 
 
 def metal_mask(hu: np.ndarray) -> np.ndarray:
