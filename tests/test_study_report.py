@@ -144,6 +144,9 @@ def test_study_reports_refused_and_unjoined_rows_and_marks_synthetic(study: tupl
     assert "height_m 158 looks like centimetres" in report
     assert "dxa_leg_lean_mass_kg 11000 looks like grams" in report
     assert "| LOST |" in report
+    women_leg = np.array([v["leg"] for v in truth.values() if v["sex"] == "F"])
+    assert (f"DXA lean mass of the lower extremities {women_leg.mean():.2f} ± {women_leg.std(ddof=1):.2f} kg "
+            f"(n = {women_leg.size})") in report
     html = (out / "report.html").read_text()
     assert "SYNTHETIC DATA - NOT PATIENT DATA" in html
     assert "<table>" in html

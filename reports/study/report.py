@@ -134,7 +134,8 @@ def _html(blocks: Sequence[_Block], title: str, synthetic: bool) -> str:
 def _results_line(results: StudyResults, stratum: str) -> str:
     rows = [results.correlation(stratum, g) for g in Group]
     smm = ", ".join(f"{r.smm_kg.text()} kg ({_GROUP_NAMES[r.group]}, n = {r.n})" for r in rows)
-    dxa = rows[-1].dxa_leg_lean_kg.text() if rows[-1].n else "n/a"
+    summary = next(s for s in results.strata if s.stratum == stratum)
+    dxa = f"{summary.dxa_leg_lean_kg.text()} (n = {summary.n})"
     corr = ", ".join(f"{_GROUP_NAMES[r.group]} r = {_f(r.spearman.r)}" for r in rows)
     return (f"{_stratum(stratum).capitalize()}: CT SMM {smm}; DXA lean mass of the lower extremities {dxa} kg. "
             f"Spearman correlation with DXA lean mass: {corr}.")
