@@ -135,9 +135,9 @@ def _results_line(results: StudyResults, stratum: str) -> str:
     rows = [results.correlation(stratum, g) for g in Group]
     smm = ", ".join(f"{r.smm_kg.text()} kg ({_GROUP_NAMES[r.group]}, n = {r.n})" for r in rows)
     summary = next(s for s in results.strata if s.stratum == stratum)
-    dxa = f"{summary.dxa_leg_lean_kg.text()} (n = {summary.n})"
+    dxa = f"{summary.dxa_leg_lean_kg.text()} kg (n = {summary.n})"
     corr = ", ".join(f"{_GROUP_NAMES[r.group]} r = {_f(r.spearman.r)}" for r in rows)
-    return (f"{_stratum(stratum).capitalize()}: CT SMM {smm}; DXA lean mass of the lower extremities {dxa} kg. "
+    return (f"{_stratum(stratum).capitalize()}: CT SMM {smm}; DXA lean mass of the lower extremities {dxa}. "
             f"Spearman correlation with DXA lean mass: {corr}.")
 
 
