@@ -158,18 +158,110 @@ def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_send(args: argparse.Namespace, settings: Settings | None) -> int:
+    import dataclasses
+
     from sarcoscreen.node.dicom_sender import DestinationError, parse_destination, send_files
+    from sarcoscreen.node.tls import TlsConfigError, client_context
 
     try:
-        destination = parse_destination(args.to, args.calling_ae)
-        result = send_files(args.paths, destination)
-    except DestinationError as exc:
+        if "@" in args.to:
+            destination = parse_destination(args.to, args.calling_ae)
+        else:  # the name of a [[destinations]] entry, with its TLS settings
+            from sarcoscreen.node.sender import destination_of
+
+            configured = {d.name: d for d in load_settings(args.config).destinations}
+            if args.to not in configured:
+                known = ", ".join(configured) or "none configured"
+                raise CommandError(f"--to {args.to!r} is neither AET@host:port nor a configured destination "
+                                   f"({known})")
+            destination = destination_of(configured[args.to], args.calling_ae)
+        if args.tls or args.tls_ca or args.tls_cert:
+            if bool(args.tls_cert) != bool(args.tls_key):
+                raise CommandError("--tls-cert and --tls-key go together")
+            context = client_context(args.tls_ca, args.tls_cert, args.tls_key,
+                                     check_hostname=not args.tls_no_verify_host)
+            destination = dataclasses.replace(destination, tls=context)
+        result = send_files(args.paths, destination, timeout=args.timeout)
+    except (DestinationError, TlsConfigError) as exc:
         raise CommandError(str(exc)) from None
     print(f"sent {result.sent} of {len(result.outcomes)} files to {destination}")
     for outcome in result.failed:
         status = f"status 0x{outcome.status:04X}" if outcome.status is not None else "not sent"
         print(f"  {outcome.path}: {status} {outcome.error}".rstrip(), file=sys.stderr)
     return EXIT_OK if not result.failed else EXIT_FAILED
+
+
+# --- the node: serve, worker, run, results, jobs --------------------------------------------------------------
+
+
+def _node_errors_as_command_errors(handler: Handler) -> Handler:
+    """Start-up problems of the node (database, port, certificates) end as one clear message."""
+
+    def wrapped(args: argparse.Namespace, settings: Settings) -> int:
+        from sarcoscreen.db.migrate import MigrationError
+        from sarcoscreen.node.service import ServiceError
+
+        try:
+            return handler(args, settings)
+        except (MigrationError, ServiceError) as exc:
+            raise CommandError(str(exc)) from None
+
+    return wrapped
+
+
+@_node_errors_as_command_errors
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from sarcoscreen.node.service import serve_until_signal
+
+    serve_until_signal(settings, workers=0)
+    return EXIT_OK
+
+
+@_node_errors_as_command_errors
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from sarcoscreen.node.service import serve_until_signal
+
+    serve_until_signal(settings, workers=args.concurrency or settings.worker.concurrency)
+    return EXIT_OK
+
+
+@_node_errors_as_command_errors
+def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from sarcoscreen.db.migrate import ensure_schema
+    from sarcoscreen.node.worker import run_workers
+
+    if settings.database.migrate_on_start:
+        ensure_schema(settings.database_url)
+    run_workers(settings, args.concurrency or settings.worker.concurrency)
+    return EXIT_OK
+
+
+@_database_errors_as_command_errors
+def _cmd_results(args: argparse.Namespace, settings: Settings) -> int:
+    from sarcoscreen.db.migrate import ensure_schema
+    from sarcoscreen.node.results_command import run_results
+
+    if settings.database.migrate_on_start:
+        ensure_schema(settings.database_url)
+    try:
+        return run_results(args, settings)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
+@_database_errors_as_command_errors
+def _cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
+    from sarcoscreen.db.migrate import ensure_schema
+    from sarcoscreen.node import jobs_command
+
+    if settings.database.migrate_on_start:
+        ensure_schema(settings.database_url)
+    action = getattr(args, "jobs_action", None)
+    if action == "retry":
+        return jobs_command.run_jobs_retry(args, settings)
+    if action == "cancel":
+        return jobs_command.run_jobs_cancel(args, settings)
+    return jobs_command.run_jobs(args, settings)
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -301,9 +393,53 @@ def build_parser() -> argparse.ArgumentParser:
 
     send = commands.add_parser("send", help="C-STORE DICOM files or folders to a remote AE (a storage SCU).")
     send.add_argument("paths", type=Path, nargs="+", help="Files or folders (searched recursively).")
-    send.add_argument("--to", required=True, metavar="AET@HOST:PORT", help="The destination, e.g. PACS@10.0.0.5:104.")
+    send.add_argument("--to", required=True, metavar="AET@HOST:PORT|NAME",
+                      help="The destination, e.g. PACS@10.0.0.5:104, or the name of a [[destinations]] entry.")
     send.add_argument("--calling-ae", default="SARCOSCREEN", help="Our AE title (default SARCOSCREEN).")
+    send.add_argument("--timeout", type=float, default=30.0, help="Network timeout in seconds (default 30).")
+    send.add_argument("--tls", action="store_true", help="Use TLS (system CAs unless --tls-ca is given).")
+    send.add_argument("--tls-ca", type=Path, metavar="PEM", help="CA bundle to verify the destination (implies --tls).")
+    send.add_argument("--tls-cert", type=Path, metavar="PEM", help="Client certificate (implies --tls).")
+    send.add_argument("--tls-key", type=Path, metavar="PEM", help="Private key of the client certificate.")
+    send.add_argument("--tls-no-verify-host", action="store_true",
+                      help="Do not check that the certificate names the host (the CA is still checked).")
     send.set_defaults(handler=_cmd_send, needs_settings=False)
+
+    serve = commands.add_parser(
+        "serve", help="The DICOM node without workers: Storage SCP, series watcher and sender (until SIGTERM).")
+    serve.set_defaults(handler=_cmd_serve)
+    worker = commands.add_parser("worker", help="Process queued jobs: load, segment, measure, write SEG/SR, queue "
+                                 "the deliveries (until SIGTERM).")
+    worker.add_argument("--concurrency", type=int, metavar="N", help="Worker processes (default worker.concurrency).")
+    worker.set_defaults(handler=_cmd_worker)
+    run = commands.add_parser("run", help="Everything in one: serve plus worker processes (the embedded default).")
+    run.add_argument("--concurrency", type=int, metavar="N", help="Worker processes (default worker.concurrency).")
+    run.set_defaults(handler=_cmd_run)
+
+    results = commands.add_parser("results", help="Results per series for QA (table, CSV or JSON).")
+    results.add_argument("--since", metavar="WHEN", help="2026-11-01, 2026-11-01T08:00 or a duration: 7d, 12h, 30m.")
+    results.add_argument("--flagged", action="store_true", help="Only series with a group below its cut-off.")
+    results.add_argument("--status", choices=("receiving", "stable", "queued", "skipped", "processed", "failed"),
+                         help="Only series in this state.")
+    results.add_argument("--patient", metavar="ID", help="Only this PatientID.")
+    results.add_argument("--limit", type=int, help="At most this many series (newest first).")
+    results.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    results.set_defaults(handler=_cmd_results)
+
+    jobs = commands.add_parser("jobs", help="The queue and the outbox: jobs, deliveries per destination; retry or "
+                               "cancel a job.")
+    jobs.add_argument("--status", choices=("queued", "running", "done", "failed", "cancelled"))
+    jobs.add_argument("--limit", type=int, default=50, help="At most this many jobs (newest first; default 50).")
+    jobs.add_argument("--format", choices=("table", "json"), default="table")
+    jobs.set_defaults(handler=_cmd_jobs)
+    jobs_actions = jobs.add_subparsers(dest="jobs_action", required=False, metavar="retry|cancel")
+    jobs_retry = jobs_actions.add_parser("retry", help="Queue a failed/cancelled job again, or resend a done job's "
+                                         "unsent outputs.")
+    jobs_retry.add_argument("job_id", type=int)
+    jobs_retry.set_defaults(handler=_cmd_jobs)
+    jobs_cancel = jobs_actions.add_parser("cancel", help="Cancel a queued or running job and its unsent deliveries.")
+    jobs_cancel.add_argument("job_id", type=int)
+    jobs_cancel.set_defaults(handler=_cmd_jobs)
 
     demo = commands.add_parser(
         "demo", help="The main job on embedded defaults: make a phantom hip CT and analyse it end to end.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -113,6 +114,23 @@ def _dataset_to_send(path: Path) -> Path | Dataset:
     return full
 
 
+def _why_not_established(assoc: object, destination: Destination) -> str:
+    """Words for a failed association: rejected by the peer, no TCP connection at all, or ended early (e.g. the TLS
+    handshake failed). pynetdicom reports a refused connection as an aborted association, so the TCP connection
+    is tried once more to tell them apart."""
+    if getattr(assoc, "is_rejected", False):
+        return "rejected by the peer (AE title or presentation contexts not accepted)"
+    try:
+        with socket.create_connection((destination.host, destination.port), timeout=5):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return f"could not be established: cannot connect to {destination.host}:{destination.port} ({reason})"
+    if destination.tls is not None:
+        return "aborted (TCP connects; the TLS handshake or the association request failed)"
+    return "aborted by the peer or the network"
+
+
 def send_files(paths: Sequence[Path], destination: Destination, timeout: float = 30.0) -> SendResult:
     """Send every DICOM file under `paths` (files or folders) to `destination` in one association.
 
@@ -148,8 +166,7 @@ def send_files(paths: Sequence[Path], destination: Destination, timeout: float =
     tls_args = (destination.tls, destination.host) if destination.tls else None
     assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title, tls_args=tls_args)
     if not assoc.is_established:
-        reason = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "could not be established"
-        raise DestinationError(f"association with {destination} {reason}")
+        raise DestinationError(f"association with {destination} {_why_not_established(assoc, destination)}")
     try:
         for path, _, sop_uid, _ in headers:
             if not assoc.is_established:

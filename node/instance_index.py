@@ -56,8 +56,9 @@ def _insert(session: Session, model: type, values: dict[str, Any], key: str) -> 
     """INSERT ... ON CONFLICT (key) DO NOTHING, in the dialect of the session's database; ``True`` if inserted."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    result = session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=[key]))
-    return bool(result.rowcount)
+    # RETURNING says whether a row was inserted on both databases (rowcount is not reliable for ORM inserts).
+    statement = insert(model).values(**values).on_conflict_do_nothing(index_elements=[key]).returning(model.id)
+    return session.execute(statement).first() is not None
 
 
 def _study_id(session: Session, instance: ReceivedInstance) -> int:

@@ -1,0 +1,173 @@
+"""The SCP's SQL index, the start-up reconciliation and the series watcher, on SQLite and PostgreSQL.
+
+Instances arrive through the real SCP from dcmtk storescu where the network matters (indexing, duplicates,
+late instances); the watcher's decisions are checked on index rows written by the node's own index function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+from ct_series_factory import write_ct_series
+from db_support import BACKENDS, database_url
+from dicom_peers import free_port
+from node_support import add_series, jobs_of, rows, storescu
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from sarcoscreen.db import migrate
+from sarcoscreen.db.models import Event, Instance, InstanceState, JobStatus, Series, SeriesState, Study
+from sarcoscreen.db.queue import claim, complete, write_session
+from sarcoscreen.db.session import create_engine_from_url
+from sarcoscreen.node.instance_index import SqlInstanceIndex, index_engine
+from sarcoscreen.node.reconcile import reconcile
+from sarcoscreen.node.routing import RoutingRules
+from sarcoscreen.node.scp import StorageSCP
+from sarcoscreen.node.spool import Spool
+from sarcoscreen.node.stability import decide_stable_series
+
+pytestmark = pytest.mark.skipif(__import__("shutil").which("storescu") is None, reason="dcmtk is not installed")
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with database_url(request.param, request, tmp_path) as url:
+        migrate.upgrade(url)
+        yield url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = create_engine_from_url(db_url)
+    yield engine
+    engine.dispose()
+
+
+def _series(engine: Engine, uid: str) -> Series:
+    with Session(engine) as session:
+        return session.execute(select(Series).where(Series.series_instance_uid == uid)).scalar_one()
+
+
+def _decide(engine: Engine, rerun: bool = True, rules: RoutingRules | None = None) -> list[tuple[str, str, str]]:
+    outcomes = decide_stable_series(engine, stable_age_s=0, rules=rules or RoutingRules(min_slices=3),
+                                    rerun_on_late_instances=rerun, max_attempts=3)
+    return [(o.series_instance_uid, o.outcome, o.detail) for o in outcomes]
+
+
+def test_storescu_to_the_scp_indexes_once_and_reopens_a_decided_series(db_url: str, engine: Engine,
+                                                                       tmp_path: Path) -> None:
+    series = write_ct_series(tmp_path / "ct", 6, Modality="CT", PatientID="P-77", PatientSex="M",
+                             PatientSize="1.81", StudyDate="20260105", AccessionNumber="A-1", BodyPartExamined="HIP")
+    spool = Spool(tmp_path / "spool", tmp_path / "quarantine")
+    index_db = index_engine(db_url)
+    scp = StorageSCP(spool, SqlInstanceIndex(index_db), ae_title="SARCO", host="127.0.0.1", port=free_port())
+    scp.start()
+    try:
+        assert "Received Store Response (Success)" in storescu(scp.port, series.files[:4]).stdout
+        # A PACS resending: success, stored and indexed once.
+        assert "Received Store Response (Success)" in storescu(scp.port, series.files[:4]).stdout
+        stored = _series(engine, series.series_instance_uid)
+        assert (stored.instance_count, stored.state, stored.modality) == (4, SeriesState.RECEIVING, "CT")
+        with Session(engine) as session:
+            study = session.execute(select(Study)).scalar_one()
+            assert (study.patient_id, study.patient_sex, study.patient_size_recorded) == ("P-77", "M", 1.81)
+            instances = session.execute(select(Instance)).scalars().all()
+        assert len(instances) == 4
+        assert all((spool.root / i.spool_path).is_file() and i.calling_ae_title == "SCANNER" for i in instances)
+        # The series is decided and processed; then two instances arrive late.
+        assert [o[1] for o in _decide(engine)] == ["queued"]
+        claimed = claim(engine, lease_s=60)
+        assert claimed is not None
+        with write_session(engine) as session:
+            complete(session, claimed.id, claimed.lease_token)
+        assert _series(engine, series.series_instance_uid).state is SeriesState.PROCESSED
+        assert "Received Store Response (Success)" in storescu(scp.port, series.files[4:]).stdout
+    finally:
+        scp.stop()
+        index_db.dispose()
+    reopened = _series(engine, series.series_instance_uid)
+    assert (reopened.instance_count, reopened.state) == (6, SeriesState.RECEIVING)
+    events = rows(engine, select(Event.message).where(Event.kind == "series.receiving"))
+    assert len(events) == 1  # one event for the state change, not one per late instance
+    assert "arrived after the series was processed" in events[0]
+    # Once idle again it is re-run: a new job, the old one stays done.
+    ((_, outcome, detail),) = _decide(engine)
+    assert outcome == "queued"
+    assert "re-run after job" in detail
+    assert [j.status for j in jobs_of(engine)] == [JobStatus.DONE, JobStatus.QUEUED]
+
+
+def test_routing_skips_with_reasons_and_respects_rerun_off(engine: Engine) -> None:
+    add_series(engine, "1.2.9.1", 2)  # too few slices
+    add_series(engine, "1.2.9.2", 5, modality="MR")
+    add_series(engine, "1.2.9.3", 5, series_description="Dose Report")
+    add_series(engine, "1.2.9.4", 5, body_part="CHEST", slice_thickness_mm=8.0)
+    add_series(engine, "1.2.9.5", 5, axial=False)
+    add_series(engine, "1.2.9.6", 5)
+    decided = {uid: (outcome, detail) for uid, outcome, detail in _decide(engine, rerun=False)}
+    assert decided["1.2.9.1"] == ("skipped", "2 slices, fewer than the 3 required")
+    assert decided["1.2.9.2"] == ("skipped", "modality MR is not CT")
+    assert decided["1.2.9.3"] == ("skipped", "description 'Dose Report' is excluded (*DOSE*)")
+    assert decided["1.2.9.4"][1] == "slice thickness 8 mm exceeds 5 mm; body part CHEST is excluded (*CHEST*)"
+    assert decided["1.2.9.5"] == ("skipped", "not axial")
+    assert decided["1.2.9.6"][0] == "queued"
+    for uid in ("1.2.9.1", "1.2.9.4"):
+        stored = _series(engine, uid)
+        assert stored.state is SeriesState.SKIPPED
+        assert stored.skip_reason == decided[uid][1]
+    skipped_events = rows(engine, select(Event.message).where(Event.kind == "series.skipped"))
+    assert len(skipped_events) == 5
+    # A late instance for a queued (not yet started) job: the job is kept, it will load every instance.
+    add_series(engine, "1.2.9.6", 1, start=6)
+    assert _decide(engine, rerun=False) == [("1.2.9.6", "kept", f"job {jobs_of(engine)[0].id} not started yet")]
+    # The job runs; late instances with re-runs off: no new job, the series goes back to its job's state.
+    claimed = claim(engine, lease_s=60)
+    assert claimed is not None
+    with write_session(engine) as session:
+        complete(session, claimed.id, claimed.lease_token)
+    add_series(engine, "1.2.9.6", 1, start=7)
+    assert [o[1] for o in _decide(engine, rerun=False)] == ["not re-run"]
+    assert _series(engine, "1.2.9.6").state is SeriesState.PROCESSED
+    assert len(jobs_of(engine)) == 1
+    # A skipped series that receives enough slices later is decided anew, and analysed.
+    add_series(engine, "1.2.9.1", 3, start=3)
+    assert [o[1] for o in _decide(engine, rerun=False)] == ["queued"]
+
+
+def test_reconciliation_indexes_files_marks_missing_and_quarantines_junk(engine: Engine, tmp_path: Path) -> None:
+    series = write_ct_series(tmp_path / "ct", 3, Modality="CT")
+    spool = Spool(tmp_path / "spool", tmp_path / "quarantine")
+    stored = [spool.store(path.read_bytes(), series.series_instance_uid, uid)
+              for path, uid in zip(series.files, series.sop_instance_uids, strict=True)]
+    # A crash left a partial write; a foreign file sits in a series folder; one more file is not indexed.
+    (spool.root / ".incoming" / "abc.part").write_bytes(b"partial")
+    junk = spool.root / series.series_instance_uid / "1.2.3.dcm"
+    junk.write_bytes(b"not DICOM")
+    report = reconcile(engine, spool)
+    assert (report.indexed, report.quarantined, report.incomplete_removed) == (3, 1, 1)
+    assert not junk.exists()
+    notes = list((tmp_path / "quarantine").rglob("*.json"))
+    assert len(notes) == 1
+    assert "not readable as DICOM" in notes[0].read_text(encoding="utf-8")
+    assert _series(engine, series.series_instance_uid).instance_count == 3
+    # Nothing to do the second time.
+    assert reconcile(engine, spool).changes == 0
+    # A file disappears, another is changed: the rows say so; the file coming back restores its row.
+    stored[0].path.rename(tmp_path / "away.dcm")
+    with stored[1].path.open("ab") as handle:
+        handle.write(b"\0\0")
+    report = reconcile(engine, spool)
+    assert (report.missing, report.changed) == (1, 1)
+    states = {i.sop_instance_uid: i.state for i in rows(engine, select(Instance))}
+    assert states[series.sop_instance_uids[0]] is InstanceState.MISSING_FILE
+    assert states[series.sop_instance_uids[1]] is InstanceState.CHANGED_FILE
+    (tmp_path / "away.dcm").rename(stored[0].path)
+    assert reconcile(engine, spool).restored == 1
+    # A file whose UIDs do not match its place in the spool is quarantined, not indexed under a wrong name.
+    wrong = spool.root / series.series_instance_uid / "1.2.840.99.1.dcm"
+    wrong.write_bytes(series.files[2].read_bytes())
+    assert reconcile(engine, spool).quarantined == 1
+    assert pydicom.dcmread(stored[2].path).SOPInstanceUID == series.sop_instance_uids[2]
