@@ -85,7 +85,8 @@ def _roc_panel(axes: Axes, results: StudyResults, group: Group) -> None:
         if row.auc_ci is not None:
             label += f" ({row.auc_ci[0]:.2f}-{row.auc_ci[1]:.2f})"
         label += f", n = {row.n} ({row.n_low} low)"
-        axes.step(row.curve.fpr, row.curve.tpr, where="post", color=_COLOURS[sex], linewidth=1.5, label=label)
+        # Straight segments between the points: a tie of SMI across the classes is a diagonal, as the trapezoid AUC.
+        axes.plot(row.curve.fpr, row.curve.tpr, color=_COLOURS[sex], linewidth=1.5, label=label)
         if row.optimal is not None:
             point = row.optimal
             axes.plot(1 - point.specificity, point.sensitivity, marker="o", markersize=7, markerfacecolor="white",
