@@ -77,6 +77,31 @@ class Calibration:
             return None
         return next((c for c in self.cutoffs if c.group is group and c.sex == sex), None)
 
+    @property
+    def engines(self) -> tuple[str, ...]:
+        """The engines (``"name version"``) that measured the calibration cohort, when its provenance says."""
+        provenance = self.extra.get("provenance")
+        engines = provenance.get("engines") if isinstance(provenance, dict) else None
+        return tuple(str(e) for e in engines) if isinstance(engines, list) else ()
+
+    @property
+    def density_rules(self) -> tuple[str, ...]:
+        """The density rules (as `DensityRule.describe` words them) of the calibration cohort's masses."""
+        provenance = self.extra.get("provenance")
+        rules = provenance.get("density_rules") if isinstance(provenance, dict) else None
+        return tuple(str(r) for r in rules) if isinstance(rules, list) else ()
+
+    def mismatch(self, engine: str, density_rule: str) -> str | None:
+        """Why this calibration does not apply to a result of `engine` (``"name version"``) measured with
+        `density_rule`, or ``None``. Cut-offs are on the scale of what made them: another engine or density rule
+        measures a different SMI (a calibration without that provenance applies to anything)."""
+        if self.engines and engine not in self.engines:
+            return f"calibration {self.name} was made with {', '.join(self.engines)}, this result with {engine}"
+        if self.density_rules and density_rule not in self.density_rules:
+            return (f"calibration {self.name} was made with density rule {', '.join(self.density_rules)}, this "
+                    f"result with {density_rule}")
+        return None
+
     def describe(self) -> str:
         text = f"{self.name} (sha256 {self.sha256[:12]})"
         return f"{text}, SYNTHETIC" if self.synthetic else text

@@ -214,7 +214,7 @@ def _measure_group(group: Group, side: str, members: tuple[Structure, ...],
 
 
 def _screen(group: Group, per_side: dict[str, GroupMeasurement], height: Height, sex: str | None,
-            calibration: Calibration | None, side_rule: SideRule) -> GroupScreening:
+            calibration: Calibration | None, side_rule: SideRule, mismatch: str | None) -> GroupScreening:
     rule = calibration.side_rule if calibration else side_rule
     value = rule.apply(per_side["left"].smi_kg_m2, per_side["right"].smi_kg_m2)
 
@@ -232,6 +232,8 @@ def _screen(group: Group, per_side: dict[str, GroupMeasurement], height: Height,
         return not_classified(f"no SMI for side rule {rule.value}")
     if calibration is None:
         return not_classified("no calibrated cut-off")
+    if mismatch is not None:
+        return not_classified(mismatch)
     if sex not in ("F", "M"):
         return not_classified("patient sex unknown; cut-offs are sex-specific")
     cutoff = calibration.cutoff(group, sex)
@@ -261,6 +263,9 @@ def measure(
     groups: list[GroupMeasurement] = []
     screening: list[GroupScreening] = []
     sex = volume.info.patient_sex if volume.info.patient_sex in ("F", "M") else None
+    mismatch = None
+    if calibration is not None:
+        mismatch = calibration.mismatch(f"{segmentation.engine_name} {segmentation.engine_version}", rule.describe())
     for group in Group:
         per_side = {
             side.value: _measure_group(group, side.value, _group_members(group, side, segmentation.structures),
@@ -270,7 +275,7 @@ def measure(
         both_members = _group_members(group, None, segmentation.structures)
         per_side["both"] = _measure_group(group, "both", both_members, by_key, height)
         groups.extend(per_side.values())
-        screening.append(_screen(group, per_side, height, sex, calibration, side_rule))
+        screening.append(_screen(group, per_side, height, sex, calibration, side_rule, mismatch))
     return MeasurementReport(
         series_instance_uid=volume.info.series_instance_uid,
         engine_name=segmentation.engine_name,

@@ -206,6 +206,26 @@ def test_screening_against_a_calibration(tmp_path: Path) -> None:
     assert "sex unknown" in unknown_sex.screening_of(Group.GLUTEAL).reason
 
 
+def test_a_calibration_applies_only_to_the_engine_and_density_rule_that_made_it(tmp_path: Path) -> None:
+    hu, labels = _region_phantom()
+    provenance = {"engines": ["test 1"], "density_rules": ["constant 1.04 g/cm3"]}
+    calibration = load_calibration(_calibration(tmp_path, provenance=provenance))
+    height = Height(1.6, HeightSource.DICOM)
+    same = measure(_volume(hu), _segmentation(labels), DensityRule(), height, calibration=calibration)
+    assert same.screening_of(Group.GLUTEAL).classification is Classification.SUSPECTED
+    other_engine = Segmentation(labels=labels, structures=REGIONS, engine_name="threshold", engine_version="1.0")
+    report = measure(_volume(hu), other_engine, DensityRule(), height, calibration=calibration)
+    screening = report.screening_of(Group.GLUTEAL)
+    assert screening.classification is Classification.NOT_CLASSIFIED
+    assert screening.reason == ("not classified: calibration test-site was made with test 1, this result with "
+                                "threshold 1.0")
+    assert screening.calibration_sha256 == calibration.sha256
+    other_rule = measure(_volume(hu), _segmentation(labels), DensityRule(DensityKind.HU_LINEAR), height,
+                         calibration=calibration)
+    assert "made with density rule constant 1.04 g/cm3, this result with HU-linear" in \
+        other_rule.screening_of(Group.ALL).reason
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
