@@ -442,12 +442,16 @@ def build_parser() -> argparse.ArgumentParser:
     jobs_cancel.set_defaults(handler=_cmd_jobs)
 
     demo = commands.add_parser(
-        "demo", help="The main job on embedded defaults: make a phantom hip CT and analyse it end to end.")
+        "demo", help="The main job on embedded defaults: a phantom hip CT sent to a node started for it, analysed, "
+        "and its SEG and SR delivered to a destination (Orthanc when installed).")
     demo.add_argument("--out", type=Path, default=Path("demo-output"), help="Folder for everything the demo makes.")
     demo.add_argument("--matrix", type=int, default=256, help="Rows and columns of the phantom's slices.")
     demo.add_argument("--slice-mm", type=float, default=2.0, help="Slice spacing of the phantom in mm.")
     demo.add_argument("--seed", type=int, default=0, help="Seed of the phantom's noise.")
     demo.add_argument("--no-progress", action="store_true", help="No progress bars.")
+    demo.add_argument("--destination", choices=("auto", "orthanc", "builtin"), default="auto",
+                      help="Where the node sends SEG/SR: Orthanc (auto: when installed) or a built-in storage SCP.")
+    demo.add_argument("--timeout", type=float, default=600.0, help="Give up waiting after this many seconds.")
     demo.set_defaults(handler=_cmd_demo)
 
     from sarcoscreen.node.calibrate_command import add_calibrate_parser

@@ -8,6 +8,7 @@ failed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import socket
@@ -19,7 +20,7 @@ from pathlib import Path
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, build_context
+from pynetdicom import AE, build_context, evt
 from pynetdicom.sop_class import Verification
 
 __all__ = ["Destination", "DestinationError", "SendOutcome", "SendResult", "parse_destination", "send_files"]
@@ -114,6 +115,15 @@ def _dataset_to_send(path: Path) -> Path | Dataset:
     return full
 
 
+def _no_delay(event: evt.Event) -> None:
+    """Send each PDU at once (TCP_NODELAY). With Nagle's algorithm the data PDU after a small command PDU waits for
+    the peer's delayed ACK (~40 ms on Linux), which caps small instances at ~20 per second."""
+    sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):  # not a TCP socket: nothing to tune
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def _why_not_established(assoc: object, destination: Destination) -> str:
     """Words for a failed association: rejected by the peer, no TCP connection at all, or ended early (e.g. the TLS
     handshake failed). pynetdicom reports a refused connection as an aborted association, so the TCP connection
@@ -164,7 +174,8 @@ def send_files(paths: Sequence[Path], destination: Destination, timeout: float =
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     ae.requested_contexts = requested
     tls_args = (destination.tls, destination.host) if destination.tls else None
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title, tls_args=tls_args)
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title, tls_args=tls_args,
+                         evt_handlers=[(evt.EVT_CONN_OPEN, _no_delay)])
     if not assoc.is_established:
         raise DestinationError(f"association with {destination} {_why_not_established(assoc, destination)}")
     try:
