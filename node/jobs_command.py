@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -101,7 +102,7 @@ def _act(settings: Settings, action: Any, job_id: int) -> int:
         print(action(engine, job_id))
         return 0
     except JobStateError as exc:
-        print(f"sarcoscreen: {exc}")
+        print(f"sarcoscreen: {exc}", file=sys.stderr)
         return 1
     finally:
         engine.dispose()
