@@ -328,12 +328,15 @@ def _largest_on_side(comps: _SliceComponents, k: int, side: Side, midline: float
 
 
 class _TibiaStep:
-    """Follow the tibia downwards, recording its centre. It ends where its cross-section halves or more than
-    doubles against the median of the last slices, on two slices in a row (one noisy slice does not end it):
-    the plafond gives way to the talus, or the fibula joins it. `end` is the first slice of that change."""
+    """Follow the tibia downwards, recording its centre. It ends where its section falls below 0.4 times the
+    median of the last slices (the joint space), or more than doubles on two slices in a row (merged with the
+    talus). Before `earliest_end` (half the femur's length below the knee: a tibia is about as long as a femur)
+    such a change is taken for noise breaking or joining the bone, and the tibia is followed on. `end` is the
+    first slice of the change."""
 
-    def __init__(self, leg: LegSkeleton) -> None:
+    def __init__(self, leg: LegSkeleton, earliest_end: int = 0) -> None:
         self.leg = leg
+        self.earliest_end = earliest_end
         self.areas: list[int] = []
         self.pending: int | None = None
         self.end: int | None = None
@@ -341,7 +344,14 @@ class _TibiaStep:
     def __call__(self, k: int, mask: np.ndarray, component: _Component) -> bool:
         if self.areas:
             reference = float(np.median(self.areas[-5:]))
-            if not 0.5 * reference <= component.area <= 2.0 * reference:
+            dropped = component.area < 0.4 * reference
+            jumped = component.area > 2.0 * reference
+            if (dropped or jumped) and k < self.earliest_end:
+                return True  # noise: follow on without recording this slice
+            if dropped:  # the joint space: the tibia ends here
+                self.end = k
+                return False
+            if jumped:  # merged with the talus (one slice may be the fibula joined through noise)
                 if self.pending is not None:
                     self.end = self.pending
                     return False
@@ -371,7 +381,10 @@ def _follow_tibia(comps: _SliceComponents, leg: LegSkeleton, start: int, grid: W
             continue
         tibia = max(side_components, key=lambda c: c.area)
         leg.tibia_centres[k] = (tibia.row, tibia.col)
-        step = _TibiaStep(leg)
+        earliest = k
+        if leg.femoral_head_slice is not None and leg.knee_joint is not None:
+            earliest = leg.knee_joint + (leg.knee_joint - leg.femoral_head_slice) // 2
+        step = _TibiaStep(leg, earliest)
         leg.ankle = step.ankle(_follow(comps, comps.mask(k, tibia), k, 1, n, step), n)
         return
 
