@@ -17,18 +17,20 @@ Nothing here logs patient data: the patient ID goes to the ``studies`` table onl
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Engine, event, func, select, update
+from sqlalchemy import Engine, bindparam, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from sarcoscreen.db.events import record_event
-from sarcoscreen.db.models import Instance, InstanceState, Series, SeriesState, Study, utcnow
+from sarcoscreen.db.models import Instance, InstanceState, Series, SeriesState, Study, UTCDateTime, utcnow
 from sarcoscreen.db.queue import db_now, write_session
 from sarcoscreen.db.session import create_engine_from_url
 from sarcoscreen.node.scp import IndexUnavailableError, ReceivedInstance
@@ -118,6 +120,32 @@ def _restore_if_back(session: Session, instance: ReceivedInstance) -> None:
         existing.sha256, existing.size_bytes = instance.sha256, instance.size
 
 
+@dataclass(frozen=True)
+class _Statements:
+    """The hot path's statements, built once per dialect: parameters are bound at execution, so SQLAlchemy
+    compiles them once (building a statement per instance costs more than the database work)."""
+
+    insert_instance: Any
+    count_instance: Any
+    now_in_sql: bool
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    instances, series = Instance.__table__, Series.__table__
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    now_in_sql = dialect == "postgresql"
+    now = func.statement_timestamp() if now_in_sql else bindparam("b_now", type_=UTCDateTime())
+    return _Statements(
+        insert_instance=insert(instances).values(received_at=now)
+        .on_conflict_do_nothing(index_elements=["sop_instance_uid"]).returning(instances.c.id),
+        count_instance=update(series)
+        .where(series.c.id == bindparam("b_series"), series.c.state == SeriesState.RECEIVING)
+        .values(instance_count=series.c.instance_count + 1, last_received_at=now),
+        now_in_sql=now_in_sql,
+    )
+
+
 def index_instance(session: Session, instance: ReceivedInstance, *,
                    ids: tuple[int, int] | None = None) -> tuple[bool, tuple[int, int]]:
     """Record `instance` in the caller's transaction.
@@ -130,8 +158,9 @@ def index_instance(session: Session, instance: ReceivedInstance, *,
         study_id = _study_id(session, instance)
         ids = (study_id, _series_id(session, instance, study_id))
     series_id = ids[1]
-    now = _now(session)
-    inserted = _insert(session, Instance, {
+    statements = _statements(session.get_bind().dialect.name)
+    times = {} if statements.now_in_sql else {"b_now": utcnow()}
+    inserted = session.execute(statements.insert_instance, {
         "series_id": series_id,
         "sop_instance_uid": instance.sop_instance_uid,
         "sop_class_uid": instance.sop_class_uid,
@@ -139,24 +168,20 @@ def index_instance(session: Session, instance: ReceivedInstance, *,
         "spool_path": instance.relative_path,
         "size_bytes": instance.size,
         "sha256": instance.sha256,
-        "received_at": now,
         "calling_ae_title": instance.calling_ae_title[:16] or None,
         "frames": instance.frames,
         "image_type": "\\".join(instance.image_type)[:256] or None,
         "axial": instance.axial,
         "state": InstanceState.STORED,
-    }, "sop_instance_uid")
+        **times,
+    }).first() is not None
     if not inserted:  # indexed before (a resend), or by another association a moment ago
         _restore_if_back(session, instance)
         return False, ids
-    counted = session.execute(
-        update(Series).where(Series.id == series_id, Series.state == SeriesState.RECEIVING)
-        .values(instance_count=Series.instance_count + 1, last_received_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if counted.rowcount:
+    if session.execute(statements.count_instance, {"b_series": series_id, **times}).rowcount:
         return True, ids
     # The series had been decided (queued, skipped, processed...): it receives again and will be decided anew.
+    now = _now(session)
     previous = session.execute(select(Series.state).where(Series.id == series_id).with_for_update()).scalar_one()
     session.execute(
         update(Series).where(Series.id == series_id)
