@@ -6,6 +6,8 @@ late instances); the watcher's decisions are checked on index rows written by th
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from sarcoscreen.node.scp import StorageSCP
 from sarcoscreen.node.spool import Spool
 from sarcoscreen.node.stability import decide_stable_series
 
-pytestmark = pytest.mark.skipif(__import__("shutil").which("storescu") is None, reason="dcmtk is not installed")
+needs_dcmtk = pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk is not installed")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -57,6 +59,7 @@ def _decide(engine: Engine, rerun: bool = True, rules: RoutingRules | None = Non
     return [(o.series_instance_uid, o.outcome, o.detail) for o in outcomes]
 
 
+@needs_dcmtk
 def test_storescu_to_the_scp_indexes_once_and_reopens_a_decided_series(db_url: str, engine: Engine,
                                                                        tmp_path: Path) -> None:
     series = write_ct_series(tmp_path / "ct", 6, Modality="CT", PatientID="P-77", PatientSex="M",
@@ -171,3 +174,53 @@ def test_reconciliation_indexes_files_marks_missing_and_quarantines_junk(engine:
     wrong.write_bytes(series.files[2].read_bytes())
     assert reconcile(engine, spool).quarantined == 1
     assert pydicom.dcmread(stored[2].path).SOPInstanceUID == series.sop_instance_uids[2]
+
+
+def test_results_and_jobs_for_qa(engine: Engine) -> None:
+    """`sarcoscreen results` / `jobs` queries and formats on real rows: filters by state, flag, patient and time."""
+    from datetime import UTC, datetime, timedelta
+
+    from sarcoscreen.db.models import Classification, Completeness, GroupResult, GroupSide, HeightSource
+    from sarcoscreen.db.queries import jobs, results
+    from sarcoscreen.node.jobs_command import format_jobs
+    from sarcoscreen.node.results_command import format_results, parse_since
+
+    add_series(engine, "1.2.8.1", 5, patient_id="P-A")
+    add_series(engine, "1.2.8.2", 2, patient_id="P-B", study_uid="1.2.826.0.1.2")
+    _decide(engine)  # 1.2.8.1 queued, 1.2.8.2 skipped (too few slices)
+    claimed = claim(engine, lease_s=60)
+    assert claimed is not None
+    with write_session(engine) as session:
+        for group, classification in (("gluteal", Classification.SUSPECTED), ("above_knee", None), ("all", None)):
+            session.add(GroupResult(
+                job_id=claimed.id, muscle_group=group, side=GroupSide.BOTH, completeness=Completeness.COMPLETE,
+                reason="complete", smm_g=1500.0, smi_kg_m2=0.6, screening_side_rule="mean", screening_smi_kg_m2=0.3,
+                classification=classification or Classification.NOT_SUSPECTED, classification_reason="test",
+                cutoff_kg_m2=0.35, height_m=1.6, height_source=HeightSource.DICOM))
+        complete(session, claimed.id, claimed.lease_token)
+    with Session(engine) as session:
+        everything = results(session)
+        flagged = results(session, flagged=True)
+        skipped = results(session, state="skipped")
+        patient = results(session, patient_id="P-B")
+        future = results(session, since=datetime.now(UTC) + timedelta(hours=1))
+        recent = results(session, since=parse_since("1h"))
+        listed = jobs(session)
+    assert {r.series_instance_uid for r in everything} == {"1.2.8.1", "1.2.8.2"}
+    assert [r.series_instance_uid for r in flagged] == ["1.2.8.1"]
+    assert flagged[0].groups["gluteal"].screening_smi_kg_m2 == 0.3
+    assert [(r.series_instance_uid, r.skip_reason) for r in skipped] == [("1.2.8.2",
+                                                                           "2 slices, fewer than the 3 required")]
+    assert [r.patient_id for r in patient] == ["P-B"]
+    assert future == []
+    assert len(recent) == 2
+    table = format_results(everything, "table")
+    assert "yes" in table  # flagged
+    assert "2 slices, fewer than the 3 required" in table
+    assert format_results(everything, "csv").splitlines()[0].startswith("series_instance_uid,patient_id")
+    assert {r["state"] for r in json.loads(format_results(everything, "json"))} == {"processed", "skipped"}
+    assert [(j.status, j.attempts) for j in listed] == [("done", 1)]
+    assert f"job {listed[0].id}  done" in format_jobs(listed)
+    with pytest.raises(ValueError, match="expected a date"):
+        parse_since("yesterday")
+    assert parse_since("2026-11-01") == datetime(2026, 11, 1, tzinfo=UTC)
