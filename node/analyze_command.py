@@ -78,7 +78,10 @@ def engine_from(settings: Settings, name: str | None = None, labels: Path | None
     chosen = name or engine.name
     options: dict[str, object] = {"hu_window": (engine.muscle_hu_min, engine.muscle_hu_max)}
     if chosen == "bayesian-unet":
-        options = {"bundle_path": engine.bundle_path, "device": engine.device}
+        options = {"bundle_path": engine.bundle_path, "device": engine.device, "mc_samples": engine.mc_samples,
+                   "uncertainty": engine.uncertainty, "uncertainty_threshold": engine.uncertainty_threshold,
+                   "batch_images": engine.batch_images, "seed": engine.seed,
+                   "mixed_precision": engine.mixed_precision}
     return create_engine(chosen, **options)
 
 

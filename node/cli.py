@@ -270,6 +270,21 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(args, settings)
 
 
+# --- the Bayesian U-Net: train, evaluate -----------------------------------------------------------------------
+
+
+def _cmd_train(args: argparse.Namespace, settings: Settings | None) -> int:
+    from sarcoscreen.node.train_command import run_train
+
+    return run_train(args)
+
+
+def _cmd_evaluate(args: argparse.Namespace, settings: Settings | None) -> int:
+    from sarcoscreen.node.train_command import run_evaluate
+
+    return run_evaluate(args)
+
+
 # --- validation study and calibration -----------------------------------------------------------------------
 
 
@@ -453,6 +468,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Where the node sends SEG/SR: Orthanc (auto: when installed) or a built-in storage SCP.")
     demo.add_argument("--timeout", type=float, default=600.0, help="Give up waiting after this many seconds.")
     demo.set_defaults(handler=_cmd_demo)
+
+    from sarcoscreen.node.train_command import add_evaluate_arguments, add_train_arguments
+
+    train = commands.add_parser(
+        "train", help="Train a Bayesian U-Net model bundle on labelled CT (NIfTI pairs, DICOM + SEG); needs the "
+                      "'unet' extra.")
+    add_train_arguments(train)
+    train.set_defaults(handler=_cmd_train, needs_settings=False)
+    evaluate = commands.add_parser(
+        "evaluate", help="Dice and volume error per structure of a model bundle on labelled CT.")
+    add_evaluate_arguments(evaluate)
+    evaluate.set_defaults(handler=_cmd_evaluate, needs_settings=False)
 
     from sarcoscreen.node.calibrate_command import add_calibrate_parser
     from sarcoscreen.node.study_command import add_study_parser

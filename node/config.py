@@ -120,6 +120,25 @@ class EngineSettings(_Section):
     muscle_hu_max: float = Field(default=150.0, description="Upper bound of the skeletal-muscle HU window.")
     bundle_path: Path | None = Field(default=None, description="Model bundle folder or archive (bayesian-unet).")
     device: str = Field(default="auto", description="auto (CUDA when present, else CPU) | cpu | cuda | cuda:N.")
+    mc_samples: Annotated[int, Field(ge=1, le=1000)] | None = Field(
+        default=None, description="bayesian-unet: Monte-Carlo dropout samples per slice (unset: the bundle's default)."
+    )
+    uncertainty: Literal["variance", "entropy"] = Field(
+        default="variance", description="bayesian-unet: voxel uncertainty, predictive variance or entropy."
+    )
+    uncertainty_threshold: Annotated[float, Field(ge=0.0)] | None = Field(
+        default=None,
+        description="bayesian-unet: structures whose mean voxel uncertainty exceeds this get a QA flag (unset: the "
+        "bundle's suggestion, when it is for the same measure).",
+    )
+    batch_images: Annotated[int, Field(ge=1, le=4096)] = Field(
+        default=16, description="bayesian-unet: images per forward pass (slices x MC samples); bounds memory."
+    )
+    seed: Annotated[int, Field(ge=0)] | None = Field(
+        default=0, description="bayesian-unet: seed of the dropout masks, so a re-run gives the same result "
+        "(unset: fresh masks every run)."
+    )
+    mixed_precision: bool = Field(default=True, description="bayesian-unet: float16 autocast on CUDA (not on CPU).")
 
     @field_validator("name")
     @classmethod

@@ -1,0 +1,175 @@
+"""The ``bayesian-unet`` engine: per-muscle segmentation with Monte-Carlo dropout uncertainty.
+
+The 2-D Bayesian U-Net of Hiasa et al., "Automated muscle segmentation from clinical CT using Bayesian U-Net for
+personalized musculoskeletal modeling", IEEE TMI 39(4), 2020 (`model`), loaded from a model bundle (`bundle`,
+`manifest`) and run slice by slice with MC dropout (`inference`, `preprocess`). It produces the catalogue
+structures of the bundle's label table, a voxel-wise uncertainty map and a structure-wise uncertainty with a QA
+threshold, which measurement turns into a QA flag per structure (carried into the results and the SR).
+
+No trained weights ship with sarcoscreen: a site trains its own (``sarcoscreen train``) or loads a bundle it was
+given. A bundle whose manifest says its training data were synthetic (phantoms) is for testing only; the engine
+says so in its notes and in the log.
+
+This module imports torch only when an engine is created, so the rest of sarcoscreen works without the
+``unet`` extra; `create_engine("bayesian-unet")` then fails with a message naming the extra.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sarcoscreen.inference.catalogue import CATALOGUE, Structure
+from sarcoscreen.inference.engines.base import EngineError, Progress, Segmentation
+from sarcoscreen.inference.engines.orientation import axial_frame
+from sarcoscreen.inference.engines.unet.manifest import SYNTHETIC_WARNING, UNCERTAINTY_MEASURES, BundleError, Manifest
+from sarcoscreen.inference.volume import Volume
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["ENGINE_VERSION", "MISSING_EXTRA", "BayesianUNetEngine", "BundleError", "resolve_device"]
+
+ENGINE_VERSION = "1.0"
+MISSING_EXTRA = ("the bayesian-unet engine needs PyTorch and safetensors, which are not installed: install the "
+                 "'unet' extra (pip install 'sarcoscreen[unet]')")
+
+logger = logging.getLogger(__name__)
+
+
+def _import_torch() -> None:
+    try:
+        import safetensors  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        raise EngineError(MISSING_EXTRA) from None
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cpu``, ``cuda``, ``cuda:N`` as given (checked)."""
+    _import_torch()
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise EngineError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EngineError(f"device {device} asked for, but CUDA is not available on this machine "
+                              "(use device = \"auto\" or \"cpu\")")
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise EngineError(f"device {device} asked for, but this machine has {torch.cuda.device_count()} CUDA "
+                              "device(s)")
+    elif chosen.type != "cpu":
+        raise EngineError(f"device {device!r} is not supported: use auto, cpu, cuda or cuda:N")
+    return chosen
+
+
+class BayesianUNetEngine:
+    """Per-muscle segmentation with MC-dropout uncertainty from a model bundle (see the module docstring)."""
+
+    name = "bayesian-unet"
+
+    def __init__(
+        self,
+        bundle_path: Path | str | None,
+        device: str = "auto",
+        mc_samples: int | None = None,
+        uncertainty: str = "variance",
+        uncertainty_threshold: float | None = None,
+        batch_images: int = 16,
+        seed: int | None = 0,
+        mixed_precision: bool = True,
+        keep_voxel_uncertainty: bool = True,
+    ) -> None:
+        """`mc_samples` and `uncertainty_threshold` default to the bundle's (the threshold only when the bundle's
+        uncertainty measure is `uncertainty`); `seed` None draws fresh dropout masks on every run."""
+        if bundle_path is None:
+            raise EngineError("the bayesian-unet engine needs a model bundle: set engine.bundle_path")
+        if uncertainty not in UNCERTAINTY_MEASURES:
+            raise EngineError(f"uncertainty measure {uncertainty!r} is not one of {', '.join(UNCERTAINTY_MEASURES)}")
+        if mc_samples is not None and not 1 <= mc_samples <= 1000:
+            raise EngineError(f"mc_samples {mc_samples} out of range 1..1000")
+        if batch_images < 1:
+            raise EngineError(f"batch_images {batch_images} must be at least 1")
+        self.device = resolve_device(device)
+        from sarcoscreen.inference.engines.unet.bundle import load_bundle
+
+        self.bundle_path = Path(bundle_path)
+        self.model, self.manifest = load_bundle(self.bundle_path, self.device)
+        self.mc_samples = mc_samples or self.manifest.mc_samples
+        self.uncertainty = uncertainty
+        if uncertainty_threshold is None and uncertainty == self.manifest.uncertainty_measure:
+            uncertainty_threshold = self.manifest.uncertainty_threshold
+        self.uncertainty_threshold = uncertainty_threshold
+        self.batch_images = batch_images
+        self.seed = seed
+        self.autocast = bool(mixed_precision and self.device.type == "cuda")
+        self.keep_voxel_uncertainty = keep_voxel_uncertainty
+        self.version = f"{ENGINE_VERSION}+{self.manifest.weights_sha256[:12]}"
+        if self.manifest.training_data.synthetic:
+            logger.warning("model bundle %s: %s", self.bundle_path, SYNTHETIC_WARNING)
+
+    def structures(self) -> tuple[Structure, ...]:
+        return self.manifest.structures()
+
+    def segment(self, volume: Volume, progress: Progress | None = None) -> Segmentation:
+        from sarcoscreen.inference.engines.unet.inference import predict_slices
+        from sarcoscreen.inference.engines.unet.preprocess import PlaneMapping, body_centre
+
+        frame = axial_frame(volume)
+        hu = frame.view(volume.hu)
+        spec = self.manifest.input
+        mapping = PlaneMapping.create(hu.shape[1:], (frame.spacing[1], frame.spacing[2]), spec, body_centre(hu))
+        labels = np.zeros(volume.shape, np.uint8)
+        uncertainty = np.zeros(volume.shape, np.float16) if self.keep_voxel_uncertainty else None
+        report = progress or (lambda step, done, total: None)
+        report("U-Net", 0, hu.shape[0])
+        prediction = predict_slices(
+            self.model, hu, mapping, spec, self.manifest.label_values(), samples=self.mc_samples,
+            measure=self.uncertainty, batch_images=self.batch_images, seed=self.seed,
+            keep_uncertainty=uncertainty is not None, autocast=self.autocast,
+            progress=lambda done, total: report("U-Net", done, total), labels_out=frame.view(labels),
+            uncertainty_out=None if uncertainty is None else frame.view(uncertainty),
+        )
+        by_label = prediction.structure_uncertainty()
+        return Segmentation(
+            labels=labels,
+            structures=self.structures(),
+            engine_name=self.name,
+            engine_version=self.version,
+            voxel_uncertainty=uncertainty,
+            structure_uncertainty={CATALOGUE.by_label(v).key: u for v, u in by_label.items()},
+            uncertainty_threshold=self.uncertainty_threshold,
+            notes=self._notes(mapping.body_outside(hu)),
+        )
+
+    def _notes(self, outside: float) -> tuple[str, ...]:
+        m = self.manifest
+        notes = [f"bayesian-unet: bundle {m.name} {m.version} (sha256 {m.weights_sha256[:12]}), "
+                 f"{self.mc_samples} Monte-Carlo dropout samples, uncertainty = predictive {self.uncertainty}"
+                 + ("" if self.uncertainty_threshold is None
+                    else f", QA threshold {self.uncertainty_threshold:.4g}")]
+        if m.training_data.synthetic:
+            notes.append(f"WARNING: {SYNTHETIC_WARNING}")
+        if outside > 0.001:
+            notes.append(f"bayesian-unet: {100 * outside:.1f} % of the body lies outside the model's field of view "
+                         f"({m.input.size[1] * m.input.pixel_spacing_mm[1]:.0f} x "
+                         f"{m.input.size[0] * m.input.pixel_spacing_mm[0]:.0f} mm) and is not segmented")
+        if self.mc_samples == 1 and self.uncertainty == "variance":
+            notes.append("bayesian-unet: one MC sample gives no predictive variance (uncertainty 0)")
+        return tuple(notes)
+
+
+def describe_bundle(path: Path | str) -> Manifest:
+    """The checked manifest of a bundle (weights verified by checksum); needs the ``unet`` extra."""
+    _import_torch()
+    from sarcoscreen.inference.engines.unet.bundle import read_bundle_files
+
+    return read_bundle_files(path)[0]

@@ -1,0 +1,122 @@
+"""``sarcoscreen train`` and ``sarcoscreen evaluate``: make a Bayesian U-Net model bundle and score it.
+
+Thin glue: options -> `sarcoscreen.inference.training` -> messages. Both need the ``unet`` extra (torch,
+safetensors); without it they say so and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+__all__ = ["add_evaluate_arguments", "add_train_arguments", "run_evaluate", "run_train"]
+
+_MISSING = ("sarcoscreen: {command} needs PyTorch and safetensors, which are not installed: install the 'unet' "
+            "extra (pip install 'sarcoscreen[unet]')")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True,
+                        help="Data folder: dataset.json, imagesTr/ + labelsTr/, or one folder per case (NIfTI "
+                             "image + labels, or dicom/ + labels.nii.gz or seg.dcm).")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="The bundle to write: a folder, or an archive ending in .zip or .tar.gz. Checkpoints "
+                             "and prepared data go to OUT.work/.")
+    parser.add_argument("--label-map", type=Path, metavar="JSON",
+                        help="Mapping from the data set's label values / segment names to catalogue keys.")
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--resume", action="store_true", help="Continue from the checkpoint in OUT.work/.")
+    parser.add_argument("--levels", type=int, default=5, help="U-Net levels (default 5, as Hiasa et al.).")
+    parser.add_argument("--filters", type=int, default=32, help="Filters at the top level (doubling per level).")
+    parser.add_argument("--dropout", type=float, default=0.5, help="Dropout after every block (default 0.5).")
+    parser.add_argument("--input-size", type=int, default=256, help="Input rows = columns of the network.")
+    parser.add_argument("--pixel-spacing", type=float, default=500.0 / 256, metavar="MM",
+                        help="Pixel spacing of the network's input grid (default 500/256 mm: a 500 mm field).")
+    parser.add_argument("--hu-window", type=float, nargs=2, default=(-300.0, 1000.0), metavar=("LOW", "HIGH"))
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--iterations", type=int, help="Batches per epoch (default: training slices / batch size).")
+    parser.add_argument("--crop-size", type=int, metavar="N",
+                        help="Train on random N x N crops of the input (cheaper steps); default whole slices.")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--validation-fraction", type=float, default=0.2, help="Share of cases held out.")
+    parser.add_argument("--mc-samples", type=int, default=10, help="The bundle's default MC samples at inference.")
+    parser.add_argument("--flip-lr", action="store_true",
+                        help="Augment with left-right mirroring (right and left labels are swapped with it).")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores).")
+    parser.add_argument("--name", default="sarcoscreen-unet", help="Bundle name (manifest).")
+    parser.add_argument("--version", dest="bundle_version", default="1", help="Bundle version (manifest).")
+    parser.add_argument("--description", default="", help="Bundle description (manifest).")
+    parser.add_argument("--no-progress", action="store_true", help="No progress bars.")
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", type=Path, required=True, help="Model bundle folder or archive.")
+    parser.add_argument("--data", type=Path, required=True, help="Data folder (same layouts as train).")
+    parser.add_argument("--label-map", type=Path, metavar="JSON", help="Label mapping file.")
+    parser.add_argument("--mc-samples", type=int, help="MC samples (default: the bundle's).")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the dropout masks.")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="Also write every score as JSON.")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    try:
+        from sarcoscreen.inference.engines.base import EngineError
+        from sarcoscreen.inference.training.augment import AugmentConfig
+        from sarcoscreen.inference.training.datasets import DatasetError
+        from sarcoscreen.inference.training.train import TrainingConfig, TrainingError, train
+    except ImportError:
+        print(_MISSING.format(command="train"), file=sys.stderr)
+        return 1
+    try:
+        config = TrainingConfig(
+            epochs=args.epochs, levels=args.levels, base_filters=args.filters, dropout=args.dropout,
+            input_size=args.input_size, pixel_spacing_mm=args.pixel_spacing, hu_window=tuple(args.hu_window),
+            batch_size=args.batch_size, iterations=args.iterations, crop_size=args.crop_size,
+            learning_rate=args.learning_rate,
+            validation_fraction=args.validation_fraction, seed=args.seed, mc_samples=args.mc_samples,
+            augmentation=AugmentConfig(flip_lr=args.flip_lr), threads=args.threads, device=args.device,
+            name=args.name, version=args.bundle_version, description=args.description,
+        )
+        result = train(args.data, args.out, config, label_map=args.label_map, resume=args.resume,
+                       log=print, progress=not args.no_progress)
+    except (TrainingError, DatasetError, EngineError, ValueError) as exc:
+        print(f"sarcoscreen: cannot train: {exc}", file=sys.stderr)
+        return 1
+    print(f"bundle {result.bundle}: {result.manifest.num_classes - 1} structures, sha256 "
+          f"{result.manifest.weights_sha256[:16]}..., {result.seconds:.0f} s")
+    if result.manifest.training_data.synthetic:
+        print("note: trained on SYNTHETIC data: the bundle is for testing the software only, never for patients")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    try:
+        from sarcoscreen.inference.engines.base import EngineError
+        from sarcoscreen.inference.training.datasets import DatasetError
+        from sarcoscreen.inference.training.evaluate import evaluate_bundle, format_evaluation
+    except ImportError:
+        print(_MISSING.format(command="evaluate"), file=sys.stderr)
+        return 1
+    try:
+        evaluation = evaluate_bundle(args.bundle, args.data, label_map=args.label_map, device=args.device,
+                                     mc_samples=args.mc_samples, seed=args.seed)
+    except (DatasetError, EngineError) as exc:
+        print(f"sarcoscreen: cannot evaluate: {exc}", file=sys.stderr)
+        return 1
+    print(format_evaluation(evaluation))
+    if args.json is not None:
+        args.json.write_text(json.dumps({
+            "bundle": evaluation.bundle, "cases": list(evaluation.cases),
+            "structures": [asdict(s) for s in evaluation.structures()],
+            "scores": [{**asdict(s), "volume_error_pct": s.volume_error_pct} for s in evaluation.scores],
+            "false_positives": [list(f) for f in evaluation.false_positives],
+            "mean_dice": evaluation.mean_dice(),
+        }, indent=2) + "\n")
+        print(f"json      {args.json}")
+    return 0
