@@ -216,14 +216,21 @@ def test_tls_both_ways(db_url: str, series: dict[str, SentSeries], tmp_path: Pat
             assert "Success" not in anonymous  # TLS without a client certificate
             engine = config.engine()
             try:
-                wait_for("outputs delivered over TLS", lambda: _all_sent(engine, 3), timeout=120)
+                deliveries = wait_for("outputs delivered over TLS", lambda: _all_sent(engine, 3), timeout=120)
                 assert _series_state(engine, series["hip"].uid) is None  # nothing of the refused ones
             finally:
                 engine.dispose()
+        classes = _received_classes(received)
+        # `sarcoscreen send --to NAME` uses the configured destination with its TLS settings.
+        seg = next(config.folder / "data" / "outputs" / o.path for _, o in deliveries if o.kind is OutputKind.SEG)
+        resent = subprocess.run([*SARCOSCREEN, "--config", str(config.path), "send", str(seg), "--to", "tls-pacs"],
+                                capture_output=True, text=True, timeout=120, check=False)
+        assert resent.returncode == 0, resent.stdout + resent.stderr
+        assert "sent 1 of 1 files to TLSSCP@127.0.0.1" in resent.stdout
+        assert "(TLS)" in resent.stdout
     finally:
         destination.terminate()
         destination.wait(timeout=10)
-    classes = _received_classes(received)
     assert classes.count(SEG_CLASS) == 1
     assert classes.count(COMPREHENSIVE_SR) == 1
 
