@@ -99,8 +99,8 @@ def send(port: int, files: list[Path], parallel: int) -> float:
     return seconds
 
 
-def run_bare(files: list[Path], parallel: int) -> float:
-    folder = Path(tempfile.mkdtemp(prefix="bare-"))
+def run_bare(files: list[Path], parallel: int, where: Path | None) -> float:
+    folder = Path(tempfile.mkdtemp(prefix="bare-", dir=where))
     port = free_port()
     server = subprocess.Popen([sys.executable, "-c", BARE_SCP, str(folder), str(port)])
     try:
@@ -116,8 +116,8 @@ def run_bare(files: list[Path], parallel: int) -> float:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def run_node(files: list[Path], parallel: int, database_url: str | None) -> float:
-    folder = Path(tempfile.mkdtemp(prefix="node-"))
+def run_node(files: list[Path], parallel: int, database_url: str | None, where: Path | None) -> float:
+    folder = Path(tempfile.mkdtemp(prefix="node-", dir=where))
     port = free_port()
     url = database_url or f"sqlite:///{folder / 'sarcoscreen.db'}"
     if database_url:  # a fresh schema for each round
@@ -160,12 +160,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--parallel", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--postgres", help="Also measure the node on this PostgreSQL server (a schema per round).")
+    parser.add_argument("--where", type=Path, help="Folder for the SCPs' files (default: the system's temporary "
+                        "folder). On tmpfs (/dev/shm) fsync costs nothing: that isolates the software's overhead "
+                        "from the disk's flush latency.")
     args = parser.parse_args()
     if shutil.which("storescu") is None:
         sys.exit("dcmtk storescu is needed")
     files = make_series(args.work)
     size = sum(f.stat().st_size for f in files) / len(files) / 1024
-    print(f"{len(files)} instances, {size:.0f} KiB each; {args.rounds} rounds, bare and node alternating\n")
+    print(f"{len(files)} instances, {size:.0f} KiB each; {args.rounds} rounds, bare and node alternating; files in "
+          f"{args.where or tempfile.gettempdir()}\n")
     print("| associations | SCP | database | instances/s, median (range) | node / bare |")
     print("| --- | --- | --- | --- | --- |")
     databases = [("SQLite", None)] + ([("PostgreSQL", args.postgres)] if args.postgres else [])
@@ -173,9 +177,9 @@ def main() -> None:
         bare: list[float] = []
         node: dict[str, list[float]] = {name: [] for name, _ in databases}
         for _ in range(args.rounds):
-            bare.append(len(files) / run_bare(files, parallel))
+            bare.append(len(files) / run_bare(files, parallel, args.where))
             for name, url in databases:
-                node[name].append(len(files) / run_node(files, parallel, url))
+                node[name].append(len(files) / run_node(files, parallel, url, args.where))
         bare_median = statistics.median(bare)
         print(f"| {parallel} | bare pynetdicom | - | {bare_median:.0f} ({min(bare):.0f}-{max(bare):.0f}) | |")
         for name, rates in node.items():

@@ -7,8 +7,9 @@ only then answers the C-STORE with Success):
    answered with 0xA700 "Out of resources");
 2. write the encoded file (preamble + File Meta Information + dataset, PS3.10) to a temporary file in
    ``<spool>/.incoming/`` on the same file system, ``fsync`` it;
-3. ``rename`` it atomically to ``<spool>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm`` and ``fsync`` the folder,
-   so that after a crash the file is either absent or complete.
+3. ``rename`` it atomically to ``<spool>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm`` and ``fsync`` the folder
+   (and the spool folder when the series folder is new), so that after a crash the file is either absent or
+   complete.
 
 A second copy of a SOP Instance UID already in the spool is not written again: the first copy is kept (a PACS
 resending a series is normal) and the caller is told it was a duplicate. Instances that cannot be accepted go to
@@ -124,7 +125,9 @@ class Spool:
                 handle.write(encoded)
                 handle.flush()
                 os.fsync(handle.fileno())
-            final.parent.mkdir(exist_ok=True)
+            if not final.parent.is_dir():
+                final.parent.mkdir(exist_ok=True)
+                _fsync_dir(self.root)  # the new series folder's own entry must be durable too
             if final.exists():  # another association stored it meanwhile
                 tmp.unlink()
                 return StoredFile(final, relative, final.stat().st_size, _sha256_of(final), duplicate=True)
