@@ -13,7 +13,9 @@ Success; ``deliveries.sent_at``). The breakdown comes from the job's and deliver
 * stable: until the series watcher made the job - ``network.stable_age_s`` by design plus up to one poll;
 * queued: until a worker claimed it (up to one ``queue.poll_s``);
 * processing: load, segment, measure, write files and DICOM outputs, commit results and outbox;
-* delivery: until the destination accepted SEG and SR.
+* delivery: until the destination accepted SEG and SR;
+* processing steps: the worker's own timing from its log line (prepare, load, engine, measure, files incl. the
+  overlay, DICOM outputs, the results transaction).
 
 ``queue.poll_s`` is 0.5 s here (default 2 s). Not part of the test suite.
 """
@@ -29,12 +31,13 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from node_ingest import free_port, make_series, wait_for_port
 
 
-def one_round(files: list[Path], stable_age: float, database_url: str | None) -> dict[str, float]:
+def one_round(files: list[Path], stable_age: float, database_url: str | None) -> dict[str, Any]:
     from sqlalchemy import create_engine, select, text
     from sqlalchemy.engine import make_url
     from sqlalchemy.orm import Session
@@ -60,12 +63,14 @@ def one_round(files: list[Path], stable_age: float, database_url: str | None) ->
     config.write_text(
         f'[network]\nae_title = "SARCO"\nhost = "127.0.0.1"\nport = {port}\nstable_age_s = {stable_age}\n'
         f'[database]\nurl = "{url}"\n[storage]\ndata_dir = "{folder / "data"}"\nmin_free_mb = 0\n'
-        '[queue]\npoll_s = 0.5\n[logging]\nlevel = "WARNING"\n'
+        '[queue]\npoll_s = 0.5\n[logging]\nlevel = "INFO"\n'
         f'[[destinations]]\nname = "storescp"\nae_title = "STORESCP"\nhost = "127.0.0.1"\nport = {destination_port}\n',
         encoding="utf-8")
     destination = subprocess.Popen(["storescp", "--aetitle", "STORESCP", "--output-directory", str(received), "+xa",
                                     str(destination_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    node = subprocess.Popen([sys.executable, "-m", "sarcoscreen.node.cli", "--config", str(config), "run"])
+    log = (folder / "node.log").open("wb")
+    node = subprocess.Popen([sys.executable, "-m", "sarcoscreen.node.cli", "--config", str(config), "run"],
+                            stderr=log)
     engine = create_engine(url)
     try:
         wait_for_port(destination_port)
@@ -91,6 +96,9 @@ def one_round(files: list[Path], stable_age: float, database_url: str | None) ->
             return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
         delivered = max(aware(at) for _, at in sent)
+        node.terminate()
+        node.wait(timeout=120)
+        done = [line for line in (folder / "node.log").read_text(errors="replace").splitlines() if ": done in " in line]
         created, started, finished = aware(job.created_at), aware(job.started_at), aware(job.finished_at)
         return {
             "total": (delivered - last).total_seconds(),
@@ -98,10 +106,13 @@ def one_round(files: list[Path], stable_age: float, database_url: str | None) ->
             "queued": (started - created).total_seconds(),
             "processing": (finished - started).total_seconds(),
             "delivery": (delivered - finished).total_seconds(),
+            "steps": done[-1].split(": done in ", 1)[1] if done else "",
         }
     finally:
-        node.terminate()
-        node.wait(timeout=120)
+        if node.poll() is None:
+            node.terminate()
+            node.wait(timeout=120)
+        log.close()
         destination.terminate()
         destination.wait(timeout=30)
         engine.dispose()
@@ -121,13 +132,13 @@ def main() -> None:
     args = parser.parse_args()
     files = make_series(args.work)
     print(f"{len(files)} instances; stable_age_s = {args.stable_age:g}, queue.poll_s = 0.5\n")
-    print("| database | round | total s | stable s | queued s | processing s | delivery s |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| database | round | total s | stable s | queued s | processing s | delivery s | processing steps |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, url in [("SQLite", None)] + ([("PostgreSQL", args.postgres)] if args.postgres else []):
         for number in range(1, args.rounds + 1):
             r = one_round(files, args.stable_age, url)
             print(f"| {name} | {number} | {r['total']:.1f} | {r['stable']:.1f} | {r['queued']:.1f} | "
-                  f"{r['processing']:.1f} | {r['delivery']:.1f} |", flush=True)
+                  f"{r['processing']:.1f} | {r['delivery']:.1f} | {r['steps']} |", flush=True)
 
 
 if __name__ == "__main__":

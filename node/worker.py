@@ -36,7 +36,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -106,6 +106,8 @@ class _Analysis:
     instance_count: int
     skip_reason: str | None = None
     omitted: tuple[tuple[str, str], ...] = ()
+    steps: dict[str, float] = field(default_factory=dict)
+    """Seconds per step (logged when the job is done)."""
 
 
 def gluteal_coverage(segmentation: Segmentation) -> str | None:
@@ -215,7 +217,9 @@ class Worker:
             try:
                 analysis = self._analyse(claimed, beat)
                 beat.check()
+                stored = time.monotonic()
                 self._store(claimed, analysis)
+                analysis.steps["store"] = time.monotonic() - stored
             except LeaseLostError as exc:
                 logger.warning("job %d: results discarded: %s", claimed.id, exc)
                 return
@@ -230,7 +234,8 @@ class Worker:
                 logger.error("job %d: attempt %d failed (%s now): %s", claimed.id, claimed.attempt, status.value,
                              error)
                 return
-        logger.info("job %d: done in %.1f s", claimed.id, time.monotonic() - started)
+        logger.info("job %d: done in %.1f s (%s)", claimed.id, time.monotonic() - started,
+                    ", ".join(f"{name} {seconds:.1f} s" for name, seconds in analysis.steps.items()))
 
     # --- the pipeline --------------------------------------------------------------------------------------
 
@@ -285,26 +290,39 @@ class Worker:
         from sarcoscreen.reports.overlay import render_overlay
 
         settings = self.settings
+        steps: dict[str, float] = {}
+        clock = time.monotonic()
+
+        def step(name: str) -> None:
+            nonlocal clock
+            now = time.monotonic()
+            steps[name] = now - clock
+            clock = now
+
         files, registry_m = self._source_files(claimed)
         segmenter = self._segmenter_for_jobs()
         calibration = self._calibration_for_jobs()
+        step("prepare")
         try:
             volume = load_series(files, series_instance_uid=claimed.series_instance_uid)
         except SeriesLoadError as exc:
             raise AttemptFailedError(f"the series cannot be loaded: {exc}") from None
+        step("load")
         beat.check()
         try:
             segmentation = segmenter.segment(volume)
         except EngineError as exc:
             raise AttemptFailedError(f"engine {segmenter.name} {segmenter.version}: {exc}") from None
+        step("engine")
         beat.check()
         if settings.routing.require_gluteal_region:
             reason = gluteal_coverage(segmentation)
             if reason is not None:
-                return _Analysis(None, None, {}, len(files), skip_reason=reason)
+                return _Analysis(None, None, {}, len(files), skip_reason=reason, steps=steps)
         height = choose_height(None, volume.info.patient_size_m, registry_m)
         report = measure(volume, segmentation, density_rule_from(settings), height, calibration=calibration,
                          side_rule=settings.measurement.side_rule)
+        step("measure")
         folder = settings.storage.outputs / claimed.series_instance_uid / f"job-{claimed.id}"
         folder.mkdir(parents=True, exist_ok=True)
         picture = render_overlay(volume, segmentation, report)
@@ -317,6 +335,7 @@ class Worker:
         }
         picture.save(folder / "overlay.png")
         result_files["overlay"] = folder / "overlay.png"
+        step("files")
         beat.check()
         try:
             outputs = write_dicom_outputs(files, volume, segmentation, report, folder,
@@ -327,7 +346,8 @@ class Worker:
         for kind, path in (("seg", outputs.seg), ("sr", outputs.sr), ("key_image", outputs.key_image)):
             if path is not None:
                 result_files[kind] = path
-        return _Analysis(report, folder, result_files, len(files), omitted=outputs.omitted)
+        step("dicom outputs")
+        return _Analysis(report, folder, result_files, len(files), omitted=outputs.omitted, steps=steps)
 
     def _store(self, claimed: ClaimedJob, analysis: _Analysis) -> None:
         """Results, outputs, outbox rows and the job's end: one transaction (or nothing)."""
