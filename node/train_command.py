@@ -43,6 +43,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--validation-fraction", type=float, default=0.2, help="Share of cases held out.")
     parser.add_argument("--mc-samples", type=int, default=10, help="The bundle's default MC samples at inference.")
+    parser.add_argument("--validation-samples", type=int, default=2,
+                        help="MC samples when validating after each epoch (the final validation uses 5).")
     parser.add_argument("--flip-lr", action="store_true",
                         help="Augment with left-right mirroring (right and left labels are swapped with it).")
     parser.add_argument("--seed", type=int, default=0)
@@ -80,6 +82,7 @@ def run_train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, iterations=args.iterations, crop_size=args.crop_size,
             learning_rate=args.learning_rate,
             validation_fraction=args.validation_fraction, seed=args.seed, mc_samples=args.mc_samples,
+            validation_samples=args.validation_samples,
             augmentation=AugmentConfig(flip_lr=args.flip_lr), threads=args.threads, device=args.device,
             name=args.name, version=args.bundle_version, description=args.description,
         )

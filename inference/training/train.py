@@ -335,6 +335,7 @@ def train(data_dir: Path | str, out: Path | str, config: TrainingConfig, *, labe
     lut = _class_lut(label_values)
     unet_config = UNetConfig(num_classes=len(label_values), levels=config.levels, base_filters=config.base_filters,
                              dropout=config.dropout)
+    torch.manual_seed(config.seed)  # reproducible initial weights and dropout masks
     model = BayesianUNet(unet_config).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
@@ -352,8 +353,6 @@ def train(data_dir: Path | str, out: Path | str, config: TrainingConfig, *, labe
         best_dice, best_epoch, best_state = state["best_dice"], state["best_epoch"], state["best_state"]
         first_epoch = state["epoch"] + 1
         say(f"resuming after epoch {state['epoch']} (best mean Dice {best_dice:.3f} at epoch {best_epoch})")
-    else:
-        torch.manual_seed(config.seed)
 
     # Slice index for sampling: (case, slice) with weights favouring labelled slices.
     index = [(c, k) for c, case in enumerate(train_data) for k in range(case.images.shape[0])]
