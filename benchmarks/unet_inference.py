@@ -31,6 +31,7 @@ def _child(args: argparse.Namespace) -> None:
     from sarcoscreen.inference.engines.unet.model import BayesianUNet, UNetConfig
     from sarcoscreen.inference.engines.unet.preprocess import PlaneMapping
 
+    samples = args.samples[0]
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -43,18 +44,18 @@ def _child(args: argparse.Namespace) -> None:
     hu = np.where(body, 40, -1000).astype(np.int16)[None].repeat(args.slices, axis=0)
     mapping = PlaneMapping.create(size, spec.pixel_spacing_mm, spec)
     values = list(range(args.classes))
-    warm = max(1, args.batch_images // args.samples)
-    predict_slices(model, hu[:warm], mapping, spec, values, samples=args.samples, batch_images=args.batch_images,
+    warm = max(1, args.batch_images // samples)
+    predict_slices(model, hu[:warm], mapping, spec, values, samples=samples, batch_images=args.batch_images,
                    autocast=device.type == "cuda")
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    predict_slices(model, hu, mapping, spec, values, samples=args.samples, batch_images=args.batch_images,
+    predict_slices(model, hu, mapping, spec, values, samples=samples, batch_images=args.batch_images,
                    autocast=device.type == "cuda")
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    result = {"samples": args.samples, "slices": args.slices, "seconds": seconds,
+    result = {"samples": samples, "slices": args.slices, "seconds": seconds,
               "slices_per_s": args.slices / seconds, "threads": torch.get_num_threads(),
               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if device.type == "cuda":
