@@ -80,7 +80,7 @@ def engine_from(settings: Settings, name: str | None = None, labels: Path | None
     if chosen == "bayesian-unet":
         options = {"bundle_path": engine.bundle_path, "device": engine.device, "mc_samples": engine.mc_samples,
                    "uncertainty": engine.uncertainty, "uncertainty_threshold": engine.uncertainty_threshold,
-                   "batch_images": engine.batch_images, "seed": engine.seed,
+                   "batch_images": engine.batch_images, "seed": None if engine.seed < 0 else engine.seed,
                    "mixed_precision": engine.mixed_precision}
     return create_engine(chosen, **options)
 

@@ -134,9 +134,9 @@ class EngineSettings(_Section):
     batch_images: Annotated[int, Field(ge=1, le=4096)] = Field(
         default=16, description="bayesian-unet: images per forward pass (slices x MC samples); bounds memory."
     )
-    seed: Annotated[int, Field(ge=0)] | None = Field(
+    seed: Annotated[int, Field(ge=-1)] = Field(
         default=0, description="bayesian-unet: seed of the dropout masks, so a re-run gives the same result "
-        "(unset: fresh masks every run)."
+        "(-1: fresh masks every run)."
     )
     mixed_precision: bool = Field(default=True, description="bayesian-unet: float16 autocast on CUDA (not on CPU).")
 
