@@ -49,7 +49,7 @@ TRAINING_PHANTOMS = 8
 """Phantom cases for training (2 of them held out for validation by the train command)."""
 TRAIN = ["--levels", "4", "--filters", "16", "--dropout", "0.1", "--input-size", "96", "--pixel-spacing", "4.5",
          "--crop-size", "48", "--batch-size", "12", "--iterations", "150", "--epochs", "12", "--learning-rate",
-         "0.003", "--mc-samples", "8", "--validation-fraction", "0.25", "--threads", "2"]
+         "0.003", "--mc-samples", "8", "--validation-samples", "1", "--validation-fraction", "0.25", "--threads", "2"]
 """The small configuration trained here (the default is 5 levels, 32 filters, dropout 0.5, 256 px)."""
 MC = 8
 
