@@ -179,19 +179,34 @@ def measure_structures(volume: Volume, segmentation: Segmentation, rule: Density
     return tuple(results)
 
 
-def _group_members(group: Group, side: Side | None, produced: tuple[Structure, ...]) -> tuple[Structure, ...]:
-    """Members of `group` among the structures an engine produces (per-muscle or region labels)."""
+def _group_members(group: Group, side: Side | None,
+                   produced: tuple[Structure, ...]) -> tuple[tuple[Structure, ...], tuple[Structure, ...]]:
+    """Members of `group` among the structures an engine produces (per-muscle or region labels), and the
+    members it does not produce: an engine that labels some of a group's muscles must label them all, or the
+    group's mass would silently lack the others."""
     produced_keys = {s.key for s in produced}
-    members = tuple(s for s in CATALOGUE.group_members(group, side) if s.key in produced_keys)
+    catalogue_members = CATALOGUE.group_members(group, side)
+    members = tuple(s for s in catalogue_members if s.key in produced_keys)
     # An engine producing both per-muscle and region labels would count muscle twice: prefer per-muscle.
     if any(s.anatomy.kind is Kind.MUSCLE for s in members):
         members = tuple(s for s in members if s.anatomy.kind is Kind.MUSCLE)
-    return members
+        missing = tuple(s for s in catalogue_members if s.anatomy.kind is Kind.MUSCLE and s.key not in produced_keys)
+        return members, missing
+    if members:  # region labels: each side's regions must all be there
+        missing = tuple(s for s in catalogue_members
+                        if s.anatomy.kind is Kind.MUSCLE_REGION and s.key not in produced_keys)
+        return members, missing
+    return members, ()
 
 
-def _measure_group(group: Group, side: str, members: tuple[Structure, ...],
+def _measure_group(group: Group, side: str, found: tuple[tuple[Structure, ...], tuple[Structure, ...]],
                    by_key: dict[str, StructureMeasurement], height: Height) -> GroupMeasurement:
+    members, missing = found
     keys = tuple(s.key for s in members)
+    if missing:
+        return GroupMeasurement(group, side, keys, Completeness.NOT_PRODUCED,
+                                f"not measurable: the engine does not produce {', '.join(s.name for s in missing)}",
+                                None, None)
     if not members:
         return GroupMeasurement(group, side, keys, Completeness.NOT_PRODUCED,
                                 f"not measurable: the engine produces no structure of the {group.value} group",

@@ -243,3 +243,22 @@ def test_bad_calibration_files_are_refused_with_the_reason(tmp_path: Path, chang
         load_calibration(_calibration(tmp_path, **changes))
     with pytest.raises(CalibrationError, match="not valid JSON"):
         parse_calibration(b"{", "x.json")
+
+
+def test_an_engine_that_labels_only_some_muscles_of_a_group_cannot_measure_the_group() -> None:
+    # A per-muscle engine (e.g. a model bundle trained on a few muscles) labels the gluteal muscles only.
+    hu = np.full((10, 12, 12), 40, np.int16)
+    labels = np.zeros(hu.shape, np.uint8)
+    produced = []
+    for row, anatomy in enumerate(("gluteus_maximus", "gluteus_medius", "gluteus_minimus")):
+        for side, col in ((Side.RIGHT, 0), (Side.LEFT, 6)):
+            structure = CATALOGUE.structure(anatomy, side)
+            labels[2:8, row * 4:row * 4 + 3, col:col + 5] = structure.label
+            produced.append(structure)
+    report = measure(_volume(hu), _segmentation(labels, tuple(produced)), DensityRule(),
+                     Height(1.6, HeightSource.DICOM))
+    assert report.group(Group.GLUTEAL, "both").completeness is Completeness.COMPLETE
+    above_knee = report.group(Group.ABOVE_KNEE, "left")
+    assert above_knee.completeness is Completeness.NOT_PRODUCED
+    assert above_knee.smm_g is None
+    assert "the engine does not produce Left iliacus" in above_knee.reason

@@ -13,7 +13,7 @@ from dicom_output_fixtures import Crafted, calibration, crafted_analysis
 from dicom_validation import dciodvfy, dsrdump
 from pydicom.sr.codedict import codes
 
-from sarcoscreen.inference.catalogue import CATALOGUE, Group
+from sarcoscreen.inference.catalogue import CATALOGUE, Group, Kind
 from sarcoscreen.inference.coding import PRIVATE_SCHEME, Code
 from sarcoscreen.inference.density import DensityKind, DensityRule
 from sarcoscreen.inference.engines.base import Segmentation
@@ -114,11 +114,12 @@ def test_group_and_screening_groups(written: tuple[Crafted, DicomOutputs], sr_in
         else:  # not measured: no value at all, never a zero
             assert g.measurement("118538004") is None
             assert g.measurement("SARCO-1001") is None
-    # the left deep posterior compartment is declared but empty: the whole-limb group is not in the scan
+    # the crafted engine labels the gluteal muscles only: the other groups lack muscles it does not produce
     completeness = {(gm.group, gm.side): gm.completeness for gm in crafted.report.groups}
     assert completeness[(Group.GLUTEAL, "both")] is Completeness.COMPLETE
-    assert completeness[(Group.ALL, "left")] is Completeness.NOT_IN_SCAN
-    expected = {Group.GLUTEAL: "373066001", Group.ABOVE_KNEE: "373067005", Group.ALL: "373068000"}
+    assert completeness[(Group.ALL, "left")] is Completeness.NOT_PRODUCED
+    # gluteal: measured and below the cut-off; the others cannot be measured by this engine
+    expected = {Group.GLUTEAL: "373066001", Group.ABOVE_KNEE: "373068000", Group.ALL: "373068000"}
     for s in crafted.report.screening:
         g = by_uid[outputs.uids.tracking_uid(screening_tracking_key(s.group))]
         assert g.evaluation("SARCO-1020").value == expected[s.group]
@@ -183,7 +184,8 @@ def test_evidence_lists_the_seg_and_every_source_instance(written: tuple[Crafted
 
 def test_without_segments_the_sr_says_not_in_scan(tmp_path: Path) -> None:
     crafted = crafted_analysis(tmp_path / "ct")
-    empty = Segmentation(np.zeros(crafted.volume.shape, np.uint8), crafted.segmentation.structures,
+    # what the threshold engine declares on a scan without lower-extremity anatomy
+    empty = Segmentation(np.zeros(crafted.volume.shape, np.uint8), CATALOGUE.muscles(Kind.MUSCLE_REGION),
                          "threshold", "1.0")
     rule = DensityRule(DensityKind.CONSTANT, 1.04, False, (-29.0, 150.0))
     report = measure(crafted.volume, empty, rule, choose_height(1.62, None, None))
