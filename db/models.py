@@ -43,6 +43,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# The values stored in these columns are the measurement's own enums: one source of truth.
+from sarcoscreen.inference.catalogue import Side
+from sarcoscreen.inference.height import HeightSource
+from sarcoscreen.inference.measure import Classification, Completeness
+
 __all__ = [
     "NAMING_CONVENTION",
     "Base",
@@ -169,42 +174,14 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-class StructureSide(StrEnum):
-    RIGHT = "right"
-    LEFT = "left"
-    MIDLINE = "midline"
+StructureSide = Side
+"""A structure's side: the catalogue's `Side` (right, left, midline)."""
 
 
 class GroupSide(StrEnum):
     LEFT = "left"
     RIGHT = "right"
     BOTH = "both"
-
-
-class Completeness(StrEnum):
-    """Whether a muscle group could be measured (the values of `inference.measure.Completeness`)."""
-
-    COMPLETE = "complete"
-    TRUNCATED = "truncated"
-    NOT_IN_SCAN = "not in scan"
-    NOT_PRODUCED = "not produced by the engine"
-
-
-class Classification(StrEnum):
-    """Screening outcome (the values of `inference.measure.Classification`)."""
-
-    SUSPECTED = "suspected"
-    NOT_SUSPECTED = "not suspected"
-    NOT_CLASSIFIED = "not classified"
-
-
-class HeightSource(StrEnum):
-    """Where the height used for SMI came from (the values of `inference.height.HeightSource`)."""
-
-    EXPLICIT = "explicit"
-    DICOM = "dicom"
-    REGISTRY = "registry"
-    UNKNOWN = "unknown"
 
 
 class OutputKind(StrEnum):
