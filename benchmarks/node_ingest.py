@@ -25,13 +25,14 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from sarcoscreen.node.loopback import free_port, wait_for_port
 
 BARE_SCP = r"""
 import sys
@@ -54,22 +55,6 @@ for sop_class in (CTImageStorage, EnhancedCTImageStorage, LegacyConvertedEnhance
 ae.add_supported_context(Verification)
 ae.start_server(("127.0.0.1", port), block=True, evt_handlers=[(evt.EVT_C_STORE, on_store)])
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port}")
 
 
 def make_series(work: Path) -> list[Path]:
@@ -104,7 +89,7 @@ def run_bare(files: list[Path], parallel: int, where: Path | None) -> float:
     port = free_port()
     server = subprocess.Popen([sys.executable, "-c", BARE_SCP, str(folder), str(port)])
     try:
-        wait_for_port(port)
+        wait_for_port(port, timeout=60)
         seconds = send(port, files, parallel)
         stored = len(list(folder.iterdir()))
         if stored != len(files):
@@ -138,7 +123,7 @@ def run_node(files: list[Path], parallel: int, database_url: str | None, where: 
                       '[logging]\nlevel = "WARNING"\n', encoding="utf-8")
     server = subprocess.Popen([sys.executable, "-m", "sarcoscreen.node.cli", "--config", str(config), "serve"])
     try:
-        wait_for_port(port)
+        wait_for_port(port, timeout=60)
         seconds = send(port, files, parallel)
         stored = len(list((folder / "data" / "spool").rglob("*.dcm")))
         if stored != len(files):

@@ -22,7 +22,6 @@ import argparse
 import json
 import logging
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -52,6 +51,7 @@ from sarcoscreen.inference.catalogue import Group
 from sarcoscreen.inference.phantom import PhantomParameterError, PhantomParameters, make_phantom
 from sarcoscreen.node.config import DestinationSettings, Settings
 from sarcoscreen.node.dicom_sender import Destination, DestinationError, send_files
+from sarcoscreen.node.loopback import free_port, wait_for_port
 from sarcoscreen.node.results_command import format_results
 
 __all__ = ["comparison_table", "run_demo"]
@@ -101,22 +101,6 @@ def comparison_table(measured: dict[Group, tuple[float | None, str]], density_ru
 # --- destinations -------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for_port(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:g} s")
-
-
 @dataclass
 class _Destination:
     name: str
@@ -143,7 +127,7 @@ def _builtin_destination(folder: Path) -> Iterator[_Destination]:
     for sop_class in (SegmentationStorage, _LABEL_MAP_SEGMENTATION, ComprehensiveSRStorage,
                       SecondaryCaptureImageStorage, EncapsulatedPDFStorage, Verification):
         ae.add_supported_context(sop_class)
-    port = _free_port()
+    port = free_port()
     server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
 
     def received() -> list[tuple[str, str]]:
@@ -163,7 +147,7 @@ def _builtin_destination(folder: Path) -> Iterator[_Destination]:
 def _orthanc_destination(folder: Path, executable: str) -> Iterator[_Destination]:
     """Orthanc on loopback ports with its storage in `folder`, stopped afterwards."""
     folder.mkdir(parents=True, exist_ok=True)
-    dicom_port, http_port = _free_port(), _free_port()
+    dicom_port, http_port = free_port(), free_port()
     config = {"Name": "sarcoscreen-demo", "StorageDirectory": str(folder / "storage"),
               "IndexDirectory": str(folder / "index"), "DicomAet": "ORTHANC", "DicomPort": dicom_port,
               "DicomServerEnabled": True, "DicomCheckCalledAet": True, "DicomAlwaysAllowStore": True,
@@ -185,8 +169,8 @@ def _orthanc_destination(folder: Path, executable: str) -> Iterator[_Destination
         return sorted(out)
 
     try:
-        _wait_for_port(http_port, 30)
-        _wait_for_port(dicom_port, 30)
+        wait_for_port(http_port, 30)
+        wait_for_port(dicom_port, 30)
         yield _Destination("orthanc", "ORTHANC", dicom_port, received,
                            f"Orthanc (web interface http://127.0.0.1:{http_port}/ while the demo runs)")
     finally:
@@ -293,7 +277,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         # The node's log lines would drown the demo's own output: warnings only, unless --log-level says otherwise.
         log_level = getattr(args, "log_level", None) or "WARNING"
         logging.getLogger("sarcoscreen").setLevel(log_level)
-        node_settings = _demo_settings(settings, out, destination, _free_port(), log_level)
+        node_settings = _demo_settings(settings, out, destination, free_port(), log_level)
         _write_config(node_settings, out / "sarcoscreen.toml")
         service = NodeService(node_settings, workers=1)
         try:
