@@ -1,11 +1,18 @@
-"""Shared fixtures: where the real DICOM test files are, and the PostgreSQL server when the run has one."""
+"""Shared fixtures: where the real DICOM test files are, the PostgreSQL server when the run has one, and a
+migrated database on each backend."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from db_support import BACKENDS, database_url
+from sqlalchemy.engine import Engine
+
+from sarcoscreen.db import migrate
+from sarcoscreen.db.session import create_engine_from_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
@@ -26,3 +33,20 @@ def postgres_url() -> str:
     if not url:
         pytest.skip("SARCOSCREEN_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped")
     return url
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database migrated to head, on SQLite and on PostgreSQL (each test its own; modules that need an empty
+    database override this fixture)."""
+    with database_url(request.param, request, tmp_path) as url:
+        migrate.upgrade(url)
+        yield url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """A SQLAlchemy engine on `db_url`, disposed after the test."""
+    engine = create_engine_from_url(db_url)
+    yield engine
+    engine.dispose()

@@ -6,19 +6,16 @@ Runs on a SQLite file and on PostgreSQL (a fresh schema per test; skipped withou
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from db_support import BACKENDS, database_url
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from sarcoscreen.db import migrate
 from sarcoscreen.db.heights import import_heights_csv, registry_height
 from sarcoscreen.db.models import PatientHeight
 from sarcoscreen.db.session import create_engine_from_url, session_scope
@@ -60,21 +57,6 @@ EXPECTED_ERRORS = {
     14: "has 2 fields, the header has 4",
     16: "in the future",
 }
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database migrated to head."""
-    with database_url(request.param, request, tmp_path) as url:
-        migrate.upgrade(url)
-        yield url
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = create_engine_from_url(db_url)
-    yield engine
-    engine.dispose()
 
 
 def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:

@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,14 +20,12 @@ import pydicom
 import pytest
 from certificates import make_pki
 from ct_series_factory import write_ct_series
-from db_support import BACKENDS, database_url
 from dicom_peers import dcmtk_storescp, free_port, wait_for_port
 from node_support import SARCOSCREEN, NodeConfig, deliveries_of, jobs_of, node_process, rows, storescu, wait_for
 from orthanc_peer import orthanc
 from pydicom.uid import JPEGLSLossless
 from sqlalchemy import Engine, select
 
-from sarcoscreen.db import migrate
 from sarcoscreen.db.models import DeliveryStatus, Event, Instance, JobStatus, OutputKind, Series, SeriesState
 from sarcoscreen.inference.phantom import PhantomParameters, make_phantom
 from sarcoscreen.inference.phantom.parameters import Fov
@@ -75,13 +72,6 @@ def series(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SentSeries]:
     small = write_ct_series(root / "small", 5, Modality="CT", shuffle=False)
     made["small"] = SentSeries(small.folder, small.series_instance_uid)
     return made
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with database_url(request.param, request, tmp_path) as url:
-        migrate.upgrade(url)
-        yield url
 
 
 def _series_state(engine: Engine, uid: str) -> Series | None:

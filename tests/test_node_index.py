@@ -8,22 +8,18 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
 import pytest
 from ct_series_factory import write_ct_series
-from db_support import BACKENDS, database_url
 from dicom_peers import free_port
 from node_support import add_series, jobs_of, rows, storescu
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from sarcoscreen.db import migrate
 from sarcoscreen.db.models import Event, Instance, InstanceState, JobStatus, Series, SeriesState, Study
 from sarcoscreen.db.queue import claim, complete, write_session
-from sarcoscreen.db.session import create_engine_from_url
 from sarcoscreen.node.instance_index import SqlInstanceIndex, index_engine
 from sarcoscreen.node.reconcile import reconcile
 from sarcoscreen.node.routing import RoutingRules
@@ -32,20 +28,6 @@ from sarcoscreen.node.spool import Spool
 from sarcoscreen.node.stability import decide_stable_series
 
 needs_dcmtk = pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk is not installed")
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with database_url(request.param, request, tmp_path) as url:
-        migrate.upgrade(url)
-        yield url
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = create_engine_from_url(db_url)
-    yield engine
-    engine.dispose()
 
 
 def _series(engine: Engine, uid: str) -> Series:

@@ -4,13 +4,12 @@ concurrent claimers, retry/cancel, and the outbox's claims and outcomes. Real da
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from db_support import BACKENDS, database_url
+from db_support import database_url
 from node_support import add_series, jobs_of
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
@@ -45,15 +44,6 @@ from sarcoscreen.db.queue import (
     write_session,
 )
 from sarcoscreen.db.session import create_engine_from_url, session_scope
-
-
-@pytest.fixture(params=BACKENDS)
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    with database_url(request.param, request, tmp_path) as url:
-        migrate.upgrade(url)
-        engine = create_engine_from_url(url)
-        yield engine
-        engine.dispose()
 
 
 def _queued(engine: Engine, series_uid: str = "1.2.3.1", max_attempts: int = 3) -> int:

@@ -3,16 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from ct_series_factory import write_ct_series
-from db_support import BACKENDS, database_url
 from node_support import jobs_of, rows
 from sqlalchemy import select
 
-from sarcoscreen.db import migrate
 from sarcoscreen.db.models import Event, JobStatus, Series, SeriesState
 from sarcoscreen.db.session import create_engine_from_url
 from sarcoscreen.node.config import Settings
@@ -20,13 +16,6 @@ from sarcoscreen.node.reconcile import reconcile
 from sarcoscreen.node.spool import Spool
 from sarcoscreen.node.stability import SeriesWatcher
 from sarcoscreen.node.worker import Worker
-
-
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with database_url(request.param, request, tmp_path) as url:
-        migrate.upgrade(url)
-        yield url
 
 
 def test_a_failing_attempt_is_retried_then_failed_with_its_error(db_url: str, tmp_path: Path) -> None:
