@@ -74,6 +74,15 @@ def test_round_trip_gives_identical_predictions(model, volume, tmp_path: Path, n
     assert any(SYNTHETIC_WARNING in note for note in a.notes)
 
 
+def test_saving_the_same_weights_twice_writes_the_same_bytes(model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The checksum names the weights in the engine version and so in the output UIDs: re-saving a loaded bundle
+    (another archive format, a copy) must not change it."""
+    checksums = {save_bundle(model, _manifest(model.config), tmp_path / f"b{i}").weights_sha256 for i in range(24)}
+    assert len(checksums) == 1
+    loaded, manifest = load_bundle(tmp_path / "b0")
+    assert save_bundle(loaded, manifest, tmp_path / "again.tar.gz").weights_sha256 == checksums.pop()
+
+
 def _bundle(model: BayesianUNet, tmp_path: Path) -> Path:
     save_bundle(model, _manifest(model.config), tmp_path / "b")
     return tmp_path / "b"

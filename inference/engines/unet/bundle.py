@@ -40,7 +40,10 @@ def save_bundle(model: BayesianUNet, manifest: Manifest, out: Path | str) -> Man
     ends in ``.zip``, ``.tar.gz``, ``.tgz`` or ``.tar``. Returns the manifest as written."""
     out = Path(out)
     state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
-    weights = save_safetensors_bytes(state, metadata={"format": "sarcoscreen-unet-bundle", "name": manifest.name})
+    # One metadata entry only: safetensors writes the metadata from a hash map whose order is random per call, so
+    # two entries would make the bytes, and with them the checksum and the engine version, differ between two saves
+    # of the same weights. The bundle's name is in the manifest.
+    weights = save_safetensors_bytes(state, metadata={"format": "sarcoscreen-unet-bundle"})
     manifest = replace(manifest, weights_sha256=hashlib.sha256(weights).hexdigest(),
                        architecture=model.config.to_dict())
     Manifest.from_dict(manifest.to_dict(), str(out))  # never write a bundle that would be refused
