@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from sarcoscreen.db.events import record_event
 from sarcoscreen.db.models import Instance, InstanceState, Series, SeriesState, Study, UTCDateTime, utcnow
 from sarcoscreen.db.queue import db_now, write_session
-from sarcoscreen.db.session import create_engine_from_url
+from sarcoscreen.db.session import BEGIN_IMMEDIATE, create_engine_from_url
 from sarcoscreen.node.scp import IndexUnavailableError, ReceivedInstance
 
 __all__ = ["SqlInstanceIndex", "index_engine", "index_instance"]
@@ -146,6 +146,25 @@ def _statements(dialect: str) -> _Statements:
     )
 
 
+def _instance_row(instance: ReceivedInstance, series_id: int, times: dict[str, Any]) -> dict[str, Any]:
+    """The bound parameters of `_Statements.insert_instance`."""
+    return {
+        "series_id": series_id,
+        "sop_instance_uid": instance.sop_instance_uid,
+        "sop_class_uid": instance.sop_class_uid,
+        "transfer_syntax_uid": instance.transfer_syntax_uid,
+        "spool_path": instance.relative_path,
+        "size_bytes": instance.size,
+        "sha256": instance.sha256,
+        "calling_ae_title": instance.calling_ae_title[:16] or None,
+        "frames": instance.frames,
+        "image_type": "\\".join(instance.image_type)[:256] or None,
+        "axial": instance.axial,
+        "state": InstanceState.STORED,
+        **times,
+    }
+
+
 def index_instance(session: Session, instance: ReceivedInstance, *,
                    ids: tuple[int, int] | None = None) -> tuple[bool, tuple[int, int]]:
     """Record `instance` in the caller's transaction.
@@ -160,21 +179,8 @@ def index_instance(session: Session, instance: ReceivedInstance, *,
     series_id = ids[1]
     statements = _statements(session.get_bind().dialect.name)
     times = {} if statements.now_in_sql else {"b_now": utcnow()}
-    inserted = session.execute(statements.insert_instance, {
-        "series_id": series_id,
-        "sop_instance_uid": instance.sop_instance_uid,
-        "sop_class_uid": instance.sop_class_uid,
-        "transfer_syntax_uid": instance.transfer_syntax_uid,
-        "spool_path": instance.relative_path,
-        "size_bytes": instance.size,
-        "sha256": instance.sha256,
-        "calling_ae_title": instance.calling_ae_title[:16] or None,
-        "frames": instance.frames,
-        "image_type": "\\".join(instance.image_type)[:256] or None,
-        "axial": instance.axial,
-        "state": InstanceState.STORED,
-        **times,
-    }).first() is not None
+    inserted = session.execute(statements.insert_instance, _instance_row(instance, series_id, times)).first() \
+        is not None
     if not inserted:  # indexed before (a resend), or by another association a moment ago
         _restore_if_back(session, instance)
         return False, ids
@@ -216,14 +222,19 @@ def index_engine(url: str) -> Engine:
 class SqlInstanceIndex:
     """`sarcoscreen.node.scp.InstanceIndex` over the node's database.
 
-    Keeps the (study id, series id) of recent series in memory, so that most instances cost one INSERT and one
-    UPDATE; a stale entry (the series was deleted meanwhile) fails on the foreign key and is looked up again.
+    Keeps the (study id, series id) of recent series in memory. The common case - a new instance of a series
+    already seen that is still receiving - is one transaction on a plain connection with one INSERT and one UPDATE
+    (no ORM session: its bookkeeping cost more than the database work). Anything else (a first instance of a
+    series, a resend, a series already decided) rolls that back and goes through `index_instance` in a session. A
+    stale cache entry (the series was deleted meanwhile) fails on the foreign key and is looked up again.
     """
 
     _CACHE_SIZE = 1024
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._writer = engine.execution_options(**{BEGIN_IMMEDIATE: True})
+        self._statements = _statements(engine.dialect.name)
         self._ids: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
 
@@ -232,14 +243,18 @@ class SqlInstanceIndex:
         with self._lock:
             cached = self._ids.get(key)
         try:
+            if cached is not None:
+                try:
+                    if self._add_to_receiving_series(instance, cached[1]):
+                        return
+                except IntegrityError:  # the cached series is gone
+                    cached = None
             try:
                 with write_session(self.engine) as session:
                     _, ids = index_instance(session, instance, ids=cached)
             except IntegrityError:
                 if cached is None:
                     raise
-                with self._lock:
-                    self._ids.pop(key, None)
                 with write_session(self.engine) as session:
                     _, ids = index_instance(session, instance)
         except SQLAlchemyError as exc:
@@ -249,3 +264,17 @@ class SqlInstanceIndex:
             if len(self._ids) >= self._CACHE_SIZE:
                 self._ids.clear()
             self._ids[key] = ids
+
+    def _add_to_receiving_series(self, instance: ReceivedInstance, series_id: int) -> bool:
+        """The common case in one transaction; ``False`` (rolled back) when it is not that case."""
+        statements = self._statements
+        times = {} if statements.now_in_sql else {"b_now": utcnow()}
+        with self._writer.connect() as connection:  # closing it rolls back whatever was not committed
+            transaction = connection.begin()
+            if connection.execute(statements.insert_instance,
+                                  _instance_row(instance, series_id, times)).first() is None:
+                return False  # indexed before: a resend
+            if not connection.execute(statements.count_instance, {"b_series": series_id, **times}).rowcount:
+                return False  # the series was decided meanwhile
+            transaction.commit()
+        return True

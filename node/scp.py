@@ -46,9 +46,12 @@ __all__ = [
     "STATUS_SUCCESS",
     "IndexUnavailableError",
     "InstanceIndex",
+    "ReceivedHeader",
     "ReceivedInstance",
+    "RejectedInstanceError",
     "StorageSCP",
     "instance_from_header",
+    "read_header",
 ]
 
 logger = logging.getLogger(__name__)
@@ -106,10 +109,23 @@ class InstanceIndex(Protocol):
         ...
 
 
-class _RejectedError(Exception):
+class RejectedInstanceError(Exception):
+    """A received data set that cannot be accepted; `status` is the C-STORE failure status to answer."""
+
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status = status
+
+
+@dataclass(frozen=True)
+class ReceivedHeader:
+    """The parsed header of a received instance (pixel data not read) and its checked UIDs."""
+
+    dataset: Dataset
+    study: str
+    series: str
+    sop_class: str
+    sop_instance: str
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -132,21 +148,28 @@ def _is_axial(ds: Dataset) -> bool:
     return len(values) == 6 and abs(values[0]) > 0.95 and abs(values[4]) > 0.95
 
 
-def _describe(ds: Dataset, request_class: str, request_instance: str) -> tuple[str, str, str, str]:
-    """(study, series, SOP class, SOP instance) UIDs after the consistency checks of step 1."""
+def read_header(encoded: bytes, request_class: str, request_instance: str) -> ReceivedHeader:
+    """Step 1: parse the header of `encoded` (a PS3.10 file) and check its UIDs against the C-STORE request's
+    Affected SOP Class/Instance UID (PS3.4 B.2.3: a mismatch is 0xA900); Study and Series Instance UID are Type 1.
+
+    Raises `RejectedInstanceError` with the status to answer."""
+    try:
+        ds = dcmread(io.BytesIO(encoded), stop_before_pixels=True)
+    except (InvalidDicomError, ValueError, EOFError, KeyError) as exc:
+        raise RejectedInstanceError(STATUS_CANNOT_UNDERSTAND, f"the data set cannot be parsed: {exc}") from None
     sop_class = _text(ds, "SOPClassUID")
     sop_instance = _text(ds, "SOPInstanceUID")
     if sop_class and sop_class != request_class:
-        raise _RejectedError(STATUS_DATASET_MISMATCH,
-                             f"SOP Class UID {sop_class} differs from the request's {request_class}")
+        raise RejectedInstanceError(STATUS_DATASET_MISMATCH,
+                                    f"SOP Class UID {sop_class} differs from the request's {request_class}")
     if sop_instance and sop_instance != request_instance:
-        raise _RejectedError(STATUS_DATASET_MISMATCH,
-                             "SOP Instance UID differs from the request's Affected SOP Instance UID")
+        raise RejectedInstanceError(STATUS_DATASET_MISMATCH,
+                                    "SOP Instance UID differs from the request's Affected SOP Instance UID")
     study, series = _text(ds, "StudyInstanceUID"), _text(ds, "SeriesInstanceUID")
     missing = [name for name, value in (("StudyInstanceUID", study), ("SeriesInstanceUID", series)) if not value]
     if missing:
-        raise _RejectedError(STATUS_DATASET_MISMATCH, f"{' and '.join(missing)} missing or empty (Type 1)")
-    return study, series, sop_class or request_class, request_instance
+        raise RejectedInstanceError(STATUS_DATASET_MISMATCH, f"{' and '.join(missing)} missing or empty (Type 1)")
+    return ReceivedHeader(ds, study, series, sop_class or request_class, request_instance)
 
 
 def instance_from_header(header: Dataset, *, study: str, series: str, sop_class: str, sop_instance: str,
@@ -269,13 +292,9 @@ class StorageSCP:
                          calling, exc)
             return STATUS_CANNOT_UNDERSTAND
         try:
-            try:
-                header = dcmread(io.BytesIO(encoded), stop_before_pixels=True)
-            except (InvalidDicomError, ValueError, EOFError, KeyError) as exc:
-                raise _RejectedError(STATUS_CANNOT_UNDERSTAND, f"the data set cannot be parsed: {exc}") from None
-            study, series, sop_class, sop_instance = _describe(header, request_class, request_instance)
-            stored = self.spool.store(encoded, series, sop_instance)
-        except _RejectedError as rejected:
+            header = read_header(encoded, request_class, request_instance)
+            stored = self.spool.store(encoded, header.series, header.sop_instance)
+        except RejectedInstanceError as rejected:
             path = self.spool.quarantine(encoded, str(rejected), sop_instance_uid=request_instance,
                                          calling_ae_title=calling)
             logger.warning("C-STORE of %s from %s refused (0x%04X): %s; quarantined as %s", request_instance,
@@ -291,13 +310,13 @@ class StorageSCP:
         except SpoolError as exc:
             logger.error("C-STORE of %s from %s failed (0xA700): %s", request_instance, calling, exc)
             return STATUS_OUT_OF_RESOURCES
-        instance = instance_from_header(header, study=study, series=series, sop_class=sop_class,
-                                        sop_instance=sop_instance, relative_path=stored.relative_path,
-                                        size=stored.size, sha256=stored.sha256, calling_ae_title=calling,
-                                        duplicate=stored.duplicate)
+        instance = instance_from_header(header.dataset, study=header.study, series=header.series,
+                                        sop_class=header.sop_class, sop_instance=header.sop_instance,
+                                        relative_path=stored.relative_path, size=stored.size, sha256=stored.sha256,
+                                        calling_ae_title=calling, duplicate=stored.duplicate)
         try:
             self.index.add(instance)
         except IndexUnavailableError as exc:
-            logger.error("C-STORE of %s: stored in the spool but not indexed (0xA700): %s", sop_instance, exc)
+            logger.error("C-STORE of %s: stored in the spool but not indexed (0xA700): %s", header.sop_instance, exc)
             return STATUS_OUT_OF_RESOURCES
         return STATUS_SUCCESS

@@ -1,0 +1,140 @@
+"""Benchmark: what each step of the node's C-STORE handler costs, one by one, in one process.
+
+    .venv/bin/python benchmarks/ingest_steps.py [--work /tmp] [--instances 400] [--where DIR]
+        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/test]
+
+Where `node_ingest.py` measures the whole node against a bare SCP, this script times the steps of
+`StorageSCP._on_c_store` in isolation on real bytes (one 512 x 512 phantom CT instance, re-stamped with a new SOP
+Instance UID per repetition), so that a change to one step shows in that step's row:
+
+* ``encode``: `Event.encoded_dataset` - preamble + File Meta Information + the received bytes (pynetdicom);
+* ``header``: parsing the header of those bytes and the checks of step 1 (`read_header`);
+* ``record``: what the index records, from the header (`instance_from_header`);
+* ``spool``: `Spool.store` - temporary file, write, fsync, rename, folder fsync, SHA-256;
+* ``index``: `SqlInstanceIndex.add` - one SQL transaction (SQLite in WAL mode; PostgreSQL with ``--postgres``);
+* ``bare``: what the bare SCP of `node_ingest.py` does per instance (write the bytes to a file), as the baseline.
+
+Medians in milliseconds per instance over ``--instances`` repetitions. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+from pydicom.uid import generate_uid
+from pynetdicom.dsutils import encode_file_meta
+
+from sarcoscreen.db.migrate import upgrade
+from sarcoscreen.node.instance_index import SqlInstanceIndex, index_engine
+from sarcoscreen.node.scp import instance_from_header, read_header
+from sarcoscreen.node.spool import Spool
+
+
+def sample_instance(work: Path) -> Path:
+    folder = work / "sarcoscreen-ingest-steps"
+    files = sorted((folder / "dicom").glob("*.dcm")) if folder.is_dir() else []
+    if not files:
+        subprocess.run([sys.executable, "-m", "sarcoscreen.node.cli", "phantom", "--out", str(folder), "--fov", "hip",
+                        "--slice-mm", "10", "--matrix", "512", "--seed", "3", "--no-progress"], check=True,
+                       stdout=subprocess.DEVNULL)
+        files = sorted((folder / "dicom").glob("*.dcm"))
+    return files[len(files) // 2]
+
+
+@contextmanager
+def timed(row: list[float]) -> Iterator[None]:
+    """Appends the milliseconds the block took to `row`."""
+    start = time.perf_counter()
+    yield
+    row.append((time.perf_counter() - start) * 1000.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp"))
+    parser.add_argument("--instances", type=int, default=400)
+    parser.add_argument("--where", type=Path, help="folder for the spool and the SQLite file (default: the system's "
+                        "temporary folder)")
+    parser.add_argument("--postgres", help="index into this PostgreSQL database (a schema made for the run)")
+    args = parser.parse_args()
+
+    source = dcmread(sample_instance(args.work))
+    folder = Path(tempfile.mkdtemp(prefix="ingest-steps-", dir=args.where))
+    url = f"sqlite:///{folder / 'index.db'}"
+    schema = None
+    if args.postgres:
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+
+        schema = f"bench_{uuid.uuid4().hex[:12]}"
+        admin = create_engine(args.postgres)
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = make_url(args.postgres).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False)
+    upgrade(url)
+    engine = index_engine(url)
+    index = SqlInstanceIndex(engine)
+    spool = Spool(folder / "spool", folder / "quarantine")
+    bare_folder = folder / "bare"
+    bare_folder.mkdir()
+
+    # Each repetition gets its own SOP Instance UID (new file, new row): the data set as a C-STORE carries it.
+    payloads = []
+    for _ in range(args.instances):
+        source.SOPInstanceUID = generate_uid()
+        source.file_meta.MediaStorageSOPInstanceUID = source.SOPInstanceUID
+        stream = DicomBytesIO()
+        stream.is_little_endian, stream.is_implicit_VR = True, False
+        write_dataset(stream, source)
+        payloads.append((source.SOPInstanceUID, copy.deepcopy(source.file_meta), stream.getvalue()))
+
+    rows: dict[str, list[float]] = {name: [] for name in ("bare", "encode", "header", "record", "spool", "index")}
+    for sop_uid, file_meta, dataset in payloads:
+        with timed(rows["encode"]):
+            encoded = b"".join((b"\x00" * 128, b"DICM", encode_file_meta(file_meta), dataset))
+        with timed(rows["bare"]):
+            (bare_folder / f"{sop_uid}.dcm").write_bytes(encoded)
+        with timed(rows["header"]):
+            header = read_header(encoded, str(source.SOPClassUID), sop_uid)
+        with timed(rows["spool"]):
+            stored = spool.store(encoded, header.series, header.sop_instance)
+        with timed(rows["record"]):
+            instance = instance_from_header(
+                header.dataset, study=header.study, series=header.series, sop_class=header.sop_class,
+                sop_instance=header.sop_instance, relative_path=stored.relative_path, size=stored.size,
+                sha256=stored.sha256, calling_ae_title="SCANNER", duplicate=stored.duplicate)
+        with timed(rows["index"]):
+            index.add(instance)
+
+    total = sum(statistics.median(rows[name]) for name in ("encode", "header", "record", "spool", "index"))
+    print(f"{args.instances} instances of {len(payloads[0][2]) / 1024:.0f} KiB; spool and database in {folder.parent}; "
+          f"database {'PostgreSQL' if args.postgres else 'SQLite'}\n")
+    print("| step | median ms | p90 ms |")
+    print("| --- | --- | --- |")
+    for name, values in rows.items():
+        ordered = sorted(values)
+        print(f"| {name} | {statistics.median(ordered):.3f} | {ordered[int(len(ordered) * 0.9)]:.3f} |")
+    print(f"| node's handler, sum of medians | {total:.3f} | |")
+    engine.dispose()
+    if schema is not None:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
