@@ -8,9 +8,12 @@ Where `node_ingest.py` measures the whole node against a bare SCP, this script t
 Instance UID per repetition), so that a change to one step shows in that step's row:
 
 * ``encode``: `Event.encoded_dataset` - preamble + File Meta Information + the received bytes (pynetdicom);
-* ``header``: parsing the header of those bytes and the checks of step 1 (`read_header`);
-* ``record``: what the index records, from the header (`instance_from_header`);
+* ``header``: reading the header of those bytes and the checks of step 1 (`read_header`: the scanner of
+  `sarcoscreen.node.received_header`), and ``header, pydicom`` for comparison: the same attributes by
+  `pydicom.dcmread` (what `read_header` falls back to for headers the scanner declines);
+* ``sha256``: the checksum of the bytes (part of ``spool``, shown on its own);
 * ``spool``: `Spool.store` - temporary file, write, fsync, rename, folder fsync, SHA-256;
+* ``record``: what the index records, from the header (`instance_from_header`);
 * ``index``: `SqlInstanceIndex.add` - one SQL transaction (SQLite in WAL mode; PostgreSQL with ``--postgres``);
 * ``bare``: what the bare SCP of `node_ingest.py` does per instance (write the bytes to a file), as the baseline.
 
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
+import io
 import statistics
 import subprocess
 import sys
@@ -39,6 +44,7 @@ from pynetdicom.dsutils import encode_file_meta
 
 from sarcoscreen.db.migrate import upgrade
 from sarcoscreen.node.instance_index import SqlInstanceIndex, index_engine
+from sarcoscreen.node.received_header import dataset_attributes
 from sarcoscreen.node.scp import instance_from_header, read_header
 from sarcoscreen.node.spool import Spool
 
@@ -102,7 +108,8 @@ def main() -> None:
         write_dataset(stream, source)
         payloads.append((source.SOPInstanceUID, copy.deepcopy(source.file_meta), stream.getvalue()))
 
-    rows: dict[str, list[float]] = {name: [] for name in ("bare", "encode", "header", "record", "spool", "index")}
+    rows: dict[str, list[float]] = {name: [] for name in (
+        "bare", "encode", "header", "header, pydicom", "sha256", "spool", "record", "index")}
     for sop_uid, file_meta, dataset in payloads:
         with timed(rows["encode"]):
             encoded = b"".join((b"\x00" * 128, b"DICM", encode_file_meta(file_meta), dataset))
@@ -110,17 +117,20 @@ def main() -> None:
             (bare_folder / f"{sop_uid}.dcm").write_bytes(encoded)
         with timed(rows["header"]):
             header = read_header(encoded, str(source.SOPClassUID), sop_uid)
+        with timed(rows["header, pydicom"]):
+            dataset_attributes(dcmread(io.BytesIO(encoded), stop_before_pixels=True))
+        with timed(rows["sha256"]):
+            hashlib.sha256(encoded).hexdigest()
         with timed(rows["spool"]):
-            stored = spool.store(encoded, header.series, header.sop_instance)
+            stored = spool.store(encoded, header.series_instance_uid, sop_uid)
         with timed(rows["record"]):
             instance = instance_from_header(
-                header.dataset, study=header.study, series=header.series, sop_class=header.sop_class,
-                sop_instance=header.sop_instance, relative_path=stored.relative_path, size=stored.size,
-                sha256=stored.sha256, calling_ae_title="SCANNER", duplicate=stored.duplicate)
+                header, sop_class=header.sop_class_uid, sop_instance=sop_uid, relative_path=stored.relative_path,
+                size=stored.size, sha256=stored.sha256, calling_ae_title="SCANNER", duplicate=stored.duplicate)
         with timed(rows["index"]):
             index.add(instance)
 
-    total = sum(statistics.median(rows[name]) for name in ("encode", "header", "record", "spool", "index"))
+    total = sum(statistics.median(rows[name]) for name in ("encode", "header", "spool", "record", "index"))
     print(f"{args.instances} instances of {len(payloads[0][2]) / 1024:.0f} KiB; spool and database in {folder.parent}; "
           f"database {'PostgreSQL' if args.postgres else 'SQLite'}\n")
     print("| step | median ms | p90 ms |")

@@ -31,6 +31,7 @@ from sarcoscreen.db.events import record_event
 from sarcoscreen.db.models import EventLevel, Instance, InstanceState
 from sarcoscreen.db.queue import write_session
 from sarcoscreen.node.instance_index import index_instance
+from sarcoscreen.node.received_header import dataset_attributes
 from sarcoscreen.node.scp import ReceivedInstance, instance_from_header
 from sarcoscreen.node.spool import Spool
 
@@ -96,9 +97,8 @@ def _index_file(spool: Spool, series_uid: str, sop_uid: str, relative: str) -> R
         return None
     sop_class = str(header.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
     return instance_from_header(
-        header, study=str(header.get("StudyInstanceUID", "") or ""), series=series_uid, sop_class=sop_class,
-        sop_instance=sop_uid, relative_path=relative, size=path.stat().st_size, sha256=_sha256(path),
-        calling_ae_title="", duplicate=False)
+        dataset_attributes(header), sop_class=sop_class, sop_instance=sop_uid, relative_path=relative,
+        size=path.stat().st_size, sha256=_sha256(path), calling_ae_title="", duplicate=False)
 
 
 def reconcile(engine: Engine, spool: Spool, *, verify_checksums: bool = False) -> ReconcileReport:

@@ -4,7 +4,8 @@ Service classes (PS3.4): Storage (Annex B) for CT Image, Enhanced CT Image and L
 Image, in every transfer syntax pynetdicom knows (compressed ones included: they are stored as received, never
 transcoded), and Verification (Annex A). What happens to one C-STORE request, on the association's thread:
 
-1. the header is parsed from the received bytes (pixel data is not decoded); the data set's SOP Class and
+1. the header is read from the received bytes (`sarcoscreen.node.received_header`: a single-pass scanner for
+   the common transfer syntaxes, pydicom for the rest; pixel data is never decoded); the data set's SOP Class and
    Instance UIDs must agree with the request's (Affected SOP Class/Instance UID), and Study/Series Instance
    UIDs must be present - otherwise 0xA900 and the instance is quarantined with the reason;
 2. `Spool.store` writes it durably (fsync, atomic rename) - below the disk reserve: 0xA700;
@@ -19,16 +20,12 @@ peer's address) must be on it; otherwise the association is rejected (PS3.8 Tabl
 
 from __future__ import annotations
 
-import io
 import logging
 import ssl
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pydicom import Dataset, dcmread
-from pydicom.errors import InvalidDicomError
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.sop_class import (
     CTImageStorage,
@@ -37,6 +34,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
+from sarcoscreen.node.received_header import HeaderAttributes, read_header_attributes
 from sarcoscreen.node.spool import InsufficientStorageError, InvalidUidError, Spool, SpoolError
 
 __all__ = [
@@ -46,7 +44,6 @@ __all__ = [
     "STATUS_SUCCESS",
     "IndexUnavailableError",
     "InstanceIndex",
-    "ReceivedHeader",
     "ReceivedInstance",
     "RejectedInstanceError",
     "StorageSCP",
@@ -117,86 +114,61 @@ class RejectedInstanceError(Exception):
         self.status = status
 
 
-@dataclass(frozen=True)
-class ReceivedHeader:
-    """The parsed header of a received instance (pixel data not read) and its checked UIDs."""
-
-    dataset: Dataset
-    study: str
-    series: str
-    sop_class: str
-    sop_instance: str
-
-
-def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword, "")
-    return "" if value is None else str(value).strip()
-
-
-def _is_axial(ds: Dataset) -> bool:
-    orientation = ds.get("ImageOrientationPatient")
-    if orientation is None:  # multi-frame: look in the shared functional groups
-        shared = ds.get("SharedFunctionalGroupsSequence")
-        try:
-            orientation = shared[0].PlaneOrientationSequence[0].ImageOrientationPatient
-        except (TypeError, IndexError, AttributeError):
-            return True
+def read_header(encoded: bytes, request_class: str, request_instance: str) -> HeaderAttributes:
+    """Step 1: read the header of `encoded` (a PS3.10 file; `read_header_attributes`) and check its UIDs against
+    the C-STORE request's Affected SOP Class/Instance UID (PS3.4 B.2.3: a mismatch is 0xA900); Study and Series
+    Instance UID are Type 1. Raises `RejectedInstanceError` with the status to answer."""
     try:
-        values = [float(v) for v in orientation]
-    except (TypeError, ValueError):
-        return True
-    return len(values) == 6 and abs(values[0]) > 0.95 and abs(values[4]) > 0.95
-
-
-def read_header(encoded: bytes, request_class: str, request_instance: str) -> ReceivedHeader:
-    """Step 1: parse the header of `encoded` (a PS3.10 file) and check its UIDs against the C-STORE request's
-    Affected SOP Class/Instance UID (PS3.4 B.2.3: a mismatch is 0xA900); Study and Series Instance UID are Type 1.
-
-    Raises `RejectedInstanceError` with the status to answer."""
-    try:
-        ds = dcmread(io.BytesIO(encoded), stop_before_pixels=True)
-    except (InvalidDicomError, ValueError, EOFError, KeyError) as exc:
+        header = read_header_attributes(encoded)
+    except Exception as exc:  # the peer's bytes may be anything; pydicom raises many kinds of errors on them
         raise RejectedInstanceError(STATUS_CANNOT_UNDERSTAND, f"the data set cannot be parsed: {exc}") from None
-    sop_class = _text(ds, "SOPClassUID")
-    sop_instance = _text(ds, "SOPInstanceUID")
-    if sop_class and sop_class != request_class:
+    if header.sop_class_uid and header.sop_class_uid != request_class:
         raise RejectedInstanceError(STATUS_DATASET_MISMATCH,
-                                    f"SOP Class UID {sop_class} differs from the request's {request_class}")
-    if sop_instance and sop_instance != request_instance:
+                                    f"SOP Class UID {header.sop_class_uid} differs from the request's {request_class}")
+    if header.sop_instance_uid and header.sop_instance_uid != request_instance:
         raise RejectedInstanceError(STATUS_DATASET_MISMATCH,
                                     "SOP Instance UID differs from the request's Affected SOP Instance UID")
-    study, series = _text(ds, "StudyInstanceUID"), _text(ds, "SeriesInstanceUID")
-    missing = [name for name, value in (("StudyInstanceUID", study), ("SeriesInstanceUID", series)) if not value]
+    missing = [name for name, value in (("StudyInstanceUID", header.study_instance_uid),
+                                        ("SeriesInstanceUID", header.series_instance_uid)) if not value]
     if missing:
         raise RejectedInstanceError(STATUS_DATASET_MISMATCH, f"{' and '.join(missing)} missing or empty (Type 1)")
-    return ReceivedHeader(ds, study, series, sop_class or request_class, request_instance)
+    return header
 
 
-def instance_from_header(header: Dataset, *, study: str, series: str, sop_class: str, sop_instance: str,
-                         relative_path: str, size: int, sha256: str, calling_ae_title: str,
-                         duplicate: bool) -> ReceivedInstance:
-    """What the index records of one stored instance, from its header (pixel data not read)."""
-    syntax = header.file_meta.get("TransferSyntaxUID", "") if hasattr(header, "file_meta") else ""
+def instance_from_header(header: HeaderAttributes, *, sop_class: str, sop_instance: str, relative_path: str,
+                         size: int, sha256: str, calling_ae_title: str, duplicate: bool) -> ReceivedInstance:
+    """What the index records of one stored instance, from its header attributes."""
     try:
-        thickness = float(header.SliceThickness) if header.get("SliceThickness") else None
-    except (TypeError, ValueError):
+        thickness = float(header.slice_thickness) if header.slice_thickness else None
+    except ValueError:
         thickness = None
     try:
-        frames = int(header.get("NumberOfFrames", 1) or 1)
-    except (TypeError, ValueError):
+        frames = int(header.number_of_frames or 1)
+    except ValueError:
         frames = 1
     return ReceivedInstance(
-        study_instance_uid=study, series_instance_uid=series, sop_instance_uid=sop_instance,
-        sop_class_uid=sop_class, transfer_syntax_uid=str(syntax), relative_path=relative_path, size=size,
-        sha256=sha256, calling_ae_title=calling_ae_title, duplicate=duplicate, modality=_text(header, "Modality"),
-        patient_id=_text(header, "PatientID"), patient_sex=_text(header, "PatientSex"),
-        patient_age=_text(header, "PatientAge"), patient_size=_text(header, "PatientSize"),
-        accession_number=_text(header, "AccessionNumber"), study_date=_text(header, "StudyDate"),
-        study_description=_text(header, "StudyDescription"), series_description=_text(header, "SeriesDescription"),
-        body_part=_text(header, "BodyPartExamined"), frame_of_reference_uid=_text(header, "FrameOfReferenceUID"),
-        image_type=tuple(str(v) for v in header.get("ImageType", []) or []), slice_thickness_mm=thickness,
-        axial=_is_axial(header), frames=frames,
+        study_instance_uid=header.study_instance_uid, series_instance_uid=header.series_instance_uid,
+        sop_instance_uid=sop_instance, sop_class_uid=sop_class, transfer_syntax_uid=header.transfer_syntax_uid,
+        relative_path=relative_path, size=size, sha256=sha256, calling_ae_title=calling_ae_title,
+        duplicate=duplicate, modality=header.modality, patient_id=header.patient_id, patient_sex=header.patient_sex,
+        patient_age=header.patient_age, patient_size=header.patient_size, accession_number=header.accession_number,
+        study_date=header.study_date, study_description=header.study_description,
+        series_description=header.series_description, body_part=header.body_part,
+        frame_of_reference_uid=header.frame_of_reference_uid, image_type=header.image_type,
+        slice_thickness_mm=thickness, axial=_is_axial(header.image_orientation), frames=frames,
     )
+
+
+def _is_axial(orientation: tuple[str, ...]) -> bool:
+    """Row and column direction cosines along x and y (a missing or unreadable orientation counts as axial; the
+    loader checks the geometry again)."""
+    if not orientation:
+        return True
+    try:
+        values = [float(v) for v in orientation]
+    except ValueError:
+        return True
+    return len(values) == 6 and abs(values[0]) > 0.95 and abs(values[4]) > 0.95
 
 
 def _caller_allowed(allowed: Sequence[str], calling_ae: str, address: str) -> bool:
@@ -241,7 +213,6 @@ class StorageSCP:
         ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
         self._ae = ae
         self._server = None
-        self._lock = threading.Lock()
 
     @property
     def ae_title(self) -> str:
@@ -293,7 +264,7 @@ class StorageSCP:
             return STATUS_CANNOT_UNDERSTAND
         try:
             header = read_header(encoded, request_class, request_instance)
-            stored = self.spool.store(encoded, header.series, header.sop_instance)
+            stored = self.spool.store(encoded, header.series_instance_uid, request_instance)
         except RejectedInstanceError as rejected:
             path = self.spool.quarantine(encoded, str(rejected), sop_instance_uid=request_instance,
                                          calling_ae_title=calling)
@@ -310,13 +281,14 @@ class StorageSCP:
         except SpoolError as exc:
             logger.error("C-STORE of %s from %s failed (0xA700): %s", request_instance, calling, exc)
             return STATUS_OUT_OF_RESOURCES
-        instance = instance_from_header(header.dataset, study=header.study, series=header.series,
-                                        sop_class=header.sop_class, sop_instance=header.sop_instance,
-                                        relative_path=stored.relative_path, size=stored.size, sha256=stored.sha256,
-                                        calling_ae_title=calling, duplicate=stored.duplicate)
+        instance = instance_from_header(header, sop_class=header.sop_class_uid or request_class,
+                                        sop_instance=request_instance, relative_path=stored.relative_path,
+                                        size=stored.size, sha256=stored.sha256, calling_ae_title=calling,
+                                        duplicate=stored.duplicate)
         try:
             self.index.add(instance)
         except IndexUnavailableError as exc:
-            logger.error("C-STORE of %s: stored in the spool but not indexed (0xA700): %s", header.sop_instance, exc)
+            logger.error("C-STORE of %s: stored in the spool but not indexed (0xA700): %s", instance.sop_instance_uid,
+                         exc)
             return STATUS_OUT_OF_RESOURCES
         return STATUS_SUCCESS
