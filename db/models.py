@@ -164,6 +164,9 @@ class InstanceState(StrEnum):
     """The start-up reconciliation did not find the spool file."""
     CHANGED_FILE = "changed file"
     """The spool file's SHA-256 no longer matches the one recorded on receipt."""
+    PURGED = "purged"
+    """The retention period ended and the spool file was deleted (``storage.retention_days``); the row stays for the
+    record (0003). Receiving the instance again stores it again."""
 
 
 class JobStatus(StrEnum):
@@ -441,6 +444,8 @@ class Output(Base):
     path: Mapped[str] = mapped_column(String(PATH))
     """Where the file is (under ``storage.outputs``)."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When the file was deleted at the end of ``storage.outputs_retention_days`` (0003); ``None`` while it exists."""
 
     job: Mapped[Job] = relationship(back_populates="outputs")
     deliveries: Mapped[list[Delivery]] = relationship(

@@ -289,6 +289,11 @@ def retry(engine: Engine, job_id: int) -> str:
                          series_id=job.series_id, job_id=job.id)
             return f"job {job_id} ({previous}) queued again"
         if job.status is JobStatus.DONE:
+            purged = session.execute(select(func.count()).where(Output.job_id == job_id,
+                                                                Output.purged_at.is_not(None))).scalar_one()
+            if purged:
+                raise JobStateError(f"job {job_id}'s outputs were deleted at the end of their retention period "
+                                    "(storage.outputs_retention_days): send the series again to analyse it anew")
             deliveries = _deliveries_of(session, job_id, (DeliveryStatus.FAILED, DeliveryStatus.CANCELLED,
                                                           DeliveryStatus.PENDING))
             for delivery in deliveries:

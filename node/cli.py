@@ -264,6 +264,26 @@ def _cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
     return jobs_command.run_jobs(args, settings)
 
 
+@_database_errors_as_command_errors
+def _cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
+    from sarcoscreen.db.migrate import ensure_schema
+    from sarcoscreen.db.session import create_engine_from_url
+    from sarcoscreen.node.retention import purge_expired
+
+    storage = settings.storage
+    if storage.retention_days <= 0 and storage.outputs_retention_days <= 0:
+        print("retention is off (storage.retention_days and storage.outputs_retention_days are 0): nothing to do")
+        return 0
+    if settings.database.migrate_on_start:
+        ensure_schema(settings.database_url)
+    engine = create_engine_from_url(settings.database_url)
+    try:
+        print(purge_expired(engine, settings, dry_run=args.dry_run).summary())
+    finally:
+        engine.dispose()
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from sarcoscreen.node.demo import run_demo
 
@@ -455,6 +475,12 @@ def build_parser() -> argparse.ArgumentParser:
     jobs_cancel = jobs_actions.add_parser("cancel", help="Cancel a queued or running job and its unsent deliveries.")
     jobs_cancel.add_argument("job_id", type=int)
     jobs_cancel.set_defaults(handler=_cmd_jobs)
+
+    purge = commands.add_parser(
+        "purge", help="Delete spool and output files whose retention period ended (storage.retention_days, "
+        "storage.outputs_retention_days); 'serve' and 'run' do it every storage.retention_check_s.")
+    purge.add_argument("--dry-run", action="store_true", help="Only say what would be deleted.")
+    purge.set_defaults(handler=_cmd_purge)
 
     demo = commands.add_parser(
         "demo", help="The main job on embedded defaults: a phantom hip CT sent to a node started for it, analysed, "

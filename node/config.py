@@ -98,6 +98,20 @@ class StorageSettings(_Section):
     min_free_mb: Annotated[int, Field(ge=0)] = Field(
         default=2048, description="Refuse new instances (status 0xA700) when less disk than this is free."
     )
+    retention_days: Annotated[float, Field(ge=0)] = Field(
+        default=30.0,
+        description="Delete a series' spool files this many days after its last instance arrived, once it is "
+        "processed, skipped or failed and no job of it is queued or running (the rows stay, marked 'purged'); "
+        "0 keeps them for ever.",
+    )
+    outputs_retention_days: Annotated[float, Field(ge=0)] = Field(
+        default=30.0,
+        description="Delete a SEG/SR/key image file this many days after it was written, once every delivery of it "
+        "was sent or cancelled; 0 keeps them for ever.",
+    )
+    retention_check_s: Annotated[float, Field(gt=0)] = Field(
+        default=3600.0, description="How often 'serve'/'run' look for files whose retention period ended."
+    )
 
     @property
     def spool(self) -> Path:

@@ -111,13 +111,31 @@ def _now(session: Session) -> Any:
 
 
 def _restore_if_back(session: Session, instance: ReceivedInstance) -> None:
-    """A resent instance whose spool file had gone missing or changed: the spool has it again."""
+    """A resent instance whose spool file had gone missing, changed or been purged: the spool has it again, and its
+    series is decided again (a purged series received anew is analysed anew)."""
     existing = session.execute(
         select(Instance).where(Instance.sop_instance_uid == instance.sop_instance_uid)).scalar_one_or_none()
     if existing is not None and existing.state is not InstanceState.STORED \
             and existing.spool_path == instance.relative_path:
+        previous = existing.state
         existing.state = InstanceState.STORED
         existing.sha256, existing.size_bytes = instance.sha256, instance.size
+        _reopen(session, existing.series_id, f"instance {instance.sop_instance_uid} received again (it was "
+                f"'{previous.value}')", count=False)
+
+
+def _reopen(session: Session, series_id: int, why: str, *, count: bool) -> None:
+    """Put a series back to ``receiving`` (it will be decided again once idle); `count`: one more instance."""
+    now = _now(session)
+    previous = session.execute(select(Series.state).where(Series.id == series_id).with_for_update()).scalar_one()
+    values: dict[str, Any] = {"last_received_at": now, "state": SeriesState.RECEIVING}
+    if count:
+        values["instance_count"] = Series.instance_count + 1
+    session.execute(update(Series).where(Series.id == series_id).values(**values)
+                    .execution_options(synchronize_session=False))
+    if previous is not SeriesState.RECEIVING:
+        record_event(session, "series.receiving", f"{why} after the series was {previous.value}; the series will be "
+                     "decided again once it is idle", series_id=series_id)
 
 
 @dataclass(frozen=True)
@@ -187,16 +205,7 @@ def index_instance(session: Session, instance: ReceivedInstance, *,
     if session.execute(statements.count_instance, {"b_series": series_id, **times}).rowcount:
         return True, ids
     # The series had been decided (queued, skipped, processed...): it receives again and will be decided anew.
-    now = _now(session)
-    previous = session.execute(select(Series.state).where(Series.id == series_id).with_for_update()).scalar_one()
-    session.execute(
-        update(Series).where(Series.id == series_id)
-        .values(instance_count=Series.instance_count + 1, last_received_at=now, state=SeriesState.RECEIVING)
-        .execution_options(synchronize_session=False)
-    )
-    record_event(session, "series.receiving",
-                 f"instance {instance.sop_instance_uid} arrived after the series was {previous.value}; the series "
-                 "will be decided again once it is idle", series_id=series_id)
+    _reopen(session, series_id, f"instance {instance.sop_instance_uid} arrived", count=True)
     return True, ids
 
 

@@ -7,7 +7,8 @@ Run by ``sarcoscreen serve`` / ``run`` before the SCP listens:
 2. every spool file without an ``instances`` row is indexed from its header - e.g. an instance that was stored
    but could not be indexed (the SCP answered 0xA700, the file stayed) or a crash between rename and commit. Its
    series then goes (back) to ``receiving`` and through the stability and routing steps like any new instance;
-3. rows whose file is gone are marked ``missing file``; rows whose file has another size (or, with
+3. rows whose file is gone are marked ``missing file`` (unless the retention purged it: ``purged``); rows whose
+   file has another size (or, with
    `verify_checksums`, another SHA-256) are marked ``changed file``; a row marked before whose file is back
    and unchanged is ``stored`` again;
 4. a file that cannot be read as DICOM, or whose UIDs do not match its place in the spool, is moved to the
@@ -127,6 +128,8 @@ def reconcile(engine: Engine, spool: Spool, *, verify_checksums: bool = False) -
     updates: dict[int, tuple[InstanceState, int]] = {}
     for relative, row in rows.items():
         path = spool.path_of(relative)
+        if row.state is InstanceState.PURGED and relative not in on_disk:
+            continue  # deleted on purpose at the end of its retention period
         if relative not in on_disk or not path.is_file():
             if row.state is not InstanceState.MISSING_FILE:
                 updates[row.id] = (InstanceState.MISSING_FILE, row.series_id)

@@ -2,10 +2,11 @@
 plus worker processes), with a clean shutdown on SIGTERM/SIGINT.
 
 Start-up order: migrate the database (``database.migrate_on_start``), reconcile the spool with the index
-(`sarcoscreen.node.reconcile`), then start the series watcher, the sender, the workers (``run``) and last the
-Storage SCP, so that nothing is acknowledged before the node can record it. Shutdown runs in reverse: the SCP
-stops accepting associations first (an association in progress is finished by pynetdicom's server shutdown),
-then the watcher, the sender, and the workers (each finishes its current job).
+(`sarcoscreen.node.reconcile`), then start the series watcher, the sender, the retention sweeper
+(`sarcoscreen.node.retention`), the workers (``run``) and last the Storage SCP, so that nothing is acknowledged
+before the node can record it. Shutdown runs in reverse: the SCP stops accepting associations first (an
+association in progress is finished by pynetdicom's server shutdown), then the watcher, the retention sweeper,
+the sender, and the workers (each finishes its current job).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sarcoscreen.db.session import create_engine_from_url, mask_url
 from sarcoscreen.node.config import Settings
 from sarcoscreen.node.instance_index import SqlInstanceIndex, index_engine
 from sarcoscreen.node.reconcile import reconcile
+from sarcoscreen.node.retention import RetentionSweeper
 from sarcoscreen.node.scp import StorageSCP
 from sarcoscreen.node.sender import Sender
 from sarcoscreen.node.spool import Spool
@@ -48,6 +50,7 @@ class NodeService:
         self.db: Engine | None = None
         self.scp: StorageSCP | None = None
         self.watcher: SeriesWatcher | None = None
+        self.retention: RetentionSweeper | None = None
         self.sender: Sender | None = None
         self.pool: WorkerPool | None = None
         self.index_db: Engine | None = None
@@ -83,6 +86,7 @@ class NodeService:
         except TlsConfigError as exc:
             raise ServiceError(str(exc)) from None
         self.watcher = SeriesWatcher(self.db, settings)
+        self.retention = RetentionSweeper(self.db, settings)
         self.index_db = index_engine(settings.database_url)
         self.scp = StorageSCP(
             spool, SqlInstanceIndex(self.index_db), ae_title=network.ae_title, host=network.host, port=network.port,
@@ -91,6 +95,7 @@ class NodeService:
             tls=tls)
         self.watcher.start()
         self.sender.start()
+        self.retention.start()
         if self.workers:
             self.pool = WorkerPool(settings, self.workers)
             self.pool.start()
@@ -109,6 +114,8 @@ class NodeService:
             self.scp.stop()
         if self.watcher is not None:
             self.watcher.stop()
+        if self.retention is not None:
+            self.retention.stop()
         if self.sender is not None:
             self.sender.stop()
         if self.pool is not None:

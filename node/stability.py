@@ -115,6 +115,12 @@ def _skip(session: Session, series: Series, decision: Decision) -> StabilityOutc
 def _decide_one(session: Session, series: Series, rules: RoutingRules, rerun_on_late_instances: bool,
                 max_attempts: int) -> StabilityOutcome:
     summary = summarise(session, series)
+    purged = session.execute(select(func.count()).where(Instance.series_id == series.id,
+                                                        Instance.state == InstanceState.PURGED)).scalar_one()
+    if purged:  # what is left would be analysed as a truncated scan
+        return _skip(session, series, Decision(False, (
+            f"{purged} of its {purged + summary.instances} instances were purged by retention "
+            "(storage.retention_days); send the whole series again to analyse it",)))
     decision = decide(summary, rules)
     if not decision.analyse:
         return _skip(session, series, decision)

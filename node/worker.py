@@ -41,7 +41,7 @@ from pathlib import Path
 from types import FrameType
 
 from pydicom.filereader import read_file_meta_info
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -264,6 +264,11 @@ class Worker:
                 select(Instance).where(Instance.series_id == claimed.series_id,
                                        Instance.state == InstanceState.STORED).order_by(Instance.id)
             ).scalars().all()
+            purged = session.execute(select(func.count()).where(
+                Instance.series_id == claimed.series_id, Instance.state == InstanceState.PURGED)).scalar_one()
+            if purged:
+                raise AttemptFailedError(f"{purged} instances of the series were purged by retention "
+                                         "(storage.retention_days): send the whole series again to analyse it")
             files, missing = [], 0
             for row in rows:
                 path = spool / row.spool_path
