@@ -28,8 +28,7 @@ from sarcoscreen.inference.series_loader import SeriesLoadError, load_series
 from sarcoscreen.inference.volume import Volume
 from sarcoscreen.node.config import Settings
 from sarcoscreen.node.height_registry import registry_height_for_series
-from sarcoscreen.reports.measurement_files import write_measurements_csv, write_measurements_json
-from sarcoscreen.reports.overlay import render_overlay
+from sarcoscreen.reports.result_files import write_result_files
 from sarcoscreen.reports.results_table import results_table
 
 if TYPE_CHECKING:
@@ -174,18 +173,8 @@ def analyze_series(
     height: Height = choose_height(height_m, volume.info.patient_size_m, registry_height_for_series(settings, series))
     report = measure(volume, segmentation, density_rule_from(settings), height, calibration=calibration,
                      side_rule=settings.measurement.side_rule)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = {
-        "json": write_measurements_json(report, out_dir / "measurements.json",
-                                        study_instance_uid=volume.info.study_instance_uid,
-                                        landmarks=[lm.__dict__ for lm in segmentation.landmarks],
-                                        calibration=calibration.describe() if calibration else None),
-        "csv": write_measurements_csv(report, out_dir / "measurements.csv"),
-    }
-    overlay = out_dir / "overlay.png"
-    picture = render_overlay(volume, segmentation, report)
-    picture.save(overlay)
-    files["overlay"] = overlay
+    written = write_result_files(out_dir, volume, segmentation, report, calibration)
+    files, picture = written.files, written.picture
     logger.info("analysed series %s with %s %s", volume.info.series_instance_uid or "(no UID)", engine.name,
                 engine.version)
     if dicom_out is None:

@@ -291,8 +291,7 @@ class Worker:
 
     def _analyse(self, claimed: ClaimedJob, beat: _Heartbeat) -> _Analysis:
         from sarcoscreen.reports.dicom_outputs import DicomOutputError, write_dicom_outputs
-        from sarcoscreen.reports.measurement_files import write_measurements_csv, write_measurements_json
-        from sarcoscreen.reports.overlay import render_overlay
+        from sarcoscreen.reports.result_files import write_result_files
 
         settings = self.settings
         steps: dict[str, float] = {}
@@ -329,17 +328,8 @@ class Worker:
                          side_rule=settings.measurement.side_rule)
         step("measure")
         folder = settings.storage.outputs / claimed.series_instance_uid / f"job-{claimed.id}"
-        folder.mkdir(parents=True, exist_ok=True)
-        picture = render_overlay(volume, segmentation, report)
-        result_files = {
-            "json": write_measurements_json(report, folder / "measurements.json",
-                                            study_instance_uid=volume.info.study_instance_uid,
-                                            landmarks=[lm.__dict__ for lm in segmentation.landmarks],
-                                            calibration=calibration.describe() if calibration else None),
-            "csv": write_measurements_csv(report, folder / "measurements.csv"),
-        }
-        picture.save(folder / "overlay.png")
-        result_files["overlay"] = folder / "overlay.png"
+        written = write_result_files(folder, volume, segmentation, report, calibration)
+        result_files, picture = written.files, written.picture
         step("files")
         beat.check()
         try:

@@ -208,3 +208,20 @@ def test_retention_off_keeps_everything_and_purge_says_so(db_url: str, engine: E
                          text=True, check=True, timeout=120).stdout
     assert f"would purge the spool files of 1 series ({SLICES} instances)" in out
     assert len(list(spool.walk())) == SLICES
+
+
+def test_the_sweeper_thread_purges_on_its_own(db_url: str, engine: Engine, tmp_path: Path) -> None:
+    from node_support import wait_for
+
+    from sarcoscreen.node.retention import RetentionSweeper
+
+    settings = _settings(tmp_path, db_url, retention_check_s=0.2)
+    spool = Spool(settings.storage.spool, settings.storage.quarantine)
+    series_id = _series(engine, spool, "1.2.826.0.1.70", age_days=31)
+    sweeper = RetentionSweeper(engine, settings)
+    sweeper.start()
+    try:
+        wait_for("the sweeper's purge", lambda: _states(engine, series_id) == {InstanceState.PURGED}, timeout=30)
+    finally:
+        sweeper.stop()
+    assert list(spool.walk()) == []
