@@ -5,17 +5,27 @@ The index here records in memory; the SQL index is tested with the database (tes
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
+import pydicom.filebase
+import pydicom.filewriter
 import pytest
 from dicom_peers import free_port
+from pynetdicom import AE
 
 from sarcoscreen.node.dicom_sender import parse_destination, send_files
-from sarcoscreen.node.scp import STATUS_DATASET_MISMATCH, IndexUnavailableError, ReceivedInstance, StorageSCP
+from sarcoscreen.node.scp import (
+    STATUS_CANNOT_UNDERSTAND,
+    STATUS_DATASET_MISMATCH,
+    IndexUnavailableError,
+    ReceivedInstance,
+    StorageSCP,
+)
 from sarcoscreen.node.spool import Spool
 
 pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk is not installed")
@@ -91,6 +101,41 @@ def test_instances_without_series_uid_are_refused_and_quarantined(
     notes = sorted((tmp_path / "quarantine").rglob("*.json"))
     assert len(notes) == 2
     assert "StudyInstanceUID and SeriesInstanceUID missing or empty" in notes[0].read_text(encoding="utf-8")
+
+
+def test_a_data_set_that_cannot_be_parsed_is_refused_and_quarantined(
+        node: tuple[StorageSCP, RecordingIndex, Spool], tmp_path: Path) -> None:
+    """Valid File Meta Information and SOP UIDs, then Study Date with a VR that does not exist: 0xC000, the bytes
+    kept in the quarantine with the reason."""
+    scp, index, spool = node
+    meta = pydicom.dataset.FileMetaDataset()
+    meta.MediaStorageSOPClassUID = pydicom.uid.CTImageStorage
+    meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    stream = io.BytesIO()
+    stream.write(b"\0" * 128 + b"DICM")
+    pydicom.filewriter.write_file_meta_info(pydicom.filebase.DicomFileLike(stream), meta, enforce_standard=True)
+    for tag, value in ((b"\x08\x00\x16\x00", meta.MediaStorageSOPClassUID),
+                       (b"\x08\x00\x18\x00", meta.MediaStorageSOPInstanceUID)):
+        text = value.encode() + (b"\0" if len(value) % 2 else b"")
+        stream.write(tag + b"UI" + len(text).to_bytes(2, "little") + text)
+    stream.write(b"\x08\x00\x20\x00ZZ\x04\x00abcd")  # Study Date (0008,0020) with VR 'ZZ'
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(stream.getvalue())
+    ae = AE(ae_title="SCANNER")  # pynetdicom sends a file given by path as it is, without decoding it
+    ae.add_requested_context(pydicom.uid.CTImageStorage, pydicom.uid.ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", scp.port, ae_title="SARCO")
+    assert assoc.is_established
+    try:
+        response = assoc.send_c_store(broken)
+    finally:
+        assoc.release()
+    assert response.Status == STATUS_CANNOT_UNDERSTAND
+    assert list(spool.walk()) == []
+    assert index.instances == []
+    (note,) = (tmp_path / "quarantine").rglob("*.json")
+    assert "the data set cannot be parsed" in note.read_text(encoding="utf-8")
+    assert note.with_suffix(".dcm").read_bytes().endswith(b"ZZ\x04\x00abcd")  # the bytes as received
 
 
 def test_unknown_calling_ae_title_is_rejected(node: tuple[StorageSCP, RecordingIndex, Spool],
