@@ -31,6 +31,8 @@ from sarcoscreen.node.received_header import (
 
 PYDICOM_DATA = Path(pydicom.__file__).parent / "data"
 
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom's about the odd corpus files it reads
+
 
 def _corpus(shared_data: Path) -> list[Path]:
     files = [*sorted((PYDICOM_DATA / "test_files").rglob("*")), *sorted((PYDICOM_DATA / "charset_files").glob("*")),
