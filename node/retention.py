@@ -23,13 +23,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, exists, func, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from sarcoscreen.db.events import record_event
@@ -46,6 +44,7 @@ from sarcoscreen.db.models import (
 )
 from sarcoscreen.db.queue import db_now, write_session
 from sarcoscreen.db.session import session_scope
+from sarcoscreen.node.background_loop import BackgroundLoop
 from sarcoscreen.node.config import Settings
 
 __all__ = ["RetentionReport", "RetentionSweeper", "purge_expired"]
@@ -197,39 +196,29 @@ def _delete(path: Path, report: RetentionReport) -> None:
         logger.error("retention: cannot delete spool file %s: %s", path.name, exc.strerror)
 
 
-class RetentionSweeper:
+class RetentionSweeper(BackgroundLoop):
     """The background thread running `purge_expired` every ``storage.retention_check_s`` (first after a minute,
-    so that a starting node first reconciles and receives)."""
+    so that a starting node first reconciles and receives); not started when both periods are 0."""
 
-    _FIRST_DELAY_S = 60.0
+    name = "retention"
 
     def __init__(self, engine: Engine, settings: Settings) -> None:
+        super().__init__()
         self.engine = engine
         self.settings = settings
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def _loop(self) -> None:
-        wait = min(self._FIRST_DELAY_S, self.settings.storage.retention_check_s)
-        while not self._stop.wait(wait):
-            try:
-                purge_expired(self.engine, self.settings)
-            except SQLAlchemyError as exc:
-                logger.error("retention: database error (%s); next sweep in %g s", type(exc).__name__,
-                             self.settings.storage.retention_check_s)
-            except Exception:
-                logger.exception("retention: unexpected error; next sweep as planned")
-            wait = self.settings.storage.retention_check_s
+    def run_once(self) -> RetentionReport:
+        return purge_expired(self.engine, self.settings)
+
+    def interval_s(self) -> float:
+        return self.settings.storage.retention_check_s
+
+    def first_delay_s(self) -> float:
+        return min(60.0, self.interval_s())
 
     def start(self) -> None:
         storage = self.settings.storage
         if storage.retention_days <= 0 and storage.outputs_retention_days <= 0:
             logger.info("retention: off (storage.retention_days and outputs_retention_days are 0)")
             return
-        self._thread = threading.Thread(target=self._loop, name="retention", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        super().start()

@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import logging
 import ssl
-import threading
 from collections import defaultdict
 from pathlib import Path
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from sarcoscreen.db.models import DeliveryStatus
 from sarcoscreen.db.outbox import DueDelivery, claim_due, record_outcome
+from sarcoscreen.node.background_loop import BackgroundLoop
 from sarcoscreen.node.config import DestinationSettings, Settings
 from sarcoscreen.node.dicom_sender import Destination, DestinationError, send_files
 from sarcoscreen.node.tls import client_context
@@ -46,15 +45,23 @@ def destination_of(settings: DestinationSettings, calling_ae_title: str) -> Dest
     return Destination(settings.ae_title, settings.host, settings.port, calling_ae_title, tls, settings.name)
 
 
-class Sender:
+class Sender(BackgroundLoop):
     """Sends due deliveries; `run_once` for one round, `start`/`stop` for the background thread."""
 
+    name = "sender"
+    more_at_once = True  # a full round may have left more due deliveries
+
     def __init__(self, engine: Engine, settings: Settings) -> None:
+        super().__init__()
         self.engine = engine
         self.settings = settings
         self.destinations = {d.name: destination_of(d, settings.network.ae_title) for d in settings.destinations}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+
+    def interval_s(self) -> float:
+        return self.settings.queue.poll_s
+
+    def join_timeout_s(self) -> float:
+        return 2 * self.settings.delivery.timeout_s  # an association in progress finishes
 
     def _record(self, delivery: DueDelivery, *, accepted: bool, status: int | None, error: str) -> DeliveryStatus:
         d = self.settings.delivery
@@ -111,23 +118,3 @@ class Sender:
         for name, deliveries in groups.items():
             self._send_group(name, deliveries)
         return len(due)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if self.run_once():
-                    continue  # more may be due
-            except SQLAlchemyError as exc:
-                logger.error("sender: database error (%s); retrying", type(exc).__name__)
-            except Exception:
-                logger.exception("sender: unexpected error; retrying")
-            self._stop.wait(self.settings.queue.poll_s)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="sender", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2 * self.settings.delivery.timeout_s)

@@ -23,12 +23,10 @@ PostgreSQL), so an instance indexed meanwhile either is seen by the round or put
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import Engine, case, func, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from sarcoscreen.db.events import record_event
@@ -43,6 +41,7 @@ from sarcoscreen.db.models import (
     Study,
 )
 from sarcoscreen.db.queue import db_now, enqueue, reap_expired, write_session
+from sarcoscreen.node.background_loop import BackgroundLoop
 from sarcoscreen.node.config import Settings
 from sarcoscreen.node.routing import Decision, RoutingRules, SeriesSummary, decide
 
@@ -170,15 +169,19 @@ def decide_stable_series(engine: Engine, *, stable_age_s: float, rules: RoutingR
     return outcomes
 
 
-class SeriesWatcher:
+class SeriesWatcher(BackgroundLoop):
     """The background thread running `decide_stable_series` (and `reap_expired`) every ``queue.poll_s``."""
 
+    name = "series-watcher"
+
     def __init__(self, engine: Engine, settings: Settings) -> None:
+        super().__init__()
         self.engine = engine
         self.settings = settings
         self.rules = routing_rules_from(settings)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+
+    def interval_s(self) -> float:
+        return min(self.settings.queue.poll_s, self.settings.network.stable_age_s)
 
     def run_once(self) -> list[StabilityOutcome]:
         queue = self.settings.queue
@@ -187,23 +190,3 @@ class SeriesWatcher:
         return decide_stable_series(self.engine, stable_age_s=self.settings.network.stable_age_s, rules=self.rules,
                                     rerun_on_late_instances=self.settings.network.rerun_on_late_instances,
                                     max_attempts=queue.max_attempts)
-
-    def _loop(self) -> None:
-        interval = min(self.settings.queue.poll_s, self.settings.network.stable_age_s)
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except SQLAlchemyError as exc:
-                logger.error("series watcher: database error (%s); retrying", type(exc).__name__)
-            except Exception:
-                logger.exception("series watcher: unexpected error; retrying")
-            self._stop.wait(interval)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="series-watcher", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
