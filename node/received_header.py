@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import struct
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from io import BytesIO
 
-from pydicom import Dataset
+from pydicom import Dataset, dcmread
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.multival import MultiValue
 from pydicom.uid import AllTransferSyntaxes
@@ -114,7 +115,8 @@ _KEYWORDS = {
 }
 """Field of `HeaderAttributes` -> DICOM keyword (all but the transfer syntax, which is in the File Meta)."""
 
-_MULTI_VALUED = frozenset(f.name for f in fields(HeaderAttributes) if f.type == "tuple[str, ...]")
+_MULTI_VALUED = frozenset({"image_type", "image_orientation"})
+"""The fields of `HeaderAttributes` that are tuples (values split at the backslash)."""
 
 _TAGS = {tag_for_keyword(keyword): (name, dictionary_VR(keyword).encode()) for name, keyword in _KEYWORDS.items()}
 """Tag -> (field, VR of the data dictionary), for the scanner."""
@@ -127,10 +129,6 @@ def read_header_attributes(encoded: bytes) -> HeaderAttributes:
     scanned = scan_header(encoded)
     if scanned is not None:
         return scanned
-    from io import BytesIO
-
-    from pydicom import dcmread
-
     return dataset_attributes(dcmread(BytesIO(encoded), stop_before_pixels=True))
 
 
