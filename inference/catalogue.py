@@ -31,11 +31,13 @@ from sarcoscreen.inference.coding import Code
 
 __all__ = [
     "CATALOGUE",
+    "GROUP_BOUNDS",
     "Anatomy",
     "Catalogue",
     "Code",
     "Group",
     "Kind",
+    "LandmarkBounds",
     "Region",
     "Side",
     "Structure",
@@ -75,11 +77,38 @@ class Group(StrEnum):
     GLUTEAL = "gluteal"
     ABOVE_KNEE = "above_knee"
     ALL = "all"
+    UPPER_GLUTEAL = "upper_gluteal"
+    """Not a group of the reference study: the gluteal group's muscle between the top of the iliac crest and the
+    femoral head centre, per side (`GROUP_BOUNDS`). An abdomen-pelvis CT, which usually ends near the lesser
+    trochanter, holds it completely where it cuts the gluteal group (``docs/engines.md``)."""
 
     @property
     def title(self) -> str:
         return {"gluteal": "Gluteal muscles", "above_knee": "Muscles above the knee joint",
-                "all": "All lower-extremity muscles"}[self.value]
+                "all": "All lower-extremity muscles",
+                "upper_gluteal": "Gluteal muscles from the iliac crest to the femoral head centre"}[self.value]
+
+    @property
+    def of_reference_study(self) -> bool:
+        """The three groups of the reference study (``UPPER_GLUTEAL`` is sarcoscreen's own)."""
+        return self is not Group.UPPER_GLUTEAL
+
+
+@dataclass(frozen=True)
+class LandmarkBounds:
+    """A group measured as another group's muscle between two landmarks of the same side (inclusive slices)."""
+
+    of_group: Group
+    top: str
+    """Landmark name at the head end, e.g. ``iliac_crest``."""
+    bottom: str
+    """Landmark name at the foot end, e.g. ``femoral_head`` (its centre)."""
+
+
+GROUP_BOUNDS: dict[Group, LandmarkBounds] = {
+    Group.UPPER_GLUTEAL: LandmarkBounds(Group.GLUTEAL, top="iliac_crest", bottom="femoral_head"),
+}
+"""Landmark-bounded groups; every other group is the sum of its member structures."""
 
 
 # DICOM PS3.16 CID 244 "Laterality".
@@ -275,7 +304,9 @@ class Catalogue:
         return tuple(s for s in self._structures if s.anatomy.kind is Kind.BONE)
 
     def group_members(self, group: Group, side: Side | str | None = None) -> tuple[Structure, ...]:
-        """Structures whose mass adds up to `group` (per-muscle and region labels alike), optionally one side."""
+        """Structures whose mass adds up to `group` (per-muscle and region labels alike), optionally one side. For a
+        landmark-bounded group (`GROUP_BOUNDS`), the members of the group it bounds."""
+        group = GROUP_BOUNDS[group].of_group if group in GROUP_BOUNDS else group
         wanted = None if side is None else Side(side)
         return tuple(
             s for s in self._structures if group in s.anatomy.groups and (wanted is None or s.side is wanted)

@@ -5,8 +5,11 @@ From a `Volume` and an engine's `Segmentation`:
 * per structure and side: voxels, volume (cm^3), mean and SD HU, the fraction of voxels inside the skeletal-
   muscle HU window (an intramuscular-fat indicator: lower means fattier muscle), mass (g) by the `DensityRule`,
   and whether the structure touches the first or last slice (cut off by the scan);
-* per group of the reference study (gluteal, above knee, all) and side (left, right, both): skeletal muscle mass
-  (SMM, g) and SMI = SMM / height^2 (kg/m^2) - only when every member structure is inside the scan;
+* per group (gluteal, above knee, all, and the landmark-bounded upper gluteal group) and side (left, right,
+  both): skeletal muscle mass (SMM, g) and SMI = SMM / height^2 (kg/m^2) - only when the scan holds the group's
+  whole extent. A group the scan cuts is *truncated*: its in-scan mass and, where the engine can estimate it, how
+  far the scan falls short are reported, never a smaller mass called complete. A group bounded by a landmark the
+  engine is unsure of is *uncertain*;
 * per group: the screening SMI (by the side rule) and the classification against a site calibration, or "not
   classified" with the reason. There is no built-in cut-off.
 
@@ -23,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from sarcoscreen.inference.calibration import Calibration
-from sarcoscreen.inference.catalogue import CATALOGUE, Group, Kind, Side, Structure
+from sarcoscreen.inference.catalogue import CATALOGUE, GROUP_BOUNDS, Group, Kind, Side, Structure
 from sarcoscreen.inference.density import DensityRule
-from sarcoscreen.inference.engines.base import Segmentation
+from sarcoscreen.inference.engines.base import Certainty, ExtentStatus, Segmentation
 from sarcoscreen.inference.height import Height
 from sarcoscreen.inference.sides import SideRule
 from sarcoscreen.inference.volume import Volume
@@ -42,11 +45,14 @@ __all__ = [
 ]
 
 _SLAB = 32  # slices per accumulation step
+_BINS = 256  # label values (uint8)
 
 
 class Completeness(StrEnum):
     COMPLETE = "complete"
     TRUNCATED = "truncated"
+    UNCERTAIN = "uncertain"
+    """The group is in the scan, but a landmark bounding it is uncertain (`engines.base.Certainty`)."""
     NOT_IN_SCAN = "not in scan"
     NOT_PRODUCED = "not produced by the engine"
 
@@ -70,10 +76,16 @@ class StructureMeasurement:
     fraction_in_window: float | None
     mass_g: float
     truncated: bool
-    """The structure touches the first or last slice: the scan cut it."""
+    """The scan cuts the structure: it touches the first or last slice, or the engine says its extent reaches
+    beyond the scan (`engines.base.StructureExtent`)."""
     uncertainty: float | None = None
     qa_flag: bool | None = None
     """``True`` when the engine's uncertainty for this structure exceeds its threshold."""
+    extent_uncertain: bool = False
+    """The engine is unsure where the structure begins or ends (a bounding landmark is uncertain)."""
+    shortfall_mm: float | None = None
+    """For a truncated structure: how far its expected extent reaches beyond the scan, when the engine knows."""
+    extent_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,7 +97,14 @@ class GroupMeasurement:
     completeness: Completeness
     reason: str
     smm_g: float | None
+    """Only when complete."""
     smi_kg_m2: float | None
+    """Only when complete and the height is known."""
+    in_scan_smm_g: float | None = None
+    """The mass of the group's muscle inside the scan (equal to `smm_g` when complete); for a truncated or uncertain
+    group a lower bound, never the group's mass."""
+    shortfall_mm: float | None = None
+    """For a truncated group: how far the scan falls short of the group's whole extent (mm), when known."""
 
 
 @dataclass(frozen=True)
@@ -129,54 +148,93 @@ class MeasurementReport:
         return asdict(self)
 
 
+@dataclass(frozen=True, eq=False)
+class _SliceSums:
+    """Per slice and label value: voxel count and HU sum, all voxels and those inside the HU window."""
+
+    count: np.ndarray
+    sum_hu: np.ndarray
+    count_in: np.ndarray
+    sum_hu_in: np.ndarray
+    sum_sq: np.ndarray
+    """Per label only (for the SD): ``(bins,)``."""
+
+    @classmethod
+    def of(cls, volume: Volume, labels: np.ndarray, low: float, high: float) -> _SliceSums:
+        n, bins = labels.shape[0], _BINS
+        count = np.zeros((n, bins), np.int64)
+        sum_hu = np.zeros((n, bins), np.float64)
+        count_in = np.zeros((n, bins), np.int64)
+        sum_hu_in = np.zeros((n, bins), np.float64)
+        sum_sq = np.zeros(bins, np.float64)
+        for start in range(0, n, _SLAB):
+            slab = labels[start:start + _SLAB]
+            labelled = slab > 0  # background (label 0) is not measured: skip its voxels
+            k = np.nonzero(labelled)[0]
+            lab = slab[labelled]
+            index = k * bins + lab  # slice within the slab, label
+            hu = volume.hu[start:start + _SLAB][labelled].astype(np.float64)
+            size = slab.shape[0] * bins
+            count[start:start + slab.shape[0]] = np.bincount(index, minlength=size).reshape(-1, bins)
+            sum_hu[start:start + slab.shape[0]] = np.bincount(index, weights=hu, minlength=size).reshape(-1, bins)
+            sum_sq += np.bincount(lab, weights=hu * hu, minlength=bins)
+            inside = (hu >= low) & (hu <= high)
+            count_in[start:start + slab.shape[0]] = np.bincount(index[inside], minlength=size).reshape(-1, bins)
+            sum_hu_in[start:start + slab.shape[0]] = np.bincount(index[inside], weights=hu[inside],
+                                                                  minlength=size).reshape(-1, bins)
+        return cls(count, sum_hu, count_in, sum_hu_in, sum_sq)
+
+    def mass_g(self, label: int, rule: DensityRule, voxel_mm3: float, slices: slice = slice(None)) -> float:
+        """Mass of `label` in `slices` by `rule`."""
+        if rule.exclude_outside_window:
+            return rule.mass_from_sums(int(self.count_in[slices, label].sum()),
+                                       float(self.sum_hu_in[slices, label].sum()), voxel_mm3)
+        return rule.mass_from_sums(int(self.count[slices, label].sum()), float(self.sum_hu[slices, label].sum()),
+                                   voxel_mm3)
+
+
 def measure_structures(volume: Volume, segmentation: Segmentation, rule: DensityRule) -> tuple[
         StructureMeasurement, ...]:
     """Statistics of every structure the engine can produce (zero voxels when absent)."""
+    return _measure_structures(volume, segmentation, rule)[0]
+
+
+def _measure_structures(volume: Volume, segmentation: Segmentation, rule: DensityRule) -> tuple[
+        tuple[StructureMeasurement, ...], _SliceSums]:
     labels = segmentation.labels
     if labels.shape != volume.hu.shape:
         raise ValueError(f"label map {labels.shape} and volume {volume.hu.shape} differ in shape")
-    bins = 256
     low, high = rule.hu_window
-    count = np.zeros(bins, np.int64)
-    sum_hu = np.zeros(bins, np.float64)
-    sum_sq = np.zeros(bins, np.float64)
-    count_in = np.zeros(bins, np.int64)
-    sum_hu_in = np.zeros(bins, np.float64)
-    for start in range(0, labels.shape[0], _SLAB):
-        slab = labels[start:start + _SLAB]
-        labelled = slab > 0  # background (label 0) is not measured: skip its voxels
-        lab = slab[labelled]
-        hu = volume.hu[start:start + _SLAB][labelled].astype(np.float64)
-        count += np.bincount(lab, minlength=bins)
-        sum_hu += np.bincount(lab, weights=hu, minlength=bins)
-        sum_sq += np.bincount(lab, weights=hu * hu, minlength=bins)
-        inside = (hu >= low) & (hu <= high)
-        count_in += np.bincount(lab[inside], minlength=bins)
-        sum_hu_in += np.bincount(lab[inside], weights=hu[inside], minlength=bins)
-    at_ends = set(np.unique(labels[0]).tolist()) | set(np.unique(labels[-1]).tolist())
+    sums = _SliceSums.of(volume, labels, low, high)
+    at_ends = set(np.flatnonzero(sums.count[0]).tolist()) | set(np.flatnonzero(sums.count[-1]).tolist())
     voxel_mm3 = volume.voxel_volume_mm3
     results = []
     for structure in segmentation.structures:
-        n = int(count[structure.label])
-        if rule.exclude_outside_window:
-            mass = rule.mass_from_sums(int(count_in[structure.label]), float(sum_hu_in[structure.label]), voxel_mm3)
-        else:
-            mass = rule.mass_from_sums(n, float(sum_hu[structure.label]), voxel_mm3)
+        label = structure.label
+        n = int(sums.count[:, label].sum())
+        total_hu = float(sums.sum_hu[:, label].sum())
         mean = sd = fraction = None
         if n:
-            mean = float(sum_hu[structure.label] / n)
-            sd = float(np.sqrt(max(sum_sq[structure.label] / n - mean * mean, 0.0)))
-            fraction = float(count_in[structure.label] / n)
+            mean = total_hu / n
+            sd = float(np.sqrt(max(sums.sum_sq[label] / n - mean * mean, 0.0)))
+            fraction = float(sums.count_in[:, label].sum() / n)
         uncertainty = segmentation.structure_uncertainty.get(structure.key)
         qa_flag = None
         if uncertainty is not None and segmentation.uncertainty_threshold is not None:
             qa_flag = bool(uncertainty > segmentation.uncertainty_threshold)
+        extent = segmentation.extent(structure.key)
+        touching = n > 0 and label in at_ends
+        beyond = extent is not None and extent.status is ExtentStatus.TRUNCATED
         results.append(StructureMeasurement(
-            key=structure.key, label=structure.label, name=structure.name, side=structure.side, voxels=n,
-            volume_cm3=n * voxel_mm3 / 1000.0, mean_hu=mean, sd_hu=sd, fraction_in_window=fraction, mass_g=mass,
-            truncated=n > 0 and structure.label in at_ends, uncertainty=uncertainty, qa_flag=qa_flag,
+            key=structure.key, label=label, name=structure.name, side=structure.side, voxels=n,
+            volume_cm3=n * voxel_mm3 / 1000.0, mean_hu=mean, sd_hu=sd, fraction_in_window=fraction,
+            mass_g=sums.mass_g(label, rule, voxel_mm3), truncated=touching or beyond, uncertainty=uncertainty,
+            qa_flag=qa_flag,
+            extent_uncertain=extent is not None and extent.status is ExtentStatus.UNCERTAIN,
+            shortfall_mm=extent.shortfall_mm if beyond else None,
+            extent_note=extent.reason if extent is not None and extent.status is not ExtentStatus.IN_SCAN else "",
         ))
-    return tuple(results)
+    return tuple(results), sums
 
 
 def _group_members(group: Group, side: Side | None,
@@ -199,33 +257,126 @@ def _group_members(group: Group, side: Side | None,
     return members, ()
 
 
+def _names(items: list[str]) -> str:
+    return ", ".join(items)
+
+
+@dataclass(frozen=True)
+class _GroupContext:
+    by_key: dict[str, StructureMeasurement]
+    sums: _SliceSums
+    rule: DensityRule
+    voxel_mm3: float
+    segmentation: Segmentation
+    height: Height
+    head_at_last_slice: bool
+    """The last slice is the one nearest the patient's head (patient z, superior, increases along the slices)."""
+
+
 def _measure_group(group: Group, side: str, found: tuple[tuple[Structure, ...], tuple[Structure, ...]],
-                   by_key: dict[str, StructureMeasurement], height: Height) -> GroupMeasurement:
+                   context: _GroupContext) -> GroupMeasurement:
     members, missing = found
     keys = tuple(s.key for s in members)
     if missing:
         return GroupMeasurement(group, side, keys, Completeness.NOT_PRODUCED,
-                                f"not measurable: the engine does not produce {', '.join(s.name for s in missing)}",
+                                f"not measurable: the engine does not produce {_names([s.name for s in missing])}",
                                 None, None)
     if not members:
         return GroupMeasurement(group, side, keys, Completeness.NOT_PRODUCED,
                                 f"not measurable: the engine produces no structure of the {group.value} group",
                                 None, None)
+    if group in GROUP_BOUNDS:
+        return _measure_bounded_group(group, side, members, context)
+    by_key = context.by_key
     absent = [by_key[k].name for k in keys if by_key[k].voxels == 0]
-    cut = [by_key[k].name for k in keys if by_key[k].truncated]
+    cut = [by_key[k] for k in keys if by_key[k].truncated]
+    unsure = [by_key[k] for k in keys if by_key[k].extent_uncertain and not by_key[k].truncated]
+    in_scan = sum(by_key[k].mass_g for k in keys)
     if cut:
         # The scan cuts through the group; members beyond the cut are absent for the same reason.
-        reason = f"not measurable: truncated: {', '.join(cut)} touch the first or last slice"
+        touching = [m.name for m in cut if not m.extent_note]
+        reasons = [f"{m.name}: {m.extent_note}" for m in cut if m.extent_note]
+        if touching:
+            reasons.insert(0, f"{_names(touching)} touch the first or last slice")
         if absent:
-            reason += f"; not in the scan: {', '.join(absent)}"
-        return GroupMeasurement(group, side, keys, Completeness.TRUNCATED, reason, None, None)
+            reasons.append(f"not in the scan: {_names(absent)}")
+        shortfalls = [m.shortfall_mm for m in cut]
+        shortfall = max(shortfalls) if all(x is not None for x in shortfalls) else None  # type: ignore[type-var]
+        reason = f"not measurable: truncated: {'; '.join(reasons)}"
+        if shortfall is not None:
+            reason += f"; the scan falls about {shortfall:.0f} mm short"
+        reason += f"; {in_scan:.0f} g of the group's muscle lie inside the scan"
+        return GroupMeasurement(group, side, keys, Completeness.TRUNCATED, reason, None, None, in_scan, shortfall)
     if absent:
         return GroupMeasurement(group, side, keys, Completeness.NOT_IN_SCAN,
-                                f"not measurable: not in the scan: {', '.join(absent)}", None, None)
-    smm = sum(by_key[k].mass_g for k in keys)
+                                f"not measurable: not in the scan: {_names(absent)}", None, None)
+    if unsure:
+        reason = "not measurable: uncertain extent: " + "; ".join(f"{m.name}: {m.extent_note}" for m in unsure)
+        return GroupMeasurement(group, side, keys, Completeness.UNCERTAIN, reason, None, None, in_scan)
+    return _complete(group, side, keys, in_scan, context.height)
+
+
+def _complete(group: Group, side: str, keys: tuple[str, ...], smm: float, height: Height) -> GroupMeasurement:
     smi = smm / 1000.0 / height.metres**2 if height.metres else None
     reason = "complete" if smi is not None else f"complete; no SMI: {height.note}"
-    return GroupMeasurement(group, side, keys, Completeness.COMPLETE, reason, smm, smi)
+    return GroupMeasurement(group, side, keys, Completeness.COMPLETE, reason, smm, smi, smm)
+
+
+def _measure_bounded_group(group: Group, side: str, members: tuple[Structure, ...],
+                           context: _GroupContext) -> GroupMeasurement:
+    """A landmark-bounded group (`GROUP_BOUNDS`): the members' muscle in the slices between the side's two
+    landmarks, both included. Each side separately; ``both`` is the sum of the sides."""
+    bounds = GROUP_BOUNDS[group]
+    keys = tuple(s.key for s in members)
+    if not context.segmentation.landmarks:
+        return GroupMeasurement(group, side, keys, Completeness.NOT_PRODUCED,
+                                f"not measurable: the engine reports no landmarks ({bounds.top.replace('_', ' ')}, "
+                                f"{bounds.bottom.replace('_', ' ')}) to bound the group", None, None)
+    sides = (Side.LEFT, Side.RIGHT) if side == "both" else (Side(side),)
+    n = context.segmentation.labels.shape[0]
+    total = 0.0
+    truncated: list[str] = []
+    uncertain: list[str] = []
+    for one in sides:
+        labels = [s.label for s in members if s.side is one]
+        if not any(context.by_key[s.key].voxels for s in members if s.side is one):
+            return GroupMeasurement(group, side, keys, Completeness.NOT_IN_SCAN,
+                                    f"not measurable: no {one.value} {bounds.of_group.value} muscle in the scan",
+                                    None, None)
+        top = context.segmentation.landmark(bounds.top, one)
+        bottom = context.segmentation.landmark(bounds.bottom, one)
+        ends = [lm.slice_index for lm in (top, bottom) if lm is not None]
+        if len(ends) == 2:
+            first, last = min(ends), max(ends)
+        elif top is not None or bottom is not None:
+            # The other landmark lies beyond the scan (or was not found): up to the scan's end on its side.
+            present = top if top is not None else bottom
+            assert present is not None
+            towards_head = top is None
+            to_last = towards_head == context.head_at_last_slice
+            first, last = (present.slice_index, n - 1) if to_last else (0, present.slice_index)
+        else:
+            first, last = 0, n - 1
+        for name, lm in ((bounds.top, top), (bounds.bottom, bottom)):
+            if lm is None:
+                truncated.append(f"{one.value} {name.replace('_', ' ')} not found in the scan")
+            elif lm.slice_index in (0, n - 1):
+                truncated.append(f"{one.value} {name.replace('_', ' ')} at the scan's first or last slice")
+            elif lm.certainty is Certainty.UNCERTAIN:
+                uncertain.append(f"{one.value} {name.replace('_', ' ')} uncertain"
+                                 + (f" ({lm.note})" if lm.note else ""))
+        slab = slice(first, last + 1)
+        total += sum(context.sums.mass_g(label, context.rule, context.voxel_mm3, slab) for label in labels)
+    between = f"between the {bounds.top.replace('_', ' ')} and the {bounds.bottom.replace('_', ' ')}"
+    if truncated:
+        return GroupMeasurement(group, side, keys, Completeness.TRUNCATED,
+                                f"not measurable: truncated: {'; '.join(truncated)}; {total:.0f} g of "
+                                f"{bounds.of_group.value} muscle {between} lie inside the scan",
+                                None, None, total)
+    if uncertain:
+        return GroupMeasurement(group, side, keys, Completeness.UNCERTAIN,
+                                f"not measurable: {'; '.join(uncertain)}", None, None, total)
+    return _complete(group, side, keys, total, context.height)
 
 
 def _screen(group: Group, per_side: dict[str, GroupMeasurement], height: Height, sex: str | None,
@@ -273,8 +424,9 @@ def measure(
     side_rule: SideRule = SideRule.MEAN,
 ) -> MeasurementReport:
     """Measure every structure and group and screen each group against `calibration` (if any)."""
-    structures = measure_structures(volume, segmentation, rule)
-    by_key = {m.key: m for m in structures}
+    structures, sums = _measure_structures(volume, segmentation, rule)
+    context = _GroupContext({m.key: m for m in structures}, sums, rule, volume.voxel_volume_mm3, segmentation,
+                            height, head_at_last_slice=bool(volume.positions[-1][2] > volume.positions[0][2]))
     groups: list[GroupMeasurement] = []
     screening: list[GroupScreening] = []
     sex = volume.info.patient_sex if volume.info.patient_sex in ("F", "M") else None
@@ -284,11 +436,11 @@ def measure(
     for group in Group:
         per_side = {
             side.value: _measure_group(group, side.value, _group_members(group, side, segmentation.structures),
-                                       by_key, height)
+                                       context)
             for side in (Side.LEFT, Side.RIGHT)
         }
         both_members = _group_members(group, None, segmentation.structures)
-        per_side["both"] = _measure_group(group, "both", both_members, by_key, height)
+        per_side["both"] = _measure_group(group, "both", both_members, context)
         groups.extend(per_side.values())
         screening.append(_screen(group, per_side, height, sex, calibration, side_rule, mismatch))
     return MeasurementReport(

@@ -11,13 +11,14 @@ import pytest
 from sarcoscreen.inference.calibration import CalibrationError, load_calibration, parse_calibration
 from sarcoscreen.inference.catalogue import CATALOGUE, Group, Kind, Side
 from sarcoscreen.inference.density import DensityKind, DensityRule
-from sarcoscreen.inference.engines.base import Segmentation
+from sarcoscreen.inference.engines.base import Certainty, ExtentStatus, Landmark, Segmentation, StructureExtent
 from sarcoscreen.inference.height import Height, HeightSource, choose_height
 from sarcoscreen.inference.measure import Classification, Completeness, measure, measure_structures
 from sarcoscreen.inference.sides import SideRule
 from sarcoscreen.inference.volume import SeriesInfo, SliceRef, Volume
 
 REGIONS = CATALOGUE.muscles(Kind.MUSCLE_REGION)
+TALL = Height(1.6, HeightSource.DICOM)
 
 
 def _volume(hu: np.ndarray, spacing: tuple[float, float, float] = (2.0, 1.0, 1.0), sex: str | None = "F") -> Volume:
@@ -97,6 +98,9 @@ def test_complete_groups_give_mass_and_smi_per_side() -> None:
     # Without a calibration nothing is classified, and the reason says so.
     for screening in report.screening:
         assert screening.classification is Classification.NOT_CLASSIFIED
+        if screening.group is Group.UPPER_GLUTEAL:  # landmark-bounded: this segmentation has no landmarks
+            assert "reports no landmarks" in screening.reason
+            continue
         assert screening.reason == "not classified: no calibrated cut-off"
         assert screening.smi_kg_m2 is not None
 
@@ -262,3 +266,81 @@ def test_an_engine_that_labels_only_some_muscles_of_a_group_cannot_measure_the_g
     assert above_knee.completeness is Completeness.NOT_PRODUCED
     assert above_knee.smm_g is None
     assert "the engine does not produce Left iliacus" in above_knee.reason
+
+
+def _landmarks(crest: int, head: int, certainty: Certainty = Certainty.FOUND) -> tuple[Landmark, ...]:
+    return tuple(Landmark(name, k, -2.0 * k, side, certainty=certainty)
+                 for side in (Side.LEFT, Side.RIGHT) for name, k in (("iliac_crest", crest), ("femoral_head", head)))
+
+
+def test_the_upper_gluteal_group_is_the_gluteal_muscle_between_crest_and_femoral_head_centre() -> None:
+    # Slice 0 is the head end here (positions descend): crest at slice 2, femoral head centre at slice 5.
+    hu, labels = _region_phantom()
+    volume = _volume(hu)
+    rule = DensityRule()
+    report = measure(volume, _segmentation(labels, landmarks=_landmarks(2, 5)), rule, Height(1.6, HeightSource.DICOM))
+    for side in Side.LEFT, Side.RIGHT:
+        label = CATALOGUE.structure("gluteal_region_muscle", side).label
+        expected = rule.mass_g(hu[2:6][labels[2:6] == label], volume.voxel_volume_mm3)
+        group = report.group(Group.UPPER_GLUTEAL, side.value)
+        assert group.completeness is Completeness.COMPLETE, group.reason
+        assert group.smm_g == pytest.approx(expected)
+        assert group.smm_g < report.group(Group.GLUTEAL, side.value).smm_g
+    both = report.group(Group.UPPER_GLUTEAL, "both")
+    assert both.smm_g == pytest.approx(report.group(Group.UPPER_GLUTEAL, "left").smm_g
+                                       + report.group(Group.UPPER_GLUTEAL, "right").smm_g)
+    assert report.screening_of(Group.UPPER_GLUTEAL).smi_kg_m2 is not None
+
+
+def test_the_upper_gluteal_group_is_truncated_without_the_crest_and_uncertain_with_an_unsure_landmark() -> None:
+    hu, labels = _region_phantom()
+    volume = _volume(hu)
+    without_crest = tuple(lm for lm in _landmarks(2, 5) if lm.name != "iliac_crest")
+    report = measure(volume, _segmentation(labels, landmarks=without_crest), DensityRule(), TALL)
+    group = report.group(Group.UPPER_GLUTEAL, "left")
+    assert group.completeness is Completeness.TRUNCATED
+    assert "left iliac crest not found" in group.reason
+    assert group.smm_g is None
+    # From the femoral head centre to the scan's head end (slice 0 here): slices 0-5.
+    label = CATALOGUE.structure("gluteal_region_muscle", Side.LEFT).label
+    assert group.in_scan_smm_g == pytest.approx(DensityRule().mass_g(hu[:6][labels[:6] == label],
+                                                                     volume.voxel_volume_mm3))
+    unsure = measure(volume, _segmentation(labels, landmarks=_landmarks(2, 5, Certainty.UNCERTAIN)), DensityRule(),
+                     Height(1.6, HeightSource.DICOM))
+    assert unsure.group(Group.UPPER_GLUTEAL, "both").completeness is Completeness.UNCERTAIN
+    assert unsure.group(Group.UPPER_GLUTEAL, "both").smm_g is None
+    assert unsure.screening_of(Group.UPPER_GLUTEAL).classification is Classification.NOT_CLASSIFIED
+
+
+def test_an_engine_extent_beyond_the_scan_truncates_the_group_with_its_in_scan_mass_and_shortfall() -> None:
+    hu, labels = _region_phantom()  # no label touches the first or last slice
+    extents = tuple(StructureExtent(CATALOGUE.structure("gluteal_region_muscle", side).key, ExtentStatus.TRUNCATED,
+                                    shortfall_mm=35.0, reason="the gluteus maximus continues below the scan")
+                    for side in (Side.LEFT, Side.RIGHT))
+    report = measure(_volume(hu), _segmentation(labels, extents=extents), DensityRule(), TALL)
+    by_key = {m.key: m for m in report.structures}
+    group = report.group(Group.GLUTEAL, "right")
+    assert group.completeness is Completeness.TRUNCATED
+    assert group.smm_g is None
+    assert group.smi_kg_m2 is None
+    assert group.in_scan_smm_g == pytest.approx(by_key["gluteal_region_muscle_right"].mass_g)
+    assert group.shortfall_mm == 35.0
+    assert "continues below the scan" in group.reason
+    assert "35 mm short" in group.reason
+    assert by_key["gluteal_region_muscle_right"].truncated
+    assert report.group(Group.ALL, "both").completeness is Completeness.TRUNCATED
+
+
+def test_an_uncertain_extent_never_gives_a_complete_group() -> None:
+    hu, labels = _region_phantom()
+    key = CATALOGUE.structure("lower_leg_muscle", Side.LEFT).key
+    extents = (StructureExtent(key, ExtentStatus.UNCERTAIN, reason="the ankle found is uncertain"),)
+    report = measure(_volume(hu), _segmentation(labels, extents=extents), DensityRule(), TALL)
+    group = report.group(Group.ALL, "left")
+    assert group.completeness is Completeness.UNCERTAIN
+    assert "the ankle found is uncertain" in group.reason
+    assert group.smm_g is None
+    assert group.in_scan_smm_g is not None
+    assert report.group(Group.ALL, "right").completeness is Completeness.COMPLETE
+    assert report.group(Group.ABOVE_KNEE, "left").completeness is Completeness.COMPLETE
+    assert report.screening_of(Group.ALL).classification is Classification.NOT_CLASSIFIED

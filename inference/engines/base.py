@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -16,7 +17,8 @@ import numpy as np
 from sarcoscreen.inference.catalogue import Side, Structure
 from sarcoscreen.inference.volume import Volume
 
-__all__ = ["Engine", "EngineError", "Landmark", "Progress", "Segmentation"]
+__all__ = ["Certainty", "Engine", "EngineError", "ExtentStatus", "Landmark", "Progress", "Segmentation",
+           "StructureExtent"]
 
 Progress = Callable[[str, int, int], None]
 """Progress callback: (step description, done, total)."""
@@ -26,18 +28,58 @@ class EngineError(Exception):
     """An engine could not segment a volume; the message says why in words."""
 
 
+class Certainty(StrEnum):
+    """How sure an engine is of a landmark."""
+
+    CONFIRMED = "confirmed"
+    """Found, and an independent cue agrees (e.g. the femoral shaft below a femoral head found in the pelvis)."""
+    FOUND = "found"
+    """Found by its method, nothing disagrees, no independent cue to confirm it."""
+    UNCERTAIN = "uncertain"
+    """Estimated, or cues disagree. A structure or group bounded by an uncertain landmark is never complete."""
+
+
 @dataclass(frozen=True)
 class Landmark:
     """An anatomical landmark found along the scan."""
 
     name: str
-    """e.g. ``iliac_crest``, ``acetabular_roof``, ``femoral_head``, ``lesser_trochanter``, ``knee_joint``,
-    ``ankle``."""
+    """e.g. ``iliac_crest``, ``acetabular_roof``, ``femoral_head``, ``greater_trochanter``,
+    ``lesser_trochanter``, ``ischial_tuberosity``, ``pubic_symphysis``, ``knee_joint``, ``ankle``."""
     slice_index: int
     z_mm: float
     """Position along the slice normal (`Volume.slice_z_mm`)."""
     side: Side | None = None
     description: str = ""
+    method: str = ""
+    """How it was found, in words (e.g. "thickest bone ball lateral of the sacrum")."""
+    certainty: Certainty = Certainty.FOUND
+    note: str = ""
+    """Why the engine is unsure, when it is."""
+
+
+class ExtentStatus(StrEnum):
+    IN_SCAN = "in scan"
+    TRUNCATED = "truncated"
+    UNCERTAIN = "uncertain"
+
+
+@dataclass(frozen=True)
+class StructureExtent:
+    """An engine's verdict on whether the scan holds a structure's whole extent along the body axis.
+
+    Engines whose structures are bounded by landmarks (regions) know more than "the label touches the first or last
+    slice": a region may end in the scan by construction while the anatomy it stands for goes on, or be bounded by
+    a landmark the engine is unsure of. Measurement combines this with the touching rule.
+    """
+
+    key: str
+    """Structure key (catalogue)."""
+    status: ExtentStatus
+    shortfall_mm: float | None = None
+    """For ``TRUNCATED``: how far the structure's expected extent reaches beyond the scan (an estimate from the
+    landmarks); ``None`` when unknown."""
+    reason: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,6 +101,9 @@ class Segmentation:
     """Structures whose uncertainty exceeds this are flagged for QA."""
     notes: tuple[str, ...] = ()
     """What the engine wants a reader to know (approximations, corrections, ...)."""
+    extents: tuple[StructureExtent, ...] = ()
+    """Optional per-structure extent verdicts (`StructureExtent`); structures without one are judged by whether
+    they touch the first or last slice."""
 
     def __post_init__(self) -> None:
         if self.labels.dtype != np.uint8:
@@ -66,8 +111,11 @@ class Segmentation:
         if self.voxel_uncertainty is not None and self.voxel_uncertainty.shape != self.labels.shape:
             raise ValueError("voxel_uncertainty must have the shape of labels")
 
-    def landmark(self, name: str) -> Landmark | None:
-        return next((lm for lm in self.landmarks if lm.name == name), None)
+    def landmark(self, name: str, side: Side | None = None) -> Landmark | None:
+        return next((lm for lm in self.landmarks if lm.name == name and (side is None or lm.side is side)), None)
+
+    def extent(self, key: str) -> StructureExtent | None:
+        return next((e for e in self.extents if e.key == key), None)
 
 
 @runtime_checkable
