@@ -9,8 +9,10 @@ device observer). The tree, with the source of every code, is in ``docs/dicom-ou
 * per structure and side with voxels (each is a SEG segment): a TID 1411 group referencing its segment, with
   volume, mean and SD attenuation, mass, fraction in the muscle HU window, and - when the engine gives them -
   the segmentation uncertainty and its QA flag;
-* per group (gluteal, above knee, all) and side (left, right, both): a TID 1501 group with the skeletal muscle
-  mass (SCT "Mass" of the group), SMI and the completeness (coded, with the reason in words);
+* per group (`Group`: the reference study's gluteal, above knee, all; then sarcoscreen's own upper gluteal
+  group) and side (left, right, both): a TID 1501 group with the skeletal muscle mass (SCT "Mass" of the group)
+  and SMI when complete, the completeness (coded, with the reason in words), and for a truncated or uncertain
+  group the mass inside the scan (a lower bound, its own private concept) and the scan's shortfall in mm;
 * per group: a TID 1501 screening group with the SMI used for screening (laterality or derivation says which
   side rule), the cut-off and calibration when there is one, and "Sarcopenia suspected" Yes / No / Undetermined
   with the reason;
@@ -39,7 +41,13 @@ from pydicom.sr.codedict import codes
 
 from sarcoscreen.inference.catalogue import Group
 from sarcoscreen.inference.coding import Code
-from sarcoscreen.inference.measure import GroupMeasurement, GroupScreening, MeasurementReport, StructureMeasurement
+from sarcoscreen.inference.measure import (
+    Completeness,
+    GroupMeasurement,
+    GroupScreening,
+    MeasurementReport,
+    StructureMeasurement,
+)
 from sarcoscreen.inference.sides import SideRule
 from sarcoscreen.reports import sr_codes as codes_
 from sarcoscreen.reports.dicom_uids import OutputUids
@@ -137,6 +145,20 @@ def _structure_group(
     )
 
 
+def _group_measurements(g: GroupMeasurement) -> list[hd.sr.Measurement]:
+    """A group's NUM items (TID 1501 row 9, TID 300). The group's mass (SCT "Mass") and SMI only when the group is
+    complete; for a truncated or uncertain group the mass of its muscle inside the scan under its own concept
+    (SARCO-1017, a lower bound) and, when known, how far the scan falls short (SARCO-1018, mm) - never a partial
+    mass under the group-mass concept."""
+    partial = g.completeness is not Completeness.COMPLETE
+    return _present(
+        _num(codes_.MASS, g.smm_g, codes_.GRAM),
+        _num(codes_.SMI, g.smi_kg_m2, codes_.KG_PER_M2),
+        _num(codes_.IN_SCAN_MASS, g.in_scan_smm_g if partial else None, codes_.GRAM),
+        _num(codes_.SCAN_SHORTFALL, g.shortfall_mm if partial else None, codes_.MILLIMETER),
+    )
+
+
 def _group_group(g: GroupMeasurement, uids: OutputUids,
                  algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
@@ -149,7 +171,7 @@ def _group_group(g: GroupMeasurement, uids: OutputUids,
         finding_sites=[hd.sr.FindingSite(anatomic_location=coded(codes_.SKELETAL_MUSCLE),
                                          laterality=coded(_laterality(g.side)))],
         algorithm_id=algorithm,
-        measurements=_present(_num(codes_.MASS, g.smm_g, codes_.GRAM), _num(codes_.SMI, g.smi_kg_m2, codes_.KG_PER_M2)),
+        measurements=_group_measurements(g),
         qualitative_evaluations=[_evaluation(codes_.COMPLETENESS, codes_.COMPLETENESS_VALUES[g.completeness])],
     )
     _add_texts(group, [_text(codes_.COMPLETENESS_REASON, g.reason)])

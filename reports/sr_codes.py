@@ -63,6 +63,7 @@ CUBIC_CENTIMETER = Code("cm3", "UCUM", "cubic centimeter", f"{_PS316} CID 7181")
 HOUNSFIELD_UNIT = Code("[hnsf'U]", "UCUM", "Hounsfield unit", f"{_PS316} CID 7181")
 KG_PER_M2 = Code("kg/m2", "UCUM", "kilogram per square meter", "UCUM (PS3.16 CID 82)")
 METER = Code("m", "UCUM", "m", f"{_PS316} CID 7063")
+MILLIMETER = Code("mm", "UCUM", "mm", f"{_PS316} CID 7460 (also CID 7181)")
 RATIO = Code("{ratio}", "UCUM", "ratio", f"{_PS316} CID 7181")
 NO_UNITS = Code("1", "UCUM", "no units", f"{_PS316} CID 7181")
 
@@ -87,6 +88,19 @@ TRUNCATED = Code("SARCO-1012", PRIVATE_SCHEME, "Truncated by the scan", _PRIV)
 NOT_IN_SCAN = Code("SARCO-1013", PRIVATE_SCHEME, "Not in the scan", _PRIV)
 NOT_PRODUCED = Code("SARCO-1014", PRIVATE_SCHEME, "Not produced by the segmentation engine", _PRIV)
 COMPLETENESS_REASON = Code("SARCO-1015", PRIVATE_SCHEME, "Completeness reason", _PRIV)
+UNCERTAIN = Code("SARCO-1016", PRIVATE_SCHEME, "Extent uncertain",
+                 f"{_PRIV}; a value of SARCO-1010: a landmark bounding the group is uncertain, so its mass is not "
+                 "reported")
+IN_SCAN_MASS = Code(
+    "SARCO-1017", PRIVATE_SCHEME, "Muscle mass inside the scan (lower bound)",
+    f"{_PRIV}; the mass of a truncated or uncertain group's muscle inside the scan: a lower bound, never the "
+    "group's mass (which is SCT 118538004 'Mass', written only for a complete group)",
+)
+SCAN_SHORTFALL = Code(
+    "SARCO-1018", PRIVATE_SCHEME, "Extent of the group beyond the scan",
+    f"{_PRIV}; for a truncated group: how far the group's expected extent reaches beyond the scan (the scan's "
+    "shortfall), as the segmentation engine estimates it from landmarks",
+)
 SARCOPENIA_SUSPECTED = Code(
     "SARCO-1020", PRIVATE_SCHEME, "Sarcopenia suspected",
     f"{_PRIV}; a screening result (SMI below a site-calibrated cut-off), not a diagnosis; values from CID 230",
@@ -107,11 +121,17 @@ GROUP_FINDINGS: dict[Group, Code] = {
                            f"{_PRIV}; the hip and thigh muscles except psoas major (reference study)"),
     Group.ALL: Code("SARCO-1103", PRIVATE_SCHEME, "All lower-extremity muscles",
                     f"{_PRIV}; the above-knee group plus the lower-leg muscles (reference study)"),
+    Group.UPPER_GLUTEAL: Code(
+        "SARCO-1104", PRIVATE_SCHEME, "Gluteal muscles from the iliac crest to the femoral head centre",
+        f"{_PRIV}; sarcoscreen's own group, not one of the reference study's: the gluteal group's muscle between "
+        "the top of the iliac crest and the femoral head centre, per side (docs/engines.md)"),
 }
+"""The group concepts (Finding of a group's TID 1501 group); one per `Group`, checked by the tests."""
 
 COMPLETENESS_VALUES: dict[Completeness, Code] = {
     Completeness.COMPLETE: COMPLETE,
     Completeness.TRUNCATED: TRUNCATED,
+    Completeness.UNCERTAIN: UNCERTAIN,
     Completeness.NOT_IN_SCAN: NOT_IN_SCAN,
     Completeness.NOT_PRODUCED: NOT_PRODUCED,
 }

@@ -19,7 +19,7 @@ from ct_series_factory import CTSeries, write_ct_series
 from sarcoscreen.inference.calibration import Calibration, Cutoff
 from sarcoscreen.inference.catalogue import CATALOGUE, Group, Structure
 from sarcoscreen.inference.density import DensityKind, DensityRule
-from sarcoscreen.inference.engines.base import Segmentation
+from sarcoscreen.inference.engines.base import Landmark, Segmentation, StructureExtent
 from sarcoscreen.inference.height import choose_height
 from sarcoscreen.inference.measure import MeasurementReport, measure
 from sarcoscreen.inference.series_loader import load_series
@@ -64,14 +64,16 @@ def crafted_labels() -> np.ndarray:
     return labels
 
 
-def crafted_analysis(folder: Path, calibration: Calibration | None = None, **series_options: object) -> Crafted:
-    """Write the series into `folder`, load it and measure the crafted label map on it."""
+def crafted_analysis(folder: Path, calibration: Calibration | None = None, *, landmarks: tuple[Landmark, ...] = (),
+                     extents: tuple[StructureExtent, ...] = (), **series_options: object) -> Crafted:
+    """Write the series into `folder`, load it and measure the crafted label map on it (with the engine's
+    `landmarks` and structure `extents`, if given)."""
     series = write_ct_series(folder, n_slices=SHAPE[0], rows=SHAPE[1], columns=SHAPE[2], **series_options)
     volume = load_series(folder)
     segmentation = Segmentation(
         labels=crafted_labels(), structures=declared_structures(), engine_name="bayesian-unet",
         engine_version="2.1", structure_uncertainty={"gluteus_maximus_right": 0.31, "gluteus_maximus_left": 0.05},
-        uncertainty_threshold=0.2, notes=("crafted label map for tests",),
+        uncertainty_threshold=0.2, notes=("crafted label map for tests",), landmarks=landmarks, extents=extents,
     )
     rule = DensityRule(DensityKind.CONSTANT, 1.04, False, (-29.0, 150.0))
     report = measure(volume, segmentation, rule, choose_height(1.62, None, None), calibration=calibration)

@@ -14,7 +14,7 @@ import pytest
 from dicom_validation import dciodvfy, dsrdump
 from orthanc_peer import orthanc
 
-from sarcoscreen.inference.catalogue import CATALOGUE, Kind
+from sarcoscreen.inference.catalogue import CATALOGUE, Group, Kind
 from sarcoscreen.inference.engines.base import Segmentation
 from sarcoscreen.inference.height import choose_height
 from sarcoscreen.inference.measure import measure
@@ -32,6 +32,7 @@ from sarcoscreen.reports.dicom_outputs import write_dicom_outputs
 from sarcoscreen.reports.dicom_reader import read_seg, read_sr
 from sarcoscreen.reports.key_image import KeyImageKind
 from sarcoscreen.reports.seg import SegCompression, SegType
+from sarcoscreen.reports.sr_codes import GROUP_FINDINGS
 
 # Warnings dciodvfy gives for attributes copied from the real sources (their values, not ours).
 RETIRED_PERSON_NAME = re.compile(r"Retired Person Name form")
@@ -162,7 +163,11 @@ def test_real_dcmqi_series_sr_and_key_image_without_seg(shared_data: Path, setti
         assert verdict.errors == (), path.name
         assert verdict.unexpected_warnings(RETIRED_PERSON_NAME) == []
     info = read_sr(outputs.sr)
-    assert {g.evaluation("SARCO-1010").value for g in info.groups if g.evaluation("SARCO-1010")} == {"SARCO-1013"}
+    completeness = {g.finding.value: g.evaluation("SARCO-1010").value for g in info.groups
+                    if g.evaluation("SARCO-1010")}
+    assert {completeness[GROUP_FINDINGS[group].value] for group in Group if group.of_reference_study} == {"SARCO-1013"}
+    # sarcoscreen's own landmark-bounded group: not in the scan, or (no landmark found at all) not produced
+    assert completeness[GROUP_FINDINGS[Group.UPPER_GLUTEAL].value] in {"SARCO-1013", "SARCO-1014"}
 
 
 def test_real_dcmqi_series_with_a_seg_references_what_dcmqi_references(shared_data: Path, settings: Settings,

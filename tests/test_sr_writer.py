@@ -1,5 +1,7 @@
 """TID 1500 SR: validity (dciodvfy), rendering (dsrdump), exact round trip through highdicom and our reader, the
-SEG cross-references, screening and uncertainty content, and the code table."""
+SEG cross-references, screening and uncertainty content, truncated and uncertain groups (the in-scan mass and the
+shortfall under their own concepts, never the group's mass), sarcoscreen's own upper gluteal group, and the code
+table."""
 
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ from dicom_output_fixtures import Crafted, calibration, crafted_analysis
 from dicom_validation import dciodvfy, dsrdump
 from pydicom.sr.codedict import codes
 
-from sarcoscreen.inference.catalogue import CATALOGUE, Group, Kind
+from sarcoscreen.inference.catalogue import CATALOGUE, Group, Kind, Side
 from sarcoscreen.inference.coding import PRIVATE_SCHEME, Code
 from sarcoscreen.inference.density import DensityKind, DensityRule
-from sarcoscreen.inference.engines.base import Segmentation
+from sarcoscreen.inference.engines.base import Certainty, ExtentStatus, Landmark, Segmentation, StructureExtent
 from sarcoscreen.inference.height import choose_height
 from sarcoscreen.inference.measure import Completeness, measure
 from sarcoscreen.reports import sr_codes
@@ -25,12 +27,23 @@ from sarcoscreen.reports.dicom_reader import CodedValue, MeasurementGroupInfo, S
 from sarcoscreen.reports.sr import group_tracking_key, screening_tracking_key
 
 COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
+GROUP_MASS, SMI, IN_SCAN_MASS, SHORTFALL = "118538004", "SARCO-1001", "SARCO-1017", "SARCO-1018"
+
+
+def _landmark(name: str, k: int, side: Side, certainty: Certainty = Certainty.FOUND) -> Landmark:
+    return Landmark(name, k, float(k), side, method="crafted", certainty=certainty)
+
+
+# Left: iliac crest and femoral head centre inside the scan (the upper gluteal group is complete); right: no iliac
+# crest (the scan does not reach it: truncated, with the in-scan mass).
+LANDMARKS = (_landmark("iliac_crest", 4, Side.LEFT), _landmark("femoral_head", 6, Side.LEFT),
+             _landmark("femoral_head", 6, Side.RIGHT))
 
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Crafted, DicomOutputs]:
     folder = tmp_path_factory.mktemp("sr")
-    crafted = crafted_analysis(folder / "ct", calibration=calibration())
+    crafted = crafted_analysis(folder / "ct", calibration=calibration(), landmarks=LANDMARKS)
     outputs = write_dicom_outputs(crafted.folder, crafted.volume, crafted.segmentation, crafted.report,
                                   folder / "out", settings_digest="test")
     return crafted, outputs
@@ -108,18 +121,24 @@ def test_group_and_screening_groups(written: tuple[Crafted, DicomOutputs], sr_in
         assert g.evaluation("SARCO-1010") == _coded(sr_codes.COMPLETENESS_VALUES[gm.completeness])
         assert g.text("SARCO-1015") == gm.reason
         if gm.completeness is Completeness.COMPLETE:
-            assert g.measurement("118538004").value == gm.smm_g
-            assert g.measurement("SARCO-1001").value == gm.smi_kg_m2
-            assert g.measurement("SARCO-1001").unit.value == "kg/m2"
+            assert g.measurement(GROUP_MASS).value == gm.smm_g
+            assert g.measurement(SMI).value == gm.smi_kg_m2
+            assert g.measurement(SMI).unit.value == "kg/m2"
+            assert g.measurement(IN_SCAN_MASS) is None  # it is the group's mass: said once
         else:  # not measured: no value at all, never a zero
-            assert g.measurement("118538004") is None
-            assert g.measurement("SARCO-1001") is None
+            assert g.measurement(GROUP_MASS) is None
+            assert g.measurement(SMI) is None
+            in_scan = g.measurement(IN_SCAN_MASS)
+            assert (in_scan.value if in_scan else None) == gm.in_scan_smm_g
+        assert g.measurement(SHORTFALL) is None  # no engine extents in this analysis
     # the crafted engine labels the gluteal muscles only: the other groups lack muscles it does not produce
     completeness = {(gm.group, gm.side): gm.completeness for gm in crafted.report.groups}
     assert completeness[(Group.GLUTEAL, "both")] is Completeness.COMPLETE
     assert completeness[(Group.ALL, "left")] is Completeness.NOT_PRODUCED
-    # gluteal: measured and below the cut-off; the others cannot be measured by this engine
-    expected = {Group.GLUTEAL: "373066001", Group.ABOVE_KNEE: "373068000", Group.ALL: "373068000"}
+    # gluteal: measured and below the cut-off; the others cannot be measured by this engine, or (upper gluteal)
+    # are truncated on one side and have no cut-off
+    expected = {Group.GLUTEAL: "373066001", Group.ABOVE_KNEE: "373068000", Group.ALL: "373068000",
+                Group.UPPER_GLUTEAL: "373068000"}
     for s in crafted.report.screening:
         g = by_uid[outputs.uids.tracking_uid(screening_tracking_key(s.group))]
         assert g.evaluation("SARCO-1020").value == expected[s.group]
@@ -135,6 +154,70 @@ def test_group_and_screening_groups(written: tuple[Crafted, DicomOutputs], sr_in
     overall = {name.value: value for name, value in sr_info.qualitative_evaluations}
     assert overall["SARCO-1020"].value == "373066001"
     assert overall["SARCO-1025"].startswith("Gluteal muscles: SMI")
+
+
+def test_the_upper_gluteal_group_is_reported_with_its_own_code(written: tuple[Crafted, DicomOutputs],
+                                                                 sr_info: SrInfo) -> None:
+    crafted, outputs = written
+    by_uid = {g.tracking_uid: g for g in sr_info.groups}
+
+    def group(side: str) -> MeasurementGroupInfo:
+        return by_uid[outputs.uids.tracking_uid(group_tracking_key(Group.UPPER_GLUTEAL, side))]
+
+    left, right = crafted.report.group(Group.UPPER_GLUTEAL, "left"), crafted.report.group(Group.UPPER_GLUTEAL, "right")
+    assert left.completeness is Completeness.COMPLETE, left.reason
+    assert right.completeness is Completeness.TRUNCATED, right.reason
+    assert group("left").finding == CodedValue("SARCO-1104", PRIVATE_SCHEME, Group.UPPER_GLUTEAL.title)
+    assert group("left").tracking_identifier == f"{Group.UPPER_GLUTEAL.title}, left"
+    assert group("left").measurement(GROUP_MASS).value == left.smm_g > 0
+    # the complete left group is less than the whole left gluteal group (it is bounded by the landmarks)
+    assert left.smm_g < crafted.report.group(Group.GLUTEAL, "left").smm_g
+    assert group("right").evaluation("SARCO-1010").value == "SARCO-1012"
+    assert group("right").measurement(GROUP_MASS) is None
+    assert group("right").measurement(IN_SCAN_MASS).value == right.in_scan_smm_g > 0
+    assert group("right").measurement(IN_SCAN_MASS).unit.value == "g"
+    assert "right iliac crest not found" in group("right").text("SARCO-1015")
+    # the reference study's groups come first in the SR, sarcoscreen's own after them
+    order = [g.finding.value for g in sr_info.groups if g.finding and g.finding.value.startswith("SARCO-110")]
+    assert order.index("SARCO-1104") > max(order.index(c) for c in ("SARCO-1101", "SARCO-1102", "SARCO-1103"))
+
+
+def test_truncated_and_uncertain_groups(tmp_path: Path) -> None:
+    """An engine says the right gluteus maximus reaches 35 mm beyond the scan, and its landmarks are uncertain:
+    the gluteal group (right, both) is truncated with its in-scan mass and shortfall; the upper gluteal group is
+    uncertain with its in-scan mass; the SR stays valid and dsrdump renders the new concepts."""
+    extents = (StructureExtent("gluteus_maximus_right", ExtentStatus.TRUNCATED, shortfall_mm=35.0,
+                               reason="the gluteus maximus continues below the scan"),)
+    landmarks = tuple(_landmark(name, k, side, Certainty.UNCERTAIN) for side in (Side.LEFT, Side.RIGHT)
+                      for name, k in (("iliac_crest", 3), ("femoral_head", 6)))
+    crafted = crafted_analysis(tmp_path / "ct", landmarks=landmarks, extents=extents)
+    outputs = write_dicom_outputs(crafted.folder, crafted.volume, crafted.segmentation, crafted.report,
+                                  tmp_path / "out", settings_digest="t")
+    verdict = dciodvfy(outputs.sr)
+    assert verdict.errors == ()
+    assert verdict.unexpected_warnings() == []
+    text = dsrdump(outputs.sr)
+    assert '"Muscle mass inside the scan (lower bound)")="' in text
+    assert '"Muscle group completeness")=(SARCO-1016,99SARCO,"Extent uncertain")' in text
+    assert '"Extent of the group beyond the scan")="35.0" (mm,UCUM,"mm")' in text
+    info = read_sr(outputs.sr)
+    by_uid = {g.tracking_uid: g for g in info.groups}
+    gluteal = crafted.report.group(Group.GLUTEAL, "right")
+    assert (gluteal.completeness, gluteal.shortfall_mm) == (Completeness.TRUNCATED, 35.0)
+    g = by_uid[outputs.uids.tracking_uid(group_tracking_key(Group.GLUTEAL, "right"))]
+    assert g.measurement(GROUP_MASS) is None
+    assert g.measurement(SMI) is None
+    assert g.measurement(IN_SCAN_MASS).value == gluteal.in_scan_smm_g
+    assert g.measurement(SHORTFALL).value == 35.0
+    assert g.measurement(SHORTFALL).unit == CodedValue("mm", "UCUM", "mm")
+    upper = crafted.report.group(Group.UPPER_GLUTEAL, "both")
+    assert upper.completeness is Completeness.UNCERTAIN, upper.reason
+    g = by_uid[outputs.uids.tracking_uid(group_tracking_key(Group.UPPER_GLUTEAL, "both"))]
+    assert g.evaluation("SARCO-1010") == _coded(sr_codes.UNCERTAIN)
+    assert g.measurement(GROUP_MASS) is None
+    assert g.measurement(IN_SCAN_MASS).value == upper.in_scan_smm_g
+    assert g.measurement(SHORTFALL) is None
+    assert g.text("SARCO-1015") == upper.reason
 
 
 def test_analysis_parameters(written: tuple[Crafted, DicomOutputs], sr_info: SrInfo) -> None:
@@ -197,9 +280,11 @@ def test_without_segments_the_sr_says_not_in_scan(tmp_path: Path) -> None:
     assert dciodvfy(outputs.sr).errors == ()
     info = read_sr(outputs.sr)
     assert not [g for g in info.groups if g.referenced_segment is not None]
-    completeness = [g.evaluation("SARCO-1010") for g in info.groups if g.evaluation("SARCO-1010")]
-    assert len(completeness) == 9
-    assert {c.value for c in completeness} == {"SARCO-1013"}
+    completeness = {g.finding.value: g.evaluation("SARCO-1010").value for g in info.groups
+                    if g.evaluation("SARCO-1010")}
+    assert len([g for g in info.groups if g.evaluation("SARCO-1010")]) == 3 * len(Group)
+    assert {completeness[sr_codes.GROUP_FINDINGS[group].value] for group in Group
+            if group.of_reference_study} == {"SARCO-1013"}
     overall = {name.value: value for name, value in info.qualitative_evaluations}
     assert overall["SARCO-1020"].value == "373068000"
 
@@ -208,6 +293,11 @@ def test_code_table() -> None:
     private = [c for c in sr_codes.ALL_CODES if c.scheme == PRIVATE_SCHEME]
     catalogue_values = {a.code.value for a in CATALOGUE.anatomies}
     assert len({c.value for c in private}) == len(private)
+    # one concept per group and per completeness, so every group and state can be written
+    assert set(sr_codes.GROUP_FINDINGS) == set(Group)
+    assert set(sr_codes.COMPLETENESS_VALUES) == set(Completeness)
+    assert sr_codes.IN_SCAN_MASS.value != sr_codes.MASS.value
+    assert sr_codes.MILLIMETER.value == codes.UCUM.Millimeter.value
     assert all(c.value.startswith("SARCO-1") and c.value not in catalogue_values for c in private)
     for code in sr_codes.ALL_CODES:
         assert code.source, code
