@@ -379,11 +379,20 @@ class StructureMeasurement(Base):
     fraction_in_window: Mapped[float | None] = mapped_column(Float)
     """Fraction of voxels inside the muscle HU window (lower: fattier muscle)."""
     mass_g: Mapped[float] = mapped_column(Float)
+    """Mass of the structure's voxels: for a truncated structure, of its part inside the scan."""
     truncated: Mapped[bool] = mapped_column()
-    """The structure touches the first or last slice: the scan cut it."""
+    """The scan cuts the structure: it touches the first or last slice, or the engine says its extent reaches beyond
+    the scan."""
     uncertainty: Mapped[float | None] = mapped_column(Float)
     qa_flag: Mapped[bool | None] = mapped_column()
     """The engine's uncertainty for this structure exceeds its threshold."""
+    extent_uncertain: Mapped[bool | None] = mapped_column()
+    """The engine is unsure where the structure begins or ends (a bounding landmark is uncertain) (0004; ``NULL`` in
+    rows written before)."""
+    shortfall_mm: Mapped[float | None] = mapped_column(Float)
+    """For a truncated structure: how far its expected extent reaches beyond the scan, when the engine knows (0004)."""
+    extent_note: Mapped[str | None] = mapped_column(Text)
+    """The engine's words on the structure's extent when it is truncated or uncertain (0004)."""
     density_rule: Mapped[str] = mapped_column(String(256))
     """The density rule that turned volume into mass, as text."""
 
@@ -404,7 +413,8 @@ class GroupResult(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     muscle_group: Mapped[str] = mapped_column(String(32))
-    """Group of the reference study: ``gluteal``, ``above_knee``, ``all``."""
+    """A `Group` value: the reference study's ``gluteal``, ``above_knee``, ``all``, or sarcoscreen's own
+    ``upper_gluteal`` (0004)."""
     side: Mapped[GroupSide] = mapped_column(_string_enum(GroupSide, "side"))
     completeness: Mapped[Completeness] = mapped_column(_string_enum(Completeness, "completeness", 32))
     reason: Mapped[str] = mapped_column(Text)
@@ -412,6 +422,11 @@ class GroupResult(Base):
     """Skeletal muscle mass of the group (g); only when complete."""
     smi_kg_m2: Mapped[float | None] = mapped_column(Float)
     """SMM / height^2 (kg/m^2); only when complete and the height is known."""
+    in_scan_smm_g: Mapped[float | None] = mapped_column(Float)
+    """Mass of the group's muscle inside the scan (g) (0004): equal to ``smm_g`` when complete; for a truncated or
+    uncertain group a lower bound, never the group's mass."""
+    shortfall_mm: Mapped[float | None] = mapped_column(Float)
+    """For a truncated group: how far the scan falls short of the group's whole extent (mm), when known (0004)."""
     screening_side_rule: Mapped[str | None] = mapped_column(String(16))
     screening_smi_kg_m2: Mapped[float | None] = mapped_column(Float)
     classification: Mapped[Classification | None] = mapped_column(_string_enum(Classification, "classification"))

@@ -381,11 +381,12 @@ def _store_report(session: Session, job: Job, report: MeasurementReport) -> None
             job_id=job.id, structure_key=s.key, label=s.label, name=s.name, side=s.side.value, voxels=s.voxels,
             volume_cm3=s.volume_cm3, mean_hu=s.mean_hu, sd_hu=s.sd_hu, fraction_in_window=s.fraction_in_window,
             mass_g=s.mass_g, truncated=s.truncated, uncertainty=s.uncertainty, qa_flag=s.qa_flag,
+            extent_uncertain=s.extent_uncertain, shortfall_mm=s.shortfall_mm, extent_note=s.extent_note or None,
             density_rule=report.density_rule[:256]))
     for g in report.groups:
         row = GroupResult(job_id=job.id, muscle_group=g.group.value, side=g.side, completeness=g.completeness.value,
-                          reason=g.reason, smm_g=g.smm_g, smi_kg_m2=g.smi_kg_m2, height_m=report.height_m,
-                          height_source=report.height_source)
+                          reason=g.reason, smm_g=g.smm_g, smi_kg_m2=g.smi_kg_m2, in_scan_smm_g=g.in_scan_smm_g,
+                          shortfall_mm=g.shortfall_mm, height_m=report.height_m, height_source=report.height_source)
         if g.side == "both":
             screening = report.screening_of(g.group)
             row.screening_side_rule = screening.side_rule.value

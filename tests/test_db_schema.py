@@ -22,9 +22,11 @@ from sqlalchemy.orm import Session
 from sarcoscreen.db import migrate
 from sarcoscreen.db.models import (
     Base,
+    Completeness,
     Delivery,
     Event,
     GroupResult,
+    GroupSide,
     Instance,
     InstanceState,
     Job,
@@ -36,6 +38,7 @@ from sarcoscreen.db.models import (
     Study,
 )
 from sarcoscreen.db.session import create_engine_from_url, session_scope
+from sarcoscreen.inference.catalogue import Group
 
 TABLES = {"studies", "series", "instances", "jobs", "structure_measurements", "group_results", "outputs",
           "deliveries", "patient_heights", "events"}
@@ -357,3 +360,91 @@ def test_a_sqlite_batch_migration_keeps_the_rows_of_child_tables(tmp_path: Path)
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
         engine.dispose()
+
+
+# --- revision 0004: truncated and uncertain groups, the upper gluteal group ------------------------------------
+
+
+def _group_row(job_id: int, group: str, completeness: str) -> dict[str, object]:
+    return {"job_id": job_id, "muscle_group": group, "side": "both", "completeness": completeness,
+            "reason": "test", "height_source": "dicom"}
+
+
+def test_0004_keeps_rows_adds_the_extent_columns_and_goes_back(db_url: str) -> None:
+    """0003 rows survive 0004 with empty new columns; 0004 takes 'uncertain', the in-scan mass, the shortfall and
+    the upper gluteal group; the downgrade turns 'uncertain' into 'truncated', deletes the upper gluteal rows (the
+    older version does not know the group) and refuses 'uncertain' again."""
+    migrate.upgrade(db_url, "0003")
+    engine = create_engine_from_url(db_url)
+    insert_group = text("INSERT INTO group_results (job_id, muscle_group, side, completeness, reason, "
+                        "height_source) VALUES (:job_id, :muscle_group, :side, :completeness, :reason, "
+                        ":height_source)")
+    try:
+        with session_scope(engine) as session:
+            job = Job(series=_series(_study()), status=JobStatus.DONE)
+            session.add(job)
+            session.flush()
+            job_id = job.id
+        with engine.begin() as connection:
+            connection.execute(insert_group, _group_row(job_id, "gluteal", "truncated"))
+        with pytest.raises(IntegrityError), engine.begin() as connection:
+            connection.execute(insert_group, _group_row(job_id, "all", "uncertain"))
+        migrate.upgrade(db_url)
+        engine.dispose()
+        with session_scope(engine) as session:
+            old = session.scalars(select(GroupResult)).one()
+            assert (old.muscle_group, old.completeness, old.in_scan_smm_g, old.shortfall_mm) == (
+                "gluteal", Completeness.TRUNCATED, None, None)
+            old.in_scan_smm_g, old.shortfall_mm = 812.5, 35.0
+            session.add(GroupResult(job_id=job_id, muscle_group=Group.UPPER_GLUTEAL.value, side="both",
+                                    completeness=Completeness.UNCERTAIN, reason="left iliac crest uncertain",
+                                    in_scan_smm_g=640.0, height_source="dicom"))
+            session.add(GroupResult(job_id=job_id, muscle_group=Group.ALL.value, side="both",
+                                    completeness=Completeness.UNCERTAIN, reason="the ankle is uncertain",
+                                    in_scan_smm_g=9000.0, height_source="dicom"))
+            session.add(StructureMeasurement(
+                job_id=job_id, structure_key="gluteus_maximus_right", label=1, name="Right gluteus maximus",
+                side="right", voxels=10, volume_cm3=1.0, mass_g=1.04, truncated=True, shortfall_mm=35.0,
+                extent_uncertain=False, extent_note="continues below the scan", density_rule="constant 1.04 g/cm3"))
+        with engine.connect() as connection:
+            stored = connection.execute(text(
+                "SELECT muscle_group, completeness, in_scan_smm_g, shortfall_mm FROM group_results ORDER BY id")).all()
+            structure = connection.execute(text(
+                "SELECT extent_uncertain, shortfall_mm, extent_note FROM structure_measurements")).one()
+        assert [tuple(r) for r in stored] == [("gluteal", "truncated", 812.5, 35.0),
+                                              ("upper_gluteal", "uncertain", 640.0, None),
+                                              ("all", "uncertain", 9000.0, None)]
+        assert (bool(structure[0]), structure[1], structure[2]) == (False, 35.0, "continues below the scan")
+        migrate.downgrade(db_url, "0003")
+        engine.dispose()
+        assert migrate.current(db_url) == "0003"
+        with engine.connect() as connection:
+            rows_after = connection.execute(text(
+                "SELECT muscle_group, completeness, reason FROM group_results ORDER BY id")).all()
+        assert [tuple(r) for r in rows_after] == [("gluteal", "truncated", "test"),
+                                                  ("all", "truncated", "the ankle is uncertain")]
+        columns = {c["name"] for c in inspect(engine).get_columns("group_results")}
+        assert not columns & {"in_scan_smm_g", "shortfall_mm"}
+        columns = {c["name"] for c in inspect(engine).get_columns("structure_measurements")}
+        assert not columns & {"extent_uncertain", "shortfall_mm", "extent_note"}
+        with pytest.raises(IntegrityError), engine.begin() as connection:
+            connection.execute(insert_group, _group_row(job_id, "above_knee", "uncertain"))
+        migrate.upgrade(db_url)
+        assert migrate.current(db_url) == migrate.head() == "0004"
+    finally:
+        engine.dispose()
+
+
+def test_every_completeness_is_accepted_and_others_are_refused(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        job = Job(series=_series(_study()), status=JobStatus.DONE)
+        for n, completeness in enumerate(Completeness):
+            job.groups.append(GroupResult(muscle_group=list(Group)[n % len(Group)], side=list(GroupSide)[n // 4],
+                                          completeness=completeness, reason=completeness.value,
+                                          height_source="unknown"))
+        session.add(job)
+    with engine.connect() as connection:
+        stored = set(connection.execute(text("SELECT completeness FROM group_results")).scalars())
+    assert stored == {c.value for c in Completeness}
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(text("UPDATE group_results SET completeness = 'partial'"))

@@ -1,16 +1,30 @@
 """The worker in-process on real spool files and a real database (SQLite and PostgreSQL): an attempt that fails
-(here the loader refuses the series) is retried after the backoff and then failed with its error text."""
+(here the loader refuses the series) is retried after the backoff and then failed with its error text; a phantom
+series' measurements are stored as the job's measurements.json has them."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pydicom
+import pytest
 from ct_series_factory import write_ct_series
 from node_support import jobs_of, rows
 from sqlalchemy import select
 
-from sarcoscreen.db.models import Event, JobStatus, Series, SeriesState
+from sarcoscreen.db.models import (
+    Completeness,
+    Event,
+    GroupResult,
+    JobStatus,
+    Series,
+    SeriesState,
+    StructureMeasurement,
+)
 from sarcoscreen.db.session import create_engine_from_url
+from sarcoscreen.inference.catalogue import Group
+from sarcoscreen.inference.phantom import PhantomParameters, make_phantom
 from sarcoscreen.node.config import Settings
 from sarcoscreen.node.reconcile import reconcile
 from sarcoscreen.node.spool import Spool
@@ -50,3 +64,54 @@ def test_a_failing_attempt_is_retried_then_failed_with_its_error(db_url: str, tm
     assert job.error.startswith("the series cannot be loaded: the images differ in Rows, Columns or PixelSpacing")
     assert state == [SeriesState.FAILED]
     assert kinds == ["job.queued", "job.claimed", "job.retry", "job.claimed", "job.failed"]
+
+
+def _approx(value: float | None) -> object:
+    """`value` as measurements.json rounds it (6 decimals), or ``None``."""
+    return None if value is None else pytest.approx(value, abs=1e-6)
+
+
+def test_the_worker_stores_every_group_with_its_in_scan_mass_as_measured(db_url: str, tmp_path: Path) -> None:
+    """A phantom hip series through the worker: every group of `Group` (the upper gluteal group too) is stored per
+    side with completeness, in-scan mass and shortfall as the job's measurements.json has them, and every
+    structure with its extent verdict."""
+    settings = Settings.model_validate({
+        "database": {"url": db_url},
+        "storage": {"data_dir": str(tmp_path / "data"), "min_free_mb": 0},
+        "network": {"stable_age_s": 0.001},
+        "outputs": {"key_image": "none"},
+    })
+    phantom = make_phantom(PhantomParameters(matrix=96, slice_mm=5.0, seed=21), tmp_path / "phantom")
+    spool = Spool(settings.storage.spool, settings.storage.quarantine)
+    for path in sorted(phantom.dicom_dir.glob("*.dcm")):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        spool.store(path.read_bytes(), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
+    engine = create_engine_from_url(db_url)
+    try:
+        reconcile(engine, spool)
+        assert [o.outcome for o in SeriesWatcher(engine, settings).run_once()] == ["queued"]
+        assert Worker(settings, engine).run_one()
+        (job,) = jobs_of(engine)
+        groups = rows(engine, select(GroupResult).where(GroupResult.job_id == job.id))
+        structures = rows(engine, select(StructureMeasurement).where(StructureMeasurement.job_id == job.id))
+    finally:
+        engine.dispose()
+    assert job.status is JobStatus.DONE, job.error
+    (written,) = settings.storage.outputs.rglob("measurements.json")
+    measured = json.loads(written.read_text())
+    assert {(g.muscle_group, g.side.value) for g in groups} == {(g.value, s) for g in Group
+                                                                 for s in ("left", "right", "both")}
+    stored = {(g.muscle_group, g.side.value): g for g in groups}
+    for m in measured["groups"]:
+        row = stored[(m["group"], m["side"])]
+        assert row.completeness.value == m["completeness"]
+        assert row.reason == m["reason"]
+        for column in ("smm_g", "smi_kg_m2", "in_scan_smm_g", "shortfall_mm"):
+            assert getattr(row, column) == _approx(m[column]), column
+        if row.completeness is Completeness.COMPLETE:
+            assert row.in_scan_smm_g == row.smm_g
+    by_key = {s.structure_key: s for s in structures}
+    for m in measured["structures"]:
+        row = by_key[m["key"]]
+        assert (row.truncated, row.extent_uncertain, row.shortfall_mm, row.extent_note or "") == (
+            m["truncated"], m["extent_uncertain"], m["shortfall_mm"], m["extent_note"])
