@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from sarcoscreen.db.models import (
     Classification,
+    Completeness,
     Delivery,
     DeliveryStatus,
     GroupResult,
@@ -27,10 +28,12 @@ from sarcoscreen.db.models import (
     SeriesState,
     Study,
 )
+from sarcoscreen.inference.catalogue import Group
 
 __all__ = ["DeliveryState", "GroupValue", "JobRow", "ResultRow", "jobs", "results"]
 
-GROUPS = ("gluteal", "above_knee", "all")
+GROUPS = tuple(group.value for group in Group)
+"""Every group's ``muscle_group`` value, in `Group` order (the reference study's first)."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class GroupValue:
 
     completeness: str
     smm_g: float | None
-    """Both sides together."""
+    """Both sides together; only when the group is complete."""
     smi_kg_m2: float | None
     """Both sides' mass / height squared."""
     screening_smi_kg_m2: float | None
@@ -48,6 +51,15 @@ class GroupValue:
     classification: str | None
     cutoff_kg_m2: float | None
     reason: str
+    in_scan_smm_g: float | None = None
+    """Both sides' muscle of the group inside the scan: a lower bound for a truncated or uncertain group, never its
+    mass (``NULL`` in results stored before revision 0004)."""
+    shortfall_mm: float | None = None
+    """For a truncated group: how far the scan falls short, when known."""
+
+    @property
+    def complete(self) -> bool:
+        return self.completeness == Completeness.COMPLETE.value
 
 
 @dataclass(frozen=True)
@@ -119,7 +131,7 @@ def results(session: Session, *, since: datetime | None = None, flagged: bool = 
             groups[g.job_id][g.muscle_group] = GroupValue(
                 g.completeness.value, g.smm_g, g.smi_kg_m2, g.screening_smi_kg_m2, g.screening_side_rule,
                 g.classification.value if g.classification else None,
-                g.cutoff_kg_m2, g.classification_reason or g.reason)
+                g.cutoff_kg_m2, g.classification_reason or g.reason, g.in_scan_smm_g, g.shortfall_mm)
             heights[g.job_id] = (g.height_m, g.height_source.value)
         counts = session.execute(
             select(Output.job_id, Delivery.status, func.count(Delivery.id))

@@ -53,6 +53,7 @@ from sarcoscreen.node.config import DestinationSettings, Settings
 from sarcoscreen.node.dicom_sender import Destination, DestinationError, send_files
 from sarcoscreen.node.loopback import free_port, wait_for_port
 from sarcoscreen.node.results_command import format_results
+from sarcoscreen.reports.results_table import display_groups, group_label, own_groups_note
 
 __all__ = ["comparison_table", "run_demo"]
 
@@ -79,23 +80,28 @@ def _rule_key(density_rule: str) -> str | None:
 
 
 def comparison_table(measured: dict[Group, tuple[float | None, str]], density_rule: str, ground_truth: dict) -> str:
-    """Group masses of both sides measured by the engine - ``{group: (grams or None, completeness)}`` - against
-    the phantom's ground truth for the same density rule."""
+    """Group masses of both sides measured by the engine - ``{group: (grams or None, completeness)}``, grams only
+    for a complete group - against the phantom's ground truth for the same density rule; the reference study's
+    groups first, sarcoscreen's own after them (marked); a group without a ground-truth mass says so."""
     key = _rule_key(density_rule)
     if key is None:
         return (f"(no ground truth for the density rule '{density_rule}': the phantom records constant "
                 "1.04/1.06 g/cm3 and HU-linear without exclusion)")
     lines = [f"{'group':30s} {'engine kg':>10s} {'truth kg':>10s} {'difference':>11s}"]
-    for group in Group:
-        row = next(g for g in ground_truth["groups"] if g["group"] == group.value and g["side"] == "both")
-        truth = float(row["mass_g"][key]) / 1000.0
+    for group in display_groups():
+        row = next((g for g in ground_truth["groups"] if g["group"] == group.value and g["side"] == "both"), None)
+        truth_g = row["mass_g"].get(key) if row is not None else None
+        truth = "-" if truth_g is None else f"{float(truth_g) / 1000.0:.2f}"
         grams, completeness = measured.get(group, (None, "not measured"))
-        if grams is None:
-            lines.append(f"{group.title:30s} {'-':>10s} {truth:10.2f}   {completeness}")
+        label = group_label(group)
+        if grams is None or truth_g is None:
+            engine = "-" if grams is None else f"{grams / 1000.0:.2f}"
+            why = completeness if grams is None else "no ground truth for this group"
+            lines.append(f"{label:30s} {engine:>10s} {truth:>10s}   {why}")
             continue
-        engine = grams / 1000.0
-        lines.append(f"{group.title:30s} {engine:10.2f} {truth:10.2f} {100 * (engine / truth - 1):+10.1f}%")
-    return "\n".join(lines)
+        difference = 100 * (grams / float(truth_g) - 1)
+        lines.append(f"{label:30s} {grams / 1000.0:10.2f} {truth:>10s} {difference:+10.1f}%")
+    return "\n".join([*lines, *own_groups_note()])
 
 
 # --- destinations -------------------------------------------------------------------------------------------

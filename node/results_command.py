@@ -4,6 +4,11 @@ Filters (combined with AND): ``--since`` (a date ``2026-11-01``, a time ``2026-1
 from now ``7d``, ``12h``, ``30m``), ``--flagged`` (a group is ``suspected``), ``--status`` (the series state:
 processed, skipped, failed, queued, receiving), ``--patient ID``. The output shows patient IDs (QA staff need
 them); it is for the terminal or a file, never for logs.
+
+Every group of `Group` is shown, the reference study's first and sarcoscreen's own (upper gluteal) after them,
+marked. A group's mass and SMI are shown only when it is complete; for a truncated or uncertain group the mass of
+its muscle inside the scan is shown apart from them, as a lower bound (``>=``, CSV ``*_in_scan_lower_bound_kg``),
+with the scan's shortfall when known.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from typing import Any
 
 from sarcoscreen.db.queries import GROUPS, ResultRow, results
 from sarcoscreen.db.session import create_engine_from_url, session_scope
+from sarcoscreen.inference.catalogue import Group
 from sarcoscreen.node.config import Settings
+from sarcoscreen.reports.results_table import OWN_GROUP_MARK, display_groups, own_groups_note
 
 __all__ = ["format_results", "parse_since", "run_results"]
 
@@ -62,10 +69,37 @@ def _flat(row: ResultRow) -> dict[str, Any]:
         flat[f"{group}_smm_kg"] = _number(value.smm_g / 1000.0 if value and value.smm_g is not None else None)
         flat[f"{group}_smi_kg_m2"] = _number(value.screening_smi_kg_m2 if value else None)
         flat[f"{group}_classification"] = (value.classification or "") if value else ""
+        flat[f"{group}_completeness"] = value.completeness if value else ""
+        partial = value is not None and not value.complete
+        flat[f"{group}_in_scan_lower_bound_kg"] = _number(
+            value.in_scan_smm_g / 1000.0 if partial and value.in_scan_smm_g is not None else None)
+        flat[f"{group}_shortfall_mm"] = _number(value.shortfall_mm if partial else None, 0)
     flat["flagged"] = "yes" if row.flagged else ""
+    flat["in_scan"] = _in_scan_text(row)
     flat["delivered"] = f"{row.deliveries_sent}/{row.deliveries_total}" if row.deliveries_total else ""
     flat["reason"] = row.skip_reason or row.job_error or ""
     return flat
+
+
+def _in_scan_text(row: ResultRow) -> str:
+    """The truncated or uncertain groups with the muscle inside the scan (a lower bound), e.g.
+    ``all truncated >= 6.12 kg, 40 mm short``."""
+    parts = []
+    for group in display_groups():
+        value = row.groups.get(group.value)
+        if value is None or value.complete or value.in_scan_smm_g is None:
+            continue
+        text = f"{_short(group)} {value.completeness} >= {value.in_scan_smm_g / 1000.0:.2f} kg"
+        if value.shortfall_mm is not None:
+            text += f", {value.shortfall_mm:.0f} mm short"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def _short(group: Group) -> str:
+    """A group's name in a table column: its value with hyphens, sarcoscreen's own groups marked."""
+    name = group.value.replace("_", "-")
+    return name if group.of_reference_study else f"{name} {OWN_GROUP_MARK}"
 
 
 def _json(row: ResultRow) -> dict[str, Any]:
@@ -80,7 +114,9 @@ def _json(row: ResultRow) -> dict[str, Any]:
             "finished_at": row.finished_at.isoformat() if row.finished_at else None,
         },
         "height_m": row.height_m, "height_source": row.height_source, "flagged": row.flagged,
-        "groups": {name: {"completeness": g.completeness, "smm_g": g.smm_g, "smi_kg_m2": g.smi_kg_m2,
+        "groups": {name: {"of_reference_study": Group(name).of_reference_study, "completeness": g.completeness,
+                          "smm_g": g.smm_g, "smi_kg_m2": g.smi_kg_m2, "in_scan_smm_g": g.in_scan_smm_g,
+                          "in_scan_is_lower_bound": not g.complete, "shortfall_mm": g.shortfall_mm,
                           "screening_smi_kg_m2": g.screening_smi_kg_m2, "screening_side_rule": g.screening_side_rule,
                           "classification": g.classification, "cutoff_kg_m2": g.cutoff_kg_m2, "reason": g.reason}
                    for name, g in row.groups.items()},
@@ -90,8 +126,9 @@ def _json(row: ResultRow) -> dict[str, Any]:
 
 _TABLE_COLUMNS = (
     ("patient_id", "patient"), ("study_date", "study date"), ("state", "state"), ("job_id", "job"),
-    ("gluteal_smi_kg_m2", "gluteal SMI"), ("above_knee_smi_kg_m2", "above-knee SMI"), ("all_smi_kg_m2", "all SMI"),
-    ("flagged", "flagged"), ("delivered", "sent"), ("series_instance_uid", "series"), ("reason", "reason"),
+    *((f"{g.value}_smi_kg_m2", f"{_short(g)} SMI") for g in display_groups()),
+    ("flagged", "flagged"), ("delivered", "sent"), ("in_scan", "not complete: muscle in scan (lower bound)"),
+    ("series_instance_uid", "series"), ("reason", "reason"),
 )
 
 
@@ -117,6 +154,9 @@ def format_results(rows: list[ResultRow], fmt: str) -> str:
         lines.append("  ".join(str(f[key])[:widths[key]].ljust(widths[key]) for key, _ in _TABLE_COLUMNS).rstrip())
     lines.append("SMI in kg/m2: the screening value (side rule, e.g. the mean of both sides), as compared with the "
                  "cut-off; flagged: a group below its calibrated cut-off")
+    lines.append("not complete: a truncated or uncertain group has no mass or SMI; the muscle of it inside the scan "
+                 "is a lower bound, not the group's mass")
+    lines += own_groups_note()
     return "\n".join(lines) + "\n"
 
 

@@ -1,8 +1,11 @@
 """Measurement results as files: ``measurements.json`` (everything) and ``measurements.csv`` (one row per value).
 
-The JSON is the complete `MeasurementReport` plus provenance (software version, when, which series); the CSV is
-long-format, one row per structure or group value, for spreadsheets and QA scripts. Neither contains patient
-name, identifier or birth date.
+The JSON is the complete `MeasurementReport` plus provenance (software version, when, which series, the engine's
+landmarks with how each was found and how sure the engine is) and the definition of every group (title, whether
+it is one of the reference study's); the CSV is long-format, one row per structure or group value, for
+spreadsheets and QA scripts. A group's mass (``smm_g``) is there only when the group is complete; the mass of its
+muscle inside the scan (``in_scan_smm_g``: a lower bound for a truncated or uncertain group) and the scan's
+shortfall (``shortfall_mm``) have their own fields. Neither file contains patient name, identifier or birth date.
 """
 
 from __future__ import annotations
@@ -10,20 +13,28 @@ from __future__ import annotations
 import csv
 import json
 import os
+from dataclasses import asdict
 from datetime import UTC, datetime
 from enum import Enum
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from sarcoscreen.inference.measure import MeasurementReport
+from sarcoscreen.inference.catalogue import Group
+from sarcoscreen.inference.engines.base import Landmark
+from sarcoscreen.inference.measure import MeasurementReport, StructureMeasurement
 
-__all__ = ["CSV_COLUMNS", "report_as_json", "write_measurements_csv", "write_measurements_json"]
+__all__ = ["CSV_COLUMNS", "group_definitions", "landmark_json", "report_as_json", "write_measurements_csv",
+           "write_measurements_json"]
 
 CSV_COLUMNS = (
     "series_instance_uid", "kind", "key", "side", "voxels", "volume_cm3", "mean_hu", "sd_hu", "fraction_in_window",
-    "mass_g", "smm_g", "smi_kg_m2", "status", "reason", "uncertainty", "qa_flag", "density_rule", "engine",
+    "mass_g", "smm_g", "smi_kg_m2", "in_scan_smm_g", "shortfall_mm", "status", "reason", "uncertainty", "qa_flag",
+    "density_rule", "engine",
 )
+"""``smm_g``/``smi_kg_m2``: a complete group's mass and SMI only. ``in_scan_smm_g``: a group's muscle inside the
+scan (a lower bound unless ``status`` is ``complete``). ``shortfall_mm``: how far the scan falls short of a
+truncated group or structure, when the engine knows."""
 
 
 def _software_version() -> str:
@@ -45,13 +56,26 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def landmark_json(landmark: Landmark) -> dict[str, Any]:
+    """One landmark as JSON-ready data: name, slice, position, side, description, how it was found (``method``),
+    how sure the engine is (``certainty``: confirmed, found, uncertain) and why (``note``)."""
+    return _plain(asdict(landmark))
+
+
+def group_definitions() -> list[dict[str, Any]]:
+    """Every group with its title and whether it is one of the reference study's (``false``: sarcoscreen's own)."""
+    return [{"group": g.value, "title": g.title, "of_reference_study": g.of_reference_study} for g in Group]
+
+
 def report_as_json(report: MeasurementReport, **provenance: Any) -> dict[str, Any]:
-    """The report as JSON-ready data with provenance (software version, creation time, anything given)."""
+    """The report as JSON-ready data with provenance (software version, creation time, anything given) and the
+    group definitions."""
     return {
         "format": "sarcoscreen-measurements/1",
         "software_version": _software_version(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **{k: _plain(v) for k, v in provenance.items()},
+        "group_definitions": group_definitions(),
         **_plain(report.to_dict()),
     }
 
@@ -72,6 +96,14 @@ def _fmt(value: float | None, digits: int) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def _structure_status(m: StructureMeasurement) -> str:
+    if m.truncated:
+        return "truncated"
+    if m.voxels == 0:
+        return "absent"
+    return "uncertain" if m.extent_uncertain else "complete"
+
+
 def write_measurements_csv(report: MeasurementReport, path: Path) -> Path:
     """One row per structure and per group and side, columns `CSV_COLUMNS`."""
     engine = f"{report.engine_name} {report.engine_version}"
@@ -82,7 +114,7 @@ def write_measurements_csv(report: MeasurementReport, path: Path) -> Path:
             "side": m.side.value, "voxels": str(m.voxels), "volume_cm3": _fmt(m.volume_cm3, 3),
             "mean_hu": _fmt(m.mean_hu, 2), "sd_hu": _fmt(m.sd_hu, 2),
             "fraction_in_window": _fmt(m.fraction_in_window, 4), "mass_g": _fmt(m.mass_g, 2),
-            "status": "truncated" if m.truncated else ("absent" if m.voxels == 0 else "complete"),
+            "shortfall_mm": _fmt(m.shortfall_mm, 1), "status": _structure_status(m), "reason": m.extent_note,
             "uncertainty": _fmt(m.uncertainty, 5), "qa_flag": "" if m.qa_flag is None else str(m.qa_flag).lower(),
             "density_rule": report.density_rule, "engine": engine,
         })
@@ -90,6 +122,7 @@ def write_measurements_csv(report: MeasurementReport, path: Path) -> Path:
         rows.append({
             "series_instance_uid": report.series_instance_uid, "kind": "group", "key": g.group.value,
             "side": g.side, "smm_g": _fmt(g.smm_g, 2), "smi_kg_m2": _fmt(g.smi_kg_m2, 4),
+            "in_scan_smm_g": _fmt(g.in_scan_smm_g, 2), "shortfall_mm": _fmt(g.shortfall_mm, 1),
             "status": g.completeness.value, "reason": g.reason, "density_rule": report.density_rule,
             "engine": engine,
         })

@@ -1,4 +1,5 @@
-"""A picture of the result: axial slices at the landmarks with the coloured masks, and the results table.
+"""A picture of the result: axial slices at the landmarks with the coloured masks, and the results table
+(`results_table`: the reference study's groups first, sarcoscreen's own after them and marked).
 
 Used for ``overlay.png`` of ``sarcoscreen analyze`` and as the pixel data of the key image. Burns in no patient
 name or identifier: only the results, the engine and the slice positions.
@@ -13,7 +14,14 @@ from sarcoscreen.inference.catalogue import CATALOGUE
 from sarcoscreen.inference.engines.base import Segmentation
 from sarcoscreen.inference.measure import MeasurementReport
 from sarcoscreen.inference.volume import Volume
-from sarcoscreen.reports.results_table import group_rows, height_text
+from sarcoscreen.reports.results_table import (
+    HEADER,
+    display_groups,
+    group_label,
+    group_rows,
+    height_text,
+    own_groups_note,
+)
 
 __all__ = ["choose_slices", "render_overlay"]
 
@@ -68,6 +76,14 @@ def _panel(volume: Volume, labels: np.ndarray, k: int, colours: np.ndarray) -> I
     return image.resize((width, height), Image.Resampling.BILINEAR)
 
 
+def _table_columns(rows: list[tuple[str, ...]], font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> list[int]:
+    """Left edge (pixels) of each table column: each as wide as its widest cell, 14 pixels apart."""
+    columns = [6]
+    for i in range(len(rows[0]) - 1):
+        columns.append(columns[-1] + max(round(font.getlength(row[i])) for row in rows) + 14)
+    return columns
+
+
 def render_overlay(volume: Volume, segmentation: Segmentation, report: MeasurementReport,
                    count: int = 4) -> Image.Image:
     """RGB image: up to `count` axial panels with masks over a soft-tissue window, then the results table."""
@@ -77,21 +93,23 @@ def render_overlay(volume: Volume, segmentation: Segmentation, report: Measureme
     font = ImageFont.load_default(13)
     caption_h = 20
     panels_h = max((p.height for p in panels), default=0) + caption_h
-    header = ("group", "SMM left kg", "SMM right kg", "SMM both kg", "SMI kg/m2", "status")
-    rows = [header, *group_rows(report)]
+    rows = [HEADER, *group_rows(report)]
+    order = display_groups()
     notes = [
+        *own_groups_note(),
         f"engine {report.engine_name} {report.engine_version}; density {report.density_rule}; {height_text(report)}",
-        *(f"{s.group.title}: {s.reason}" for s in report.screening),
+        *(f"{group_label(s.group)}: {s.reason}" for s in sorted(report.screening, key=lambda s: order.index(s.group))),
     ]
     line_h = 17
-    width = max(PANEL * max(len(panels), 1), 960)
+    columns = _table_columns(rows, font)
+    table_w = columns[-1] + max(round(font.getlength(row[-1])) for row in rows) + 6
+    width = max(PANEL * max(len(panels), 1), 960, table_w)
     height = panels_h + line_h * (len(rows) + len(notes) + 2)
     canvas = Image.new("RGB", (width, height), (0, 0, 0))
     draw = ImageDraw.Draw(canvas)
     for n, (panel, (_, caption)) in enumerate(zip(panels, slices, strict=True)):
         canvas.paste(panel, (n * PANEL, caption_h))
         draw.text((n * PANEL + 4, 3), caption, fill=(255, 255, 0), font=font)
-    columns = (6, 230, 330, 440, 550, 650)
     y = panels_h + 8
     for r, row in enumerate(rows):
         for x, cell in zip(columns, row, strict=True):

@@ -15,7 +15,7 @@ from sarcoscreen.inference.calibration import Calibration
 from sarcoscreen.inference.engines.base import Segmentation
 from sarcoscreen.inference.measure import MeasurementReport
 from sarcoscreen.inference.volume import Volume
-from sarcoscreen.reports.measurement_files import write_measurements_csv, write_measurements_json
+from sarcoscreen.reports.measurement_files import landmark_json, write_measurements_csv, write_measurements_json
 from sarcoscreen.reports.overlay import render_overlay
 
 __all__ = ["ResultFiles", "write_result_files"]
@@ -36,7 +36,7 @@ def write_result_files(folder: Path, volume: Volume, segmentation: Segmentation,
     files = {
         "json": write_measurements_json(report, folder / "measurements.json",
                                         study_instance_uid=volume.info.study_instance_uid,
-                                        landmarks=[lm.__dict__ for lm in segmentation.landmarks],
+                                        landmarks=[landmark_json(lm) for lm in segmentation.landmarks],
                                         calibration=calibration.describe() if calibration else None),
         "csv": write_measurements_csv(report, folder / "measurements.csv"),
     }

@@ -1,11 +1,41 @@
-"""The results of one series as a plain-text table, for the terminal and for the key image."""
+"""The results of one series as a plain-text table, for the terminal and for the key image.
+
+Groups are shown in `display_groups` order: the reference study's three first, then sarcoscreen's own groups
+(the upper gluteal group), marked with `OWN_GROUP_MARK` and explained in a footnote. A group's mass is shown only
+when the group is complete; for a truncated or uncertain group the status says how much of its muscle lies
+inside the scan (a lower bound, marked ``>=``) and, when known, how far the scan falls short.
+"""
 
 from __future__ import annotations
 
 from sarcoscreen.inference.catalogue import Group
-from sarcoscreen.inference.measure import Completeness, MeasurementReport
+from sarcoscreen.inference.measure import Completeness, GroupMeasurement, MeasurementReport
 
-__all__ = ["group_rows", "height_text", "results_table"]
+__all__ = ["HEADER", "OWN_GROUP_MARK", "display_groups", "group_label", "group_rows", "height_text",
+           "own_groups_note", "partial_text", "results_table"]
+
+HEADER = ("group", "SMM left kg", "SMM right kg", "SMM both kg", "SMI kg/m2", "status")
+OWN_GROUP_MARK = "*"
+"""Marks a group that is sarcoscreen's own, not one of the reference study's."""
+
+
+def display_groups() -> tuple[Group, ...]:
+    """The groups in the order reports show them: the reference study's first, then sarcoscreen's own."""
+    return tuple(sorted(Group, key=lambda group: not group.of_reference_study))
+
+
+def group_label(group: Group) -> str:
+    """The group's name in a table: the reference study's groups by title; sarcoscreen's own groups by a short
+    name with `OWN_GROUP_MARK` (`own_groups_note` gives their titles)."""
+    if group.of_reference_study:
+        return group.title
+    return f"{group.value.replace('_', ' ').capitalize()} {OWN_GROUP_MARK}"
+
+
+def own_groups_note() -> list[str]:
+    """One footnote line per group that is sarcoscreen's own."""
+    return [f"{OWN_GROUP_MARK} {group.value.replace('_', ' ').capitalize()}: {group.title}; sarcoscreen's own group, "
+            "not one of the reference study's" for group in display_groups() if not group.of_reference_study]
 
 
 def _num(value: float | None, digits: int) -> str:
@@ -16,19 +46,31 @@ def _kg(grams: float | None) -> str:
     return _num(None if grams is None else grams / 1000.0, 2)
 
 
+def partial_text(group: GroupMeasurement) -> str:
+    """For a truncated or uncertain group: its completeness, the mass of its muscle inside the scan as a lower
+    bound and the scan's shortfall when known, e.g. ``truncated: in scan >= 6.12 kg, 40 mm short``; otherwise the
+    completeness alone."""
+    text = group.completeness.value
+    if group.completeness is Completeness.COMPLETE or group.in_scan_smm_g is None:
+        return text
+    text += f": in scan >= {group.in_scan_smm_g / 1000.0:.2f} kg"
+    if group.shortfall_mm is not None:
+        text += f", {group.shortfall_mm:.0f} mm short"
+    return text
+
+
 def group_rows(report: MeasurementReport) -> list[tuple[str, str, str, str, str, str]]:
-    """(group, SMM left kg, SMM right kg, SMM both kg, SMI screening, status) per group."""
+    """(group, SMM left kg, SMM right kg, SMM both kg, SMI screening, status) per group, in `display_groups`
+    order. SMM only for complete groups; an incomplete group's status is `partial_text`."""
     rows = []
-    for group in Group:
+    for group in display_groups():
         sides = {side: report.group(group, side) for side in ("left", "right", "both")}
         screening = report.screening_of(group)
         both = sides["both"]
-        if both.completeness is Completeness.COMPLETE:
-            status = screening.classification.value
-        else:
-            status = both.completeness.value
+        complete = both.completeness is Completeness.COMPLETE
+        status = screening.classification.value if complete else partial_text(both)
         rows.append((
-            group.title,
+            group_label(group),
             _kg(sides["left"].smm_g),
             _kg(sides["right"].smm_g),
             _kg(both.smm_g),
@@ -47,19 +89,21 @@ def height_text(report: MeasurementReport) -> str:
 
 def results_table(report: MeasurementReport) -> str:
     """Groups (mass per side, screening SMI, status) and the reasons behind anything not measured."""
-    header = ("group", "SMM left kg", "SMM right kg", "SMM both kg", "SMI kg/m2", "status")
-    rows = [header, *group_rows(report)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row))
-             for row in rows]
+    rows = [HEADER, *group_rows(report)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    text_columns = (0, len(HEADER) - 1)  # group and status: left-aligned; numbers: right-aligned
+    lines = ["  ".join(cell.ljust(widths[i]) if i in text_columns else cell.rjust(widths[i])
+                       for i, cell in enumerate(row)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    lines += own_groups_note()
     height = height_text(report)
     lines += [
         "",
         f"engine {report.engine_name} {report.engine_version}; density {report.density_rule}; "
         f"HU window {report.hu_window[0]:g}..{report.hu_window[1]:g}; {height}",
     ]
-    for screening in report.screening:
-        lines.append(f"{screening.group.title}: {screening.reason}")
+    order = display_groups()
+    for screening in sorted(report.screening, key=lambda s: order.index(s.group)):
+        lines.append(f"{group_label(screening.group)}: {screening.reason}")
     lines += [f"note: {note}" for note in report.notes]
     return "\n".join(lines)

@@ -1,0 +1,197 @@
+"""Truncated and uncertain groups and sarcoscreen's own upper gluteal group in every result a person or script
+reads: the results table and the overlay, measurements.json/.csv (and the study reading them back), and
+``sarcoscreen results`` on real rows (SQLite and PostgreSQL).
+
+The analysis is the crafted one of the DICOM output tests (a real CT series on disk, a per-muscle label map) with
+engine landmarks and extents: the right gluteus maximus reaches 35 mm beyond the scan (the gluteal group is
+truncated on the right, with its in-scan mass and shortfall), and the right iliac crest is not in the scan (the
+upper gluteal group is truncated on the right, complete on the left).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from dicom_output_fixtures import Crafted, crafted_analysis
+from sqlalchemy import Engine
+
+from sarcoscreen.db.models import (
+    Classification,
+    Completeness,
+    GroupResult,
+    GroupSide,
+    HeightSource,
+    Job,
+    JobStatus,
+    Series,
+    SeriesState,
+    Study,
+)
+from sarcoscreen.db.queries import results
+from sarcoscreen.db.session import session_scope
+from sarcoscreen.inference.catalogue import Group, Side
+from sarcoscreen.inference.engines.base import Certainty, ExtentStatus, Landmark, StructureExtent
+from sarcoscreen.node.demo import comparison_table
+from sarcoscreen.node.results_command import format_results
+from sarcoscreen.reports.measurement_files import CSV_COLUMNS
+from sarcoscreen.reports.overlay import render_overlay
+from sarcoscreen.reports.result_files import write_result_files
+from sarcoscreen.reports.results_table import display_groups, group_rows, results_table
+from sarcoscreen.reports.study.measurements import load_measurement_files
+
+LANDMARKS = (
+    Landmark("iliac_crest", 4, 4.0, Side.LEFT, method="top of the ilium", certainty=Certainty.CONFIRMED),
+    Landmark("femoral_head", 6, 6.0, Side.LEFT, method="thickest bone ball"),
+    Landmark("femoral_head", 6, 6.0, Side.RIGHT, method="thickest bone ball", certainty=Certainty.UNCERTAIN,
+             note="two candidates 9 mm apart"),
+)
+EXTENTS = (StructureExtent("gluteus_maximus_right", ExtentStatus.TRUNCATED, shortfall_mm=35.0,
+                           reason="the gluteus maximus continues below the scan"),)
+
+
+@pytest.fixture(scope="module")
+def crafted(tmp_path_factory: pytest.TempPathFactory) -> Crafted:
+    return crafted_analysis(tmp_path_factory.mktemp("results") / "ct", landmarks=LANDMARKS, extents=EXTENTS)
+
+
+def test_the_crafted_analysis_has_what_the_tests_need(crafted: Crafted) -> None:
+    gluteal = crafted.report.group(Group.GLUTEAL, "right")
+    assert (gluteal.completeness, gluteal.smm_g, gluteal.shortfall_mm) == (Completeness.TRUNCATED, None, 35.0)
+    assert gluteal.in_scan_smm_g > 0
+    upper = crafted.report.group(Group.UPPER_GLUTEAL, "right")
+    assert (upper.completeness, upper.smm_g) == (Completeness.TRUNCATED, None)
+    assert crafted.report.group(Group.UPPER_GLUTEAL, "left").completeness is Completeness.COMPLETE
+
+
+def test_the_results_table_shows_the_reference_groups_first_and_no_partial_mass(crafted: Crafted) -> None:
+    rows = group_rows(crafted.report)
+    assert [r[0] for r in rows] == [g.title for g in Group if g.of_reference_study] + ["Upper gluteal *"]
+    assert display_groups()[-1] is Group.UPPER_GLUTEAL
+    gluteal = rows[0]
+    in_scan = crafted.report.group(Group.GLUTEAL, "both").in_scan_smm_g / 1000.0
+    # left complete, right and both truncated: no mass for them, the in-scan mass only as a lower bound
+    assert gluteal[1:4] == (f"{crafted.report.group(Group.GLUTEAL, 'left').smm_g / 1000:.2f}", "-", "-")
+    assert gluteal[5] == f"truncated: in scan >= {in_scan:.2f} kg, 35 mm short"
+    upper = rows[-1]
+    assert upper[5].startswith("truncated: in scan >= ")
+    assert upper[5].endswith(" kg")  # no shortfall known for a missing landmark
+    text = results_table(crafted.report)
+    assert ("* Upper gluteal: Gluteal muscles from the iliac crest to the femoral head centre; sarcoscreen's own "
+            "group, not one of the reference study's") in text
+    assert "Upper gluteal *: not classified: not measurable: truncated: right iliac crest not found" in text
+
+
+def test_the_overlay_renders_every_group(crafted: Crafted) -> None:
+    picture = render_overlay(crafted.volume, crafted.segmentation, crafted.report)
+    assert picture.mode == "RGB"
+    assert picture.width >= 960
+
+
+def test_measurement_files_carry_the_in_scan_mass_shortfall_and_landmarks(crafted: Crafted, tmp_path: Path) -> None:
+    files = write_result_files(tmp_path, crafted.volume, crafted.segmentation, crafted.report, None).files
+    data = json.loads(files["json"].read_text())
+    groups = {(g["group"], g["side"]): g for g in data["groups"]}
+    right = groups[("gluteal", "right")]
+    assert (right["completeness"], right["smm_g"], right["smi_kg_m2"], right["shortfall_mm"]) == (
+        "truncated", None, None, 35.0)
+    assert right["in_scan_smm_g"] == pytest.approx(crafted.report.group(Group.GLUTEAL, "right").in_scan_smm_g)
+    left = groups[("upper_gluteal", "left")]
+    assert left["in_scan_smm_g"] == left["smm_g"] > 0
+    assert {g["group"]: g["of_reference_study"] for g in data["group_definitions"]} == {
+        g.value: g.of_reference_study for g in Group}
+    assert data["landmarks"][2] == {"name": "femoral_head", "slice_index": 6, "z_mm": 6.0, "side": "right",
+                                    "description": "", "method": "thickest bone ball", "certainty": "uncertain",
+                                    "note": "two candidates 9 mm apart"}
+    assert data["landmarks"][0]["certainty"] == "confirmed"
+    structures = {s["key"]: s for s in data["structures"]}
+    assert structures["gluteus_maximus_right"]["shortfall_mm"] == 35.0
+    assert structures["gluteus_maximus_right"]["extent_note"] == "the gluteus maximus continues below the scan"
+    with files["csv"].open() as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames or ()) == CSV_COLUMNS
+        rows = {(r["kind"], r["key"], r["side"]): r for r in reader}
+    row = rows[("group", "gluteal", "right")]
+    assert (row["status"], row["smm_g"], row["smi_kg_m2"], row["shortfall_mm"]) == ("truncated", "", "", "35.0")
+    assert float(row["in_scan_smm_g"]) == pytest.approx(right["in_scan_smm_g"], abs=0.005)
+    structure = rows[("structure", "gluteus_maximus_right", "right")]
+    assert (structure["status"], structure["shortfall_mm"]) == ("truncated", "35.0")
+    assert structure["reason"] == "the gluteus maximus continues below the scan"
+    assert rows[("group", "upper_gluteal", "left")]["status"] == "complete"
+
+
+def test_the_study_never_takes_the_in_scan_mass_for_the_group_mass(crafted: Crafted, tmp_path: Path) -> None:
+    files = write_result_files(tmp_path, crafted.volume, crafted.segmentation, crafted.report, None).files
+    for path in (files["json"], files["csv"]):
+        (series,) = load_measurement_files([path]).series
+        assert series.mass(Group.GLUTEAL, "right") is None, path.name
+        assert "truncated" in series.reason(Group.GLUTEAL, "right")
+        assert series.mass(Group.UPPER_GLUTEAL, "left") == pytest.approx(
+            crafted.report.group(Group.UPPER_GLUTEAL, "left").smm_g, abs=0.005)
+        assert series.mass(Group.UPPER_GLUTEAL, "right") is None
+
+
+def _processed_job(engine: Engine, groups: list[GroupResult]) -> None:
+    with session_scope(engine) as session:
+        study = Study(study_instance_uid="1.2.826.0.1.7", patient_id="P-7", patient_sex="F")
+        series = Series(study=study, series_instance_uid="1.2.826.0.1.7.1", modality="CT",
+                        state=SeriesState.PROCESSED)
+        job = Job(series=series, status=JobStatus.DONE, finished_at=datetime.now(UTC), engine_name="threshold",
+                  engine_version="1.0")
+        job.groups.extend(groups)
+        session.add(job)
+
+
+def _group(group: Group, completeness: Completeness, **values: object) -> GroupResult:
+    return GroupResult(muscle_group=group.value, side=GroupSide.BOTH, completeness=completeness,
+                       reason=f"{completeness.value} (test)", height_m=1.6, height_source=HeightSource.DICOM,
+                       classification=Classification.NOT_CLASSIFIED, screening_side_rule="mean", **values)
+
+
+def test_the_results_command_shows_partial_groups_apart_from_the_mass(engine: Engine) -> None:
+    _processed_job(engine, [
+        _group(Group.GLUTEAL, Completeness.COMPLETE, smm_g=1500.0, in_scan_smm_g=1500.0, smi_kg_m2=0.59,
+               screening_smi_kg_m2=0.29),
+        _group(Group.ABOVE_KNEE, Completeness.COMPLETE, smm_g=7000.0, in_scan_smm_g=7000.0, smi_kg_m2=2.73,
+               screening_smi_kg_m2=1.37),
+        _group(Group.ALL, Completeness.TRUNCATED, in_scan_smm_g=7400.0, shortfall_mm=40.0),
+        _group(Group.UPPER_GLUTEAL, Completeness.UNCERTAIN, in_scan_smm_g=610.0),
+    ])
+    with session_scope(engine) as session:
+        rows = results(session)
+    table = format_results(rows, "table")
+    header = table.splitlines()[0]
+    assert header.index("gluteal SMI") < header.index("above-knee SMI") < header.index("all SMI") < header.index(
+        "upper-gluteal * SMI")
+    assert "all truncated >= 7.40 kg, 40 mm short; upper-gluteal * uncertain >= 0.61 kg" in table
+    assert "lower bound, not the group's mass" in table
+    assert "sarcoscreen's own group, not one of the reference study's" in table
+    (flat,) = csv.DictReader(format_results(rows, "csv").splitlines())
+    assert (flat["all_smm_kg"], flat["all_completeness"], flat["all_in_scan_lower_bound_kg"],
+            flat["all_shortfall_mm"]) == ("", "truncated", "7.40", "40")
+    assert (flat["gluteal_smm_kg"], flat["gluteal_in_scan_lower_bound_kg"]) == ("1.50", "")
+    assert (flat["upper_gluteal_completeness"], flat["upper_gluteal_in_scan_lower_bound_kg"]) == ("uncertain", "0.61")
+    (data,) = json.loads(format_results(rows, "json"))
+    assert {k: data["groups"]["all"][k] for k in ("smm_g", "in_scan_smm_g", "in_scan_is_lower_bound",
+                                                    "shortfall_mm", "of_reference_study")} == {
+        "smm_g": None, "in_scan_smm_g": 7400.0, "in_scan_is_lower_bound": True, "shortfall_mm": 40.0,
+        "of_reference_study": True}
+    assert data["groups"]["gluteal"]["in_scan_is_lower_bound"] is False
+    assert data["groups"]["upper_gluteal"]["of_reference_study"] is False
+
+
+def test_the_demo_comparison_handles_a_group_without_ground_truth() -> None:
+    truth = {"groups": [{"group": g.value, "side": "both",
+                         "mass_g": {"constant_1.04": None if g is Group.UPPER_GLUTEAL else 1000.0}} for g in Group]}
+    measured = {Group.GLUTEAL: (1100.0, "complete"), Group.ALL: (None, "truncated"),
+                Group.UPPER_GLUTEAL: (600.0, "complete")}
+    lines = comparison_table(measured, "constant 1.04 g/cm3", truth).splitlines()
+    assert lines[1].startswith("Gluteal muscles")
+    assert lines[1].endswith("+10.0%")
+    assert lines[3].split() == ["All", "lower-extremity", "muscles", "-", "1.00", "truncated"]
+    assert lines[4].startswith("Upper gluteal *")
+    assert lines[4].endswith("no ground truth for this group")
+    assert lines[5].startswith("* Upper gluteal: ")
