@@ -23,6 +23,10 @@ File format (JSON, ``"format": "sarcoscreen-calibration/1"``)::
     }
 
 A patient is "suspected" when the group's SMI (by the side rule) is below the cut-off for the patient's sex.
+
+``group`` and ``primary_group`` are `Group` values: the reference study's ``gluteal``, ``above_knee``, ``all``, or
+sarcoscreen's own ``upper_gluteal``. A file need not have a cut-off for every group (files written before the
+upper gluteal group existed have none for it): a group without a cut-off is "not classified", with that reason.
 """
 
 from __future__ import annotations

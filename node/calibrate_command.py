@@ -49,10 +49,13 @@ def run_calibrate(args: argparse.Namespace) -> int:
     print(f"calibration {calibration.describe()} written to {args.out}")
     print(f"  side rule {calibration.side_rule.value}; primary group {calibration.primary_group.value}; "
           f"reference standard {calibration.reference_standard}")
+    width = max(len(g.value) for g in Group)
     for c in calibration.cutoffs:
         ci = f" ({c.auc_ci95[0]:.3f}-{c.auc_ci95[1]:.3f})" if c.auc_ci95 else ""
-        print(f"  {c.group.value:10s} {c.sex}: suspected when SMI < {c.smi_cutoff_kg_m2:.4f} kg/m2  "
-              f"n={c.n} low={c.n_low_muscle_mass} AUC={c.auc:.3f}{ci} Se={c.sensitivity:.2f} Sp={c.specificity:.2f}")
+        own = "" if c.group.of_reference_study else "  (sarcoscreen's own group, not the reference study's)"
+        print(f"  {c.group.value:{width}s} {c.sex}: suspected when SMI < {c.smi_cutoff_kg_m2:.4f} kg/m2  "
+              f"n={c.n} low={c.n_low_muscle_mass} AUC={c.auc:.3f}{ci} Se={c.sensitivity:.2f} Sp={c.specificity:.2f}"
+              f"{own}")
     for item in draft.skipped:
         print(f"  left out: {item}")
     for warning in draft.warnings:
@@ -70,7 +73,8 @@ def add_calibrate_parser(commands: argparse._SubParsersAction, handler: object) 
     calibrate.add_argument("--out", type=Path, required=True, help="The calibration file to write (JSON).")
     calibrate.add_argument("--name", help="Name recorded with every flag (default: date and reference standard).")
     calibrate.add_argument("--primary-group", choices=[g.value for g in Group],
-                           help="The group reported first (default: all, when it has a cut-off).")
+                           help="The group reported first (default: all, when it has a cut-off); upper_gluteal is "
+                                "sarcoscreen's own group, not one of the reference study's.")
     calibrate.add_argument("--side-rule", choices=[r.value for r in SideRule],
                            help="Check that the study used this side rule (the cut-offs are only valid for it).")
     calibrate.add_argument("--min-per-class", type=int, default=2, metavar="N",

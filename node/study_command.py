@@ -14,6 +14,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from sarcoscreen.inference.catalogue import Group
 from sarcoscreen.inference.sides import SideRule
 from sarcoscreen.node.config import Settings
 
@@ -84,6 +85,7 @@ def run_study(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  not joined ({count}): {reason}")
     for warning in results.warnings:
         print(f"  warning: {warning}")
+    width = max(len(g.value) for g in Group)
     for row in results.rocs:
         corr = results.correlation(row.stratum, row.group)
         r_s = "n/a" if corr.spearman.r is None else f"{corr.spearman.r:.2f}"
@@ -93,8 +95,9 @@ def run_study(args: argparse.Namespace, settings: Settings) -> int:
         cut = "no cut-off" if row.optimal is None else (
             f"SMI < {row.optimal.cutoff:.3f} kg/m2 (Se {row.optimal.sensitivity:.2f}, "
             f"Sp {row.optimal.specificity:.2f})")
-        print(f"  {SEX_NAMES[row.stratum]:6s} {row.group.value:10s} n={row.n:<4d} low={row.n_low:<4d} "
-              f"Spearman r={r_s}  AUC={auc}  {cut}")
+        own = "" if row.group.of_reference_study else "  (sarcoscreen's own group)"
+        print(f"  {SEX_NAMES[row.stratum]:6s} {row.group.value:{width}s} n={row.n:<4d} low={row.n_low:<4d} "
+              f"Spearman r={r_s}  AUC={auc}  {cut}{own}")
     print(f"report   {files['report_html']}")
     print(f"results  {files['results_json']}")
     print(f"next:    sarcoscreen calibrate --study {args.out} --out calibration.json")

@@ -2,27 +2,35 @@
 
 The model (not patient data): women and men with height N(1.58, 0.06) / N(1.71, 0.07) m; CT mass of all
 lower-extremity muscles (both sides) N(8.5, 1.4) / N(11.5, 1.8) kg x (height / mean height)^2; above-knee =
-0.80 x all, gluteal = 0.17 x all, each side half of it x (1 + N(0, 0.02)); DXA leg lean mass = 1.9 + 1.05 x all
-+ N(0, 0.6^2) kg; ALM = leg lean x 1.32 (women) / 1.36 (men). Some subjects' scans stop above the knee (no "all"
-group), some rows are invalid and one cannot be joined. The expected numbers are recomputed here, independently,
-with SciPy and scikit-learn from the model's own values.
+0.80 x all, gluteal = 0.17 x all, upper gluteal (sarcoscreen's own group) = 0.11 x all, each side half of it x
+(1 + N(0, 0.02)); DXA leg lean mass = 1.9 + 1.05 x all + N(0, 0.6^2) kg; ALM = leg lean x 1.32 (women) / 1.36
+(men). Some subjects' scans stop above the knee (no "all" group), in some the iliac crest is uncertain (no upper
+gluteal group), some rows are invalid and one cannot be joined. The expected numbers are recomputed here,
+independently, with SciPy and scikit-learn from the model's own values.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from dicom_output_fixtures import Crafted, crafted_analysis
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from sarcoscreen.inference.calibration import load_calibration
+from sarcoscreen.inference.catalogue import Group, Side
+from sarcoscreen.inference.density import DensityRule
+from sarcoscreen.inference.engines.base import Landmark
+from sarcoscreen.inference.height import choose_height
+from sarcoscreen.inference.measure import Classification, Completeness, measure
 from sarcoscreen.node.cli import main
 
-GROUP_SHARE = {"gluteal": 0.17, "above_knee": 0.80, "all": 1.0}
+GROUP_SHARE = {"gluteal": 0.17, "above_knee": 0.80, "all": 1.0, "upper_gluteal": 0.11}
 
 
 def _model_cohort(folder: Path, *, n_women: int = 36, n_men: int = 28, synthetic: bool = True,
@@ -40,11 +48,12 @@ def _model_cohort(folder: Path, *, n_women: int = 36, n_men: int = 28, synthetic
         alm = leg * (1.32 if sex == "F" else 1.36)
         sid = f"M{i:03d}"
         truncated = i % 9 == 4  # scan ends above the knee
+        crest_uncertain = i % 11 == 5  # no upper gluteal group
         masses: dict[str, float | None] = {}
         for group, share in GROUP_SHARE.items():
             left = round(all_kg * share / 2 * (1 + rng.normal(0, 0.02)) * 1000, 3)  # as written to the CSV
             right = round(all_kg * share / 2 * (1 + rng.normal(0, 0.02)) * 1000, 3)
-            missing = truncated and group == "all"
+            missing = (truncated and group == "all") or (crest_uncertain and group == "upper_gluteal")
             masses |= {f"{group}_left": None if missing else left, f"{group}_right": None if missing else right,
                        f"{group}_both": None if missing else round(left + right, 3)}
         truth[sid] = {"sex": sex, "height": round(height, 3), "leg": round(leg, 3), "alm": round(alm, 3),
@@ -120,12 +129,21 @@ def test_study_numbers_match_an_independent_computation(study: tuple[Path, dict,
         cut = row["optimal"]["cutoff"]
         assert row["optimal"]["sensitivity"] == pytest.approx((smi[low == 1] < cut).mean())
         assert row["optimal"]["specificity"] == pytest.approx((smi[low == 0] >= cut).mean())
-    # Pairwise comparisons use the subjects measured in both groups.
+    # Every group is analysed, sarcoscreen's own (upper gluteal) too, and marked as not the reference study's.
+    assert set(GROUP_SHARE) == {g.value for g in Group}
+    assert {(r["stratum"], r["group"]) for r in results["roc"]} == {(s, g.value) for s in "FM" for g in Group}
+    assert {g["group"]: g["of_reference_study"] for g in results["groups"]} == {
+        g.value: g.of_reference_study for g in Group}
+    # Pairwise comparisons use the subjects measured in both groups; the reference study's pairs come first.
     pairs = {(p["stratum"], p["group_1"], p["group_2"]): p for p in results["auc_comparisons"]}
-    assert len(pairs) == 6
+    assert len(pairs) == 2 * 6
+    women = [(p["group_1"], p["group_2"]) for p in results["auc_comparisons"] if p["stratum"] == "F"]
+    assert women[:3] == [("gluteal", "above_knee"), ("gluteal", "all"), ("above_knee", "all")]
     _, _, smi_all, _ = _expected(truth, "F", "all")
     assert pairs[("F", "gluteal", "all")]["n"] == len(smi_all)
     assert pairs[("F", "gluteal", "above_knee")]["n"] == sum(1 for v in truth.values() if v["sex"] == "F")
+    _, _, smi_upper, _ = _expected(truth, "F", "upper_gluteal")
+    assert pairs[("F", "gluteal", "upper_gluteal")]["n"] == len(smi_upper) < pairs[("F", "gluteal", "above_knee")]["n"]
 
 
 def test_study_reports_refused_and_unjoined_rows_and_marks_synthetic(study: tuple[Path, dict, int, str]) -> None:
@@ -230,3 +248,86 @@ def test_study_refuses_an_unusable_cohort_and_says_so(tmp_path: Path, capsys: py
     assert err.startswith("sarcoscreen: study: cohort file")
     assert "missing column(s): dxa_leg_lean_mass_kg, height_m or height_cm" in err
     assert "Traceback" not in err
+
+
+def _crafted_with_landmarks(folder: Path) -> Crafted:
+    """A small real CT series with the three gluteal muscles; both sides' iliac crest (slice 4) and femoral head
+    centre (slice 6) in the scan: the upper gluteal group is complete."""
+    landmarks = tuple(Landmark(name, k, float(k), side) for side in (Side.LEFT, Side.RIGHT)
+                      for name, k in (("iliac_crest", 4), ("femoral_head", 6)))
+    return crafted_analysis(folder, landmarks=landmarks)
+
+
+def test_the_upper_gluteal_group_is_calibrated_like_the_reference_groups(
+        study: tuple[Path, dict, int, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`calibrate --primary-group upper_gluteal`: its cut-offs are in the file, marked as sarcoscreen's own, and the
+    node screens the group (and reports it first) with them."""
+    out = study[0]
+    target = tmp_path / "upper.json"
+    assert main(["calibrate", "--study", str(out), "--out", str(target), "--primary-group", "upper_gluteal"]) == 0
+    printed = capsys.readouterr().out
+    assert "primary group upper_gluteal" in printed
+    assert "upper_gluteal F: suspected when SMI <" in printed
+    assert "(sarcoscreen's own group, not the reference study's)" in printed
+    calibration = load_calibration(target)
+    assert calibration.primary_group is Group.UPPER_GLUTEAL
+    assert {c.group for c in calibration.cutoffs} == set(Group)
+    written = json.loads(target.read_text())
+    assert {c["group"]: c["of_reference_study"] for c in written["cutoffs"]} == {
+        g.value: g.of_reference_study for g in Group}
+    # The node screens the group against its own cut-off (the crafted SMI is far below any cohort's). The model
+    # cohort's masses come from a table, so the provenance's engine ("table") is dropped to apply the cut-offs to
+    # the crafted engine's result.
+    crafted = _crafted_with_landmarks(tmp_path / "ct")
+    report = measure(crafted.volume, crafted.segmentation, DensityRule(), choose_height(1.62, None, None),
+                     calibration=replace(calibration, extra={}))
+    screening = report.screening_of(Group.UPPER_GLUTEAL)
+    assert report.group(Group.UPPER_GLUTEAL, "both").completeness is Completeness.COMPLETE
+    assert screening.classification is Classification.SUSPECTED, screening.reason
+    assert screening.cutoff_kg_m2 == calibration.cutoff(Group.UPPER_GLUTEAL, "F").smi_cutoff_kg_m2
+    assert report.primary_group is Group.UPPER_GLUTEAL
+
+
+def test_a_calibration_without_the_upper_gluteal_group_still_loads(tmp_path: Path) -> None:
+    """A file written before the upper gluteal group existed: read as before; that group is not classified."""
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({
+        "format": "sarcoscreen-calibration/1", "name": "site 2026-11", "side_rule": "mean", "primary_group": "all",
+        "reference_standard": "AWGS 2019", "synthetic": False,
+        "cutoffs": [{"group": "gluteal", "sex": "F", "smi_cutoff_kg_m2": 0.31, "n": 60, "n_low_muscle_mass": 18,
+                     "auc": 0.93, "auc_ci95": [0.86, 0.99], "sensitivity": 0.89, "specificity": 0.88},
+                    {"group": "all", "sex": "F", "smi_cutoff_kg_m2": 1.9}],
+    }))
+    calibration = load_calibration(path)
+    assert {c.group for c in calibration.cutoffs} == {Group.GLUTEAL, Group.ALL}
+    assert calibration.cutoff(Group.UPPER_GLUTEAL, "F") is None
+    crafted = _crafted_with_landmarks(tmp_path / "ct")
+    report = measure(crafted.volume, crafted.segmentation, DensityRule(), choose_height(1.62, None, None),
+                     calibration=calibration)
+    assert report.screening_of(Group.UPPER_GLUTEAL).reason == (
+        "not classified: calibration site 2026-11 has no cut-off for upper_gluteal, sex F")
+    assert report.screening_of(Group.GLUTEAL).classification is Classification.SUSPECTED
+
+
+def test_the_report_and_figures_keep_the_reference_study_apart_from_the_own_group(
+        study: tuple[Path, dict, int, str]) -> None:
+    out = study[0]
+    report = (out / "report.md").read_text()
+    own = f"{Group.UPPER_GLUTEAL.title[0].lower()}{Group.UPPER_GLUTEAL.title[1:]} (sarcoscreen's own group)"
+    (women,) = [line for line in report.splitlines() if line.startswith("Women: CT SMM")]
+    reference_part, own_part = women.split(" Not in the reference study: ")
+    assert "gluteal muscles, n =" in reference_part
+    assert "iliac crest" not in reference_part
+    assert own_part.startswith(own)
+    assert (f"{Group.UPPER_GLUTEAL.title}: sarcoscreen's own group, not one of the reference study's. It is "
+            "analysed like the reference study's groups, but the reference study published no results") in report
+    assert f"| women | {own} |" in report
+    with (out / "roc.csv").open() as handle:
+        flags = {(r["group"], r["of_reference_study"]) for r in csv.DictReader(handle)}
+    assert flags == {(g.value, "true" if g.of_reference_study else "false") for g in Group}
+    for stem in ("scatter_smm_dxa", "roc_smi"):
+        svg = (out / "figures" / f"{stem}.svg").read_text()
+        assert "The reference study's groups" in svg
+        assert "sarcoscreen's own group" in svg
+        assert "(not one of the reference study's)" in svg
+        assert svg.count(">Gluteal muscles from the iliac crest<") == 1  # the fourth panel's (wrapped) title

@@ -1,7 +1,8 @@
 """The analysis of the reference study, on a site's joined cohort.
 
-For each sex present (and, for the correlations, both sexes pooled when both are present) and each group
-(gluteal, above-knee, all lower-extremity muscles):
+For each sex present (and, for the correlations, both sexes pooled when both are present) and each group of
+`Group` - the reference study's three (gluteal, above-knee, all lower-extremity muscles), then sarcoscreen's own
+upper gluteal group, analysed the same way but never one of the reference study's (`Group.of_reference_study`):
 
 * CT skeletal muscle mass (SMM, both sides) and DXA lean mass of the lower extremities: mean ± SD, Spearman r
   with p-value and 95 % CI, Pearson r, least-squares line (the study's scatter plots);
@@ -10,7 +11,8 @@ For each sex present (and, for the correlations, both sexes pooled when both are
   node's screening value;
 * ROC of CT SMI against DXA-defined low muscle mass (`definitions`), low SMI indicating low muscle mass: AUC
   with DeLong 95 % CI, Youden-optimal cut-off with sensitivity and specificity;
-* pairwise DeLong tests between the groups' AUCs, on the patients in whom all compared groups were measured.
+* pairwise DeLong tests between the groups' AUCs, on the patients in whom both compared groups were measured
+  (the pairs of the reference study's groups first).
 
 Statistics are in `statistics`; this module only chooses the subjects and assembles the results.
 """
@@ -202,6 +204,9 @@ def _roc_row(stratum: str, group: Group, subjects: list[SubjectValues]) -> RocRo
     smi = np.array([s.smi_kg_m2[group] for s in used], dtype=float)
     n, n_low = len(used), int(labels.sum())
     low, not_low = describe(smi[labels == 1]), describe(smi[labels == 0])
+    if n == 0:
+        return RocRow(stratum, group, n, n_low, low, not_low, None, None, None, None, None,
+                      "no patient has an SMI of this group: no ROC analysis")
     if n_low in (0, n):
         which = "no patient has" if n_low == 0 else "every patient has"
         return RocRow(stratum, group, n, n_low, low, not_low, None, None, None, None, None,
@@ -220,7 +225,9 @@ def _roc_row(stratum: str, group: Group, subjects: list[SubjectValues]) -> RocRo
 
 def _pair_rows(stratum: str, subjects: list[SubjectValues]) -> list[PairRow]:
     rows = []
-    for first, second in itertools.combinations(Group, 2):
+    pairs = sorted(itertools.combinations(Group, 2),
+                   key=lambda pair: not (pair[0].of_reference_study and pair[1].of_reference_study))
+    for first, second in pairs:
         used = [s for s in subjects if s.smi_kg_m2[first] is not None and s.smi_kg_m2[second] is not None]
         labels = np.array([s.low_muscle_mass for s in used], dtype=int)
         n, n_low = len(used), int(labels.sum())

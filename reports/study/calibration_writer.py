@@ -7,7 +7,9 @@ reproduces the study's sensitivity and specificity), n, the number with low musc
 sensitivity and specificity, and the study's side rule (the cut-offs are on the scale of that rule).
 
 The format is extended additively (the reader ignores what it does not know): each cut-off also carries
-``sensitivity_ci95``, ``specificity_ci95``, ``youden_j`` and ``method``; a top-level ``provenance`` object
+``sensitivity_ci95``, ``specificity_ci95``, ``youden_j``, ``method`` and ``of_reference_study`` (false for
+sarcoscreen's own upper gluteal group, which is calibrated like the reference study's three); a top-level
+``provenance`` object
 records the study (date, title, SHA-256 of results.json), the cohort file (name, SHA-256, rows, joined), the
 engine(s) and density rule(s) that measured the cohort, the reference standard with its citation, how the
 cut-off was chosen and the warnings. ``synthetic`` is true when the study was.
@@ -109,6 +111,7 @@ def draft_calibration(study: dict[str, Any], study_sha256: str, *, name: str | N
             "specificity_ci95": [_round(v) for v in optimal["specificity_ci"]] if optimal.get("specificity_ci")
             else None,
             "youden_j": _round(optimal["youden_j"]), "method": "youden",
+            "of_reference_study": Group(row["group"]).of_reference_study,
         })
     if not cutoffs:
         raise StudyFileError("the study gives no usable cut-off:\n  " + "\n  ".join(skipped or ["no ROC results"]))

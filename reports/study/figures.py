@@ -1,6 +1,7 @@
 """The study's figures, as PNG and SVG: CT SMM against DXA lean mass with the least-squares line, and ROC curves
-of CT SMI against DXA-defined low muscle mass with the optimal (Youden) point, one panel per group (the layout
-of the reference study's Figure 2).
+of CT SMI against DXA-defined low muscle mass with the optimal (Youden) point, one panel per group: the reference
+study's three groups side by side (the layout of its Figure 2), and sarcoscreen's own groups (upper gluteal) in a
+separate part of the figure to their right, headed as not being the reference study's.
 
 Matplotlib's object interface with the Agg canvas (no pyplot, no display, no global figure state); SVG files
 carry no date and a fixed hash salt, so the same results give the same files.
@@ -8,9 +9,12 @@ carry no date and a fixed hash salt, so the same results give the same files.
 
 from __future__ import annotations
 
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib as mpl
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -22,8 +26,9 @@ __all__ = ["write_figures"]
 
 _COLOURS = {"F": "#c0392b", "M": "#2471a3"}
 _MARKERS = {"F": "o", "M": "s"}
-_PANEL_TITLES = {Group.GLUTEAL: "Gluteal muscles", Group.ABOVE_KNEE: "Muscles above the knee",
-                 Group.ALL: "All lower-extremity muscles"}
+_PANEL_WIDTH = 4.5
+"""Inches per panel."""
+_OWN_HEADING = "sarcoscreen's own group\n(not one of the reference study's)"
 
 
 def _save(figure: Figure, folder: Path, stem: str) -> list[Path]:
@@ -63,7 +68,7 @@ def _scatter_panel(axes: Axes, results: StudyResults, group: Group) -> None:
             low, high = min(x), max(x)
             axes.plot([low, high], [row.fit.intercept + row.fit.slope * low, row.fit.intercept + row.fit.slope * high],
                       color=_COLOURS[sex], linewidth=1.2)
-    axes.set_title(_PANEL_TITLES[group], fontsize=10)
+    axes.set_title(_panel_title(group), fontsize=10)
     axes.set_xlabel("CT skeletal muscle mass, both sides (kg)")
     axes.set_ylabel("DXA lean mass, lower extremities (kg)")
     axes.grid(alpha=0.3)
@@ -97,7 +102,7 @@ def _roc_panel(axes: Axes, results: StudyResults, group: Group) -> None:
     axes.set_xlim(-0.02, 1.02)
     axes.set_ylim(-0.02, 1.02)
     axes.set_aspect("equal")
-    axes.set_title(_PANEL_TITLES[group], fontsize=10)
+    axes.set_title(_panel_title(group), fontsize=10)
     axes.set_xlabel("1 - specificity")
     axes.set_ylabel("Sensitivity")
     axes.grid(alpha=0.3)
@@ -107,15 +112,32 @@ def _roc_panel(axes: Axes, results: StudyResults, group: Group) -> None:
         axes.text(0.5, 0.5, "no ROC analysis", ha="center", va="center", transform=axes.transAxes)
 
 
+def _panel_title(group: Group) -> str:
+    return textwrap.fill(group.title, 36)
+
+
+def _panels(height: float, results: StudyResults, draw: Callable[[Axes, StudyResults, Group], None]) -> Figure:
+    """A figure with one panel per group: the reference study's groups in one row, sarcoscreen's own groups in a
+    part of their own to the right (with a heading saying so)."""
+    reference = [g for g in Group if g.of_reference_study]
+    own = [g for g in Group if not g.of_reference_study]
+    figure = Figure(figsize=(_PANEL_WIDTH * len(Group), height), layout="constrained")
+    parts = figure.subfigures(1, 2, width_ratios=[len(reference), len(own)], wspace=0.04) if own else [figure]
+    for part, groups in zip(parts, (reference, own), strict=False):
+        for axes, group in zip(np.atleast_1d(part.subplots(1, len(groups))), groups, strict=True):
+            draw(axes, results, group)
+    if own:
+        parts[1].set_facecolor("#f4f4f4")
+        parts[1].suptitle(_OWN_HEADING, fontsize=9, style="italic")
+        parts[0].suptitle("The reference study's groups", fontsize=9, style="italic")
+    return figure
+
+
 def write_figures(results: StudyResults, folder: Path) -> dict[str, list[Path]]:
     """Write ``scatter_smm_dxa`` and ``roc_smi`` as PNG and SVG into `folder`."""
-    scatter = Figure(figsize=(13.5, 4.6), layout="constrained")
-    for axes, group in zip(scatter.subplots(1, 3), Group, strict=True):
-        _scatter_panel(axes, results, group)
+    scatter = _panels(4.9, results, _scatter_panel)
     scatter.suptitle(_title(results, "CT skeletal muscle mass against DXA lean mass of the lower extremities"))
-    roc = Figure(figsize=(13.5, 4.9), layout="constrained")
-    for axes, group in zip(roc.subplots(1, 3), Group, strict=True):
-        _roc_panel(axes, results, group)
+    roc = _panels(5.2, results, _roc_panel)
     roc.suptitle(_title(results, f"CT SMI ({results.side_rule.value} of sides) for low muscle mass by "
                                  f"{results.definition.name} (DXA); o = Youden-optimal cut-off"))
     return {"scatter": _save(scatter, folder, "scatter_smm_dxa"), "roc": _save(roc, folder, "roc_smi")}

@@ -1,8 +1,9 @@
 """CT muscle measurements for the validation study, read from result files or from the node's database.
 
-Every source becomes a list of `MeasuredSeries`: per group and side the skeletal muscle mass (g), or the reason
-the group was not measurable, with the join keys (Series/Study Instance UID, Accession Number, or a subject id
-for a plain table) and what made the values (engine, density rule).
+Every source becomes a list of `MeasuredSeries`: per group and side the skeletal muscle mass (g) of a complete
+group - never the in-scan mass of a truncated or uncertain one - or the reason the group was not measurable,
+with the join keys (Series/Study Instance UID, Accession Number, or a subject id for a plain table) and what made
+the values (engine, density rule).
 
 Sources (``--measurements``, one or many; a folder is searched for ``measurements.json``):
 
@@ -11,8 +12,9 @@ Sources (``--measurements``, one or many; a folder is searched for ``measurement
   joins by Series Instance UID only);
 * a wide CSV, one row per subject or series, with a key column (``series_instance_uid``, ``study_instance_uid``,
   ``accession_number`` or ``subject_id``) and columns ``<group>_<side>_smm_g`` or ``<group>_<side>_mass_g``
-  (group ``gluteal|above_knee|all``, side ``left|right|both``) - e.g. the phantom cohort's ``truth.csv``
-  (ground-truth masses, marked as such);
+  (group a `Group` value - ``gluteal|above_knee|all|upper_gluteal`` - side ``left|right|both``) - e.g. the
+  phantom cohort's ``truth.csv`` (ground-truth masses, marked as such); a table without a group's columns leaves
+  that group unmeasured, with the reason;
 
 or the node's database (``--db URL``, `load_from_database`): the latest finished job of every series, read in a
 read-only transaction.

@@ -36,7 +36,17 @@ __all__ = ["STUDY_FORMAT", "study_json", "write_study_outputs"]
 
 STUDY_FORMAT = "sarcoscreen-study/1"
 
-_GROUP_NAMES = {Group.GLUTEAL: "gluteal", Group.ABOVE_KNEE: "above-knee", Group.ALL: "all lower-extremity"}
+_OWN_GROUPS_NOTE = (
+    "{names}: sarcoscreen's own group, not one of the reference study's. It is analysed like the reference study's "
+    "groups, but the reference study published no results for it: its numbers here stand alone and must not be "
+    "read as a repetition of the reference study."
+)
+
+
+def _group_name(group: Group) -> str:
+    """A group in the report: its title, lower-case; sarcoscreen's own groups marked as such."""
+    name = group.title[0].lower() + group.title[1:]
+    return name if group.of_reference_study else f"{name} (sarcoscreen's own group)"
 
 
 # --- number formatting -----------------------------------------------------------------------------------------
@@ -132,13 +142,25 @@ def _html(blocks: Sequence[_Block], title: str, synthetic: bool) -> str:
 
 
 def _results_line(results: StudyResults, stratum: str) -> str:
-    rows = [results.correlation(stratum, g) for g in Group]
-    smm = ", ".join(f"{r.smm_kg.text()} kg ({_GROUP_NAMES[r.group]}, n = {r.n})" for r in rows)
+    """The reference study's results line for its groups; sarcoscreen's own groups in a sentence of their own."""
+    rows = [results.correlation(stratum, g) for g in Group if g.of_reference_study]
+    smm = ", ".join(f"{r.smm_kg.text()} kg ({_group_name(r.group)}, n = {r.n})" for r in rows)
     summary = next(s for s in results.strata if s.stratum == stratum)
     dxa = f"{summary.dxa_leg_lean_kg.text()} kg (n = {summary.n})"
-    corr = ", ".join(f"{_GROUP_NAMES[r.group]} r = {_f(r.spearman.r)}" for r in rows)
-    return (f"{_stratum(stratum).capitalize()}: CT SMM {smm}; DXA lean mass of the lower extremities {dxa}. "
+    corr = ", ".join(f"{_group_name(r.group)} r = {_f(r.spearman.r)}" for r in rows)
+    line = (f"{_stratum(stratum).capitalize()}: CT SMM {smm}; DXA lean mass of the lower extremities {dxa}. "
             f"Spearman correlation with DXA lean mass: {corr}.")
+    own = [results.correlation(stratum, g) for g in Group if not g.of_reference_study]
+    if own:
+        line += " Not in the reference study: " + ", ".join(
+            f"{_group_name(r.group)} CT SMM {r.smm_kg.text()} kg (n = {r.n}), Spearman r = {_f(r.spearman.r)}"
+            for r in own) + "."
+    return line
+
+
+def _own_groups_note() -> list[_Block]:
+    names = [g.title for g in Group if not g.of_reference_study]
+    return [_Block("p", _OWN_GROUPS_NOTE.format(names="; ".join(names)))] if names else []
 
 
 def _blocks(results: StudyResults) -> list[_Block]:
@@ -184,12 +206,13 @@ def _blocks(results: StudyResults) -> list[_Block]:
         _Block("h2", "Results"),
     ]
     b += [_Block("p", _results_line(results, s.stratum)) for s in results.strata]
+    b += _own_groups_note()
     b += [
         _Block("h2", "CT skeletal muscle mass against DXA lean mass"),
         _Block("table", header=("stratum", "group", "n", "CT SMM (kg)", "DXA lean mass (kg)",
                                 "Spearman r (95% CI)", "p", "Pearson r (95% CI)", "p", "DXA = a + b x CT SMM",
                                 "left out"),
-               rows=tuple((_stratum(r.stratum), _GROUP_NAMES[r.group], str(r.n), r.smm_kg.text(),
+               rows=tuple((_stratum(r.stratum), _group_name(r.group), str(r.n), r.smm_kg.text(),
                            r.dxa_leg_lean_kg.text(), _r(r.spearman), _p(r.spearman.p_value), _r(r.pearson),
                            _p(r.pearson.p_value),
                            "n/a" if r.fit is None else f"{r.fit.intercept:.2f} + {r.fit.slope:.2f} x",
@@ -205,7 +228,7 @@ def _blocks(results: StudyResults) -> list[_Block]:
         _Block("h2", "Comparison of the groups' AUCs (paired DeLong test)"),
         _Block("table", header=("sex", "groups", "n", "low", "AUC 1", "AUC 2", "difference (95% CI)", "z", "p",
                                 "note"),
-               rows=tuple((_stratum(p.stratum), f"{_GROUP_NAMES[p.group_1]} vs {_GROUP_NAMES[p.group_2]}",
+               rows=tuple((_stratum(p.stratum), f"{_group_name(p.group_1)} vs {_group_name(p.group_2)}",
                            str(p.n), str(p.n_low),
                            _f(p.test.auc_1 if p.test else None, 3), _f(p.test.auc_2 if p.test else None, 3),
                            "n/a" if p.test is None else f"{p.test.difference:.3f}"
@@ -227,6 +250,9 @@ def _blocks(results: StudyResults) -> list[_Block]:
             "optimistic. Small cohorts give wide intervals; a new sample should confirm the cut-off.",
             "A calibration is site-, protocol- and engine-specific (engine and density rule above); a new engine "
             "version needs a new study.",
+            *(f"{g.title} (sarcoscreen's own group) is bounded by landmarks the engine finds (see docs/engines.md); "
+              "where a landmark is uncertain or outside the scan the group is not measured in that patient."
+              for g in Group if not g.of_reference_study),
         )),
     ]
     return b
@@ -236,7 +262,7 @@ def _roc_cells(r: Any) -> tuple[str, ...]:
     o = r.optimal
     ci = "" if r.auc_ci is None else _ci(r.auc_ci[0], r.auc_ci[1], 3)
     return (
-        _stratum(r.stratum), _GROUP_NAMES[r.group], str(r.n), str(r.n_low), r.smi_low.text(), r.smi_not_low.text(),
+        _stratum(r.stratum), _group_name(r.group), str(r.n), str(r.n_low), r.smi_low.text(), r.smi_not_low.text(),
         "n/a" if r.auc is None else f"{r.auc:.3f}{ci}",
         "n/a" if o is None else f"{o.cutoff:.3f}",
         "n/a" if o is None else f"{o.sensitivity:.2f}"
@@ -265,6 +291,7 @@ def study_json(results: StudyResults) -> dict[str, Any]:
                                "women_kg_m2": results.definition.women_kg_m2,
                                "men_kg_m2": results.definition.men_kg_m2},
         "side_rule": results.side_rule.value,
+        "groups": [{"group": g.value, "title": g.title, "of_reference_study": g.of_reference_study} for g in Group],
         "height_source": "cohort file",
         "cohort": {"file": cohort.path.name, "sha256": cohort.sha256, "rows_read": cohort.rows_read,
                    "rows_accepted": len(cohort.rows), "rows_refused": len(cohort.refused_rows),
@@ -303,24 +330,28 @@ def _write_text(path: Path, text: str) -> Path:
     return path
 
 
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
 def _tables(results: StudyResults, out: Path) -> dict[str, Path]:
     s = results.synthetic
     files = {
         "correlations": _write_csv(out / "correlations.csv", (
-            "stratum", "group", "n", "smm_kg_mean", "smm_kg_sd", "dxa_leg_lean_kg_mean", "dxa_leg_lean_kg_sd",
-            "spearman_r", "spearman_p", "spearman_ci95_low", "spearman_ci95_high", "pearson_r", "pearson_p",
-            "pearson_ci95_low", "pearson_ci95_high", "fit_intercept_kg", "fit_slope"), [
-            (r.stratum, r.group.value, r.n, r.smm_kg.mean, r.smm_kg.sd, r.dxa_leg_lean_kg.mean,
-             r.dxa_leg_lean_kg.sd, r.spearman.r, r.spearman.p_value, r.spearman.ci_low, r.spearman.ci_high,
-             r.pearson.r, r.pearson.p_value, r.pearson.ci_low, r.pearson.ci_high,
+            "stratum", "group", "of_reference_study", "n", "smm_kg_mean", "smm_kg_sd", "dxa_leg_lean_kg_mean",
+            "dxa_leg_lean_kg_sd", "spearman_r", "spearman_p", "spearman_ci95_low", "spearman_ci95_high", "pearson_r",
+            "pearson_p", "pearson_ci95_low", "pearson_ci95_high", "fit_intercept_kg", "fit_slope"), [
+            (r.stratum, r.group.value, _bool(r.group.of_reference_study), r.n, r.smm_kg.mean, r.smm_kg.sd,
+             r.dxa_leg_lean_kg.mean, r.dxa_leg_lean_kg.sd, r.spearman.r, r.spearman.p_value, r.spearman.ci_low,
+             r.spearman.ci_high, r.pearson.r, r.pearson.p_value, r.pearson.ci_low, r.pearson.ci_high,
              r.fit.intercept if r.fit else None, r.fit.slope if r.fit else None) for r in results.correlations], s),
         "roc": _write_csv(out / "roc.csv", (
-            "sex", "group", "n", "n_low_muscle_mass", "smi_low_mean", "smi_low_sd", "smi_not_low_mean",
-            "smi_not_low_sd", "auc", "auc_se_delong", "auc_ci95_low", "auc_ci95_high", "cutoff_smi_below",
-            "sensitivity", "sensitivity_ci95_low", "sensitivity_ci95_high", "specificity", "specificity_ci95_low",
-            "specificity_ci95_high", "youden_j", "note"), [
-            (r.stratum, r.group.value, r.n, r.n_low, r.smi_low.mean, r.smi_low.sd, r.smi_not_low.mean,
-             r.smi_not_low.sd, r.auc, r.auc_se, *(r.auc_ci or (None, None)),
+            "sex", "group", "of_reference_study", "n", "n_low_muscle_mass", "smi_low_mean", "smi_low_sd",
+            "smi_not_low_mean", "smi_not_low_sd", "auc", "auc_se_delong", "auc_ci95_low", "auc_ci95_high",
+            "cutoff_smi_below", "sensitivity", "sensitivity_ci95_low", "sensitivity_ci95_high", "specificity",
+            "specificity_ci95_low", "specificity_ci95_high", "youden_j", "note"), [
+            (r.stratum, r.group.value, _bool(r.group.of_reference_study), r.n, r.n_low, r.smi_low.mean,
+             r.smi_low.sd, r.smi_not_low.mean, r.smi_not_low.sd, r.auc, r.auc_se, *(r.auc_ci or (None, None)),
              *((r.optimal.cutoff, r.optimal.sensitivity, *(r.optimal.sensitivity_ci or (None, None)),
                 r.optimal.specificity, *(r.optimal.specificity_ci or (None, None)), r.optimal.youden_j)
                if r.optimal else (None,) * 8), r.note) for r in results.rocs], s),
@@ -334,7 +365,7 @@ def _tables(results: StudyResults, out: Path) -> dict[str, Path]:
             "subject_id", "sex", "height_m", "dxa_leg_lean_mass_kg", "dxa_smi_kg_m2", "low_muscle_mass",
             *(f"{g.value}_smm_kg" for g in Group), *(f"{g.value}_smi_kg_m2" for g in Group), "join_key",
             "engine"), [
-            (x.subject_id, x.sex, x.height_m, x.dxa_leg_lean_kg, x.dxa_smi_kg_m2, str(x.low_muscle_mass).lower(),
+            (x.subject_id, x.sex, x.height_m, x.dxa_leg_lean_kg, x.dxa_smi_kg_m2, _bool(x.low_muscle_mass),
              *(x.smm_kg[g] for g in Group), *(x.smi_kg_m2[g] for g in Group), x.join_key, x.engine)
             for x in results.subjects], s),
         "join": _write_csv(out / "join.csv", ("row", "subject_id", "joined", "key_or_reason"), [
