@@ -20,6 +20,7 @@ __all__ = [
     "MixedPixelGridError",
     "MultipleSeriesError",
     "NoDicomFilesError",
+    "NoImageSeriesError",
     "NonUniformSpacingError",
     "NotCTError",
     "PixelDecodeError",
@@ -39,8 +40,14 @@ class NoDicomFilesError(SeriesLoadError):
     """The path holds no readable DICOM image file (or does not exist)."""
 
 
+class NoImageSeriesError(NoDicomFilesError):
+    """The DICOM files (or the series chosen) hold no image, only non-image objects: SR, RT Structure Set,
+    segmentations, presentation states, ... (the rule is in `series_selection`)."""
+
+
 class MultipleSeriesError(SeriesLoadError):
-    """The files belong to more than one series and none was chosen."""
+    """The files hold more than one image series and none was chosen; `series_instance_uids` lists them
+    (non-image objects such as an RT Structure Set or an SR are set aside and do not count)."""
 
     def __init__(self, message: str, series_instance_uids: tuple[str, ...]) -> None:
         super().__init__(message)

@@ -28,14 +28,22 @@ decoding starts. A bare data set without file meta is read as the little-endian 
 or Legacy Converted Enhanced CT Image Storage (1.2.840.10008.5.1.4.1.1.2.2) multi-frame instances, geometry and
 rescale read per frame from the functional groups (C.7.6.16); `SliceRef.frame_number` records the frame.
 
+**Selection** (`series_selection`): the files may hold non-image objects besides the images - an RT Structure
+Set, SRs, segmentations, presentation states, key object selections, registrations, RT plans and doses. They are
+set aside (a sentence per series in `Volume.warnings`: how many instances of which SOP class, the series' UID and
+modality), and the one *image* series is loaded. Several image series - two CT series, or a CT next to an MR or
+a secondary capture - are refused and listed unless ``series_instance_uid`` chooses one. What counts as an image
+is stated in `series_selection`.
+
 **Bad input** raises a subclass of `SeriesLoadError` (see `series_errors`), one per condition: no DICOM files,
-several series, a series not found, non-CT modality, colour images, missing or malformed required attributes,
-an undecodable transfer syntax or corrupt pixel data, and the geometry refusals of `series_geometry` - fewer than
-two slices (a single slice is refused: screening needs a volume), mixed orientations, mixed pixel grids,
-duplicate positions, gantry tilt (*rejected* with its angle, never resampled), missing slices and non-uniform
-spacing. Tolerated conditions are corrected and described in `Volume.warnings`: localizers excluded, unreadable
-or non-DICOM files skipped (when the remaining files form a valid series; the warning says how many), duplicate
-copies of one SOP instance dropped, missing UIDs.
+no image among them, several image series, a series not found, non-CT modality, colour images, missing or
+malformed required attributes, an undecodable transfer syntax or corrupt pixel data, and the geometry refusals of
+`series_geometry` - fewer than two slices (a single slice is refused: screening needs a volume), mixed
+orientations, mixed pixel grids, duplicate positions, gantry tilt (*rejected* with its angle, never resampled),
+missing slices and non-uniform spacing. Tolerated conditions are corrected and described in `Volume.warnings`:
+localizers excluded, unreadable or non-DICOM files skipped (when the remaining files form a valid series; the
+warning says how many), non-image objects and image series not chosen set aside, duplicate copies of one SOP
+instance dropped, missing UIDs.
 """
 
 from __future__ import annotations
@@ -69,6 +77,7 @@ from sarcoscreen.inference.series_errors import (
     MixedPixelGridError,
     MultipleSeriesError,
     NoDicomFilesError,
+    NoImageSeriesError,
     NonUniformSpacingError,
     NotCTError,
     PixelDecodeError,
@@ -79,6 +88,7 @@ from sarcoscreen.inference.series_errors import (
     UnsupportedTransferSyntaxError,
 )
 from sarcoscreen.inference.series_geometry import SliceGrid, arrange_slices
+from sarcoscreen.inference.series_selection import choose_series
 from sarcoscreen.inference.volume import SeriesInfo, SliceRef, Volume
 
 __all__ = [
@@ -94,6 +104,7 @@ __all__ = [
     "MixedPixelGridError",
     "MultipleSeriesError",
     "NoDicomFilesError",
+    "NoImageSeriesError",
     "NonUniformSpacingError",
     "NotCTError",
     "PixelDecodeError",
@@ -115,12 +126,14 @@ def load_series(
     progress: Progress | None = None,
     series_instance_uid: str | None = None,
 ) -> Volume:
-    """Load one CT series from a folder (searched recursively) or a list of files.
+    """Load one CT series from a folder (searched recursively: a case folder with ``ct/`` and ``rtstruct/``
+    subfolders is one input) or a list of files.
 
-    Files that are not DICOM (text, hidden files, DICOMDIR) are skipped; DICOM files that cannot be parsed are
-    skipped too, with a warning in `Volume.warnings` that says how many, as long as the remaining files form a
-    valid series. When the files hold several series, `MultipleSeriesError` lists them unless
-    `series_instance_uid` chooses one. `progress(done, total)` is called after each decoded slice.
+    Files that are not DICOM (text, hidden files and folders, DICOMDIR) are skipped; DICOM files that cannot be
+    parsed are skipped too, with a warning in `Volume.warnings` that says how many, as long as the remaining files
+    form a valid series. Non-image objects (SR, RT Structure Set, SEG, ...) are set aside, and so are the image
+    series not chosen, each with a warning. When the files hold several image series, `MultipleSeriesError` lists
+    them unless `series_instance_uid` chooses one. `progress(done, total)` is called after each decoded slice.
 
     Raises a `SeriesLoadError` subclass naming the reason when the files are not one loadable CT volume.
     """
@@ -129,9 +142,9 @@ def load_series(
     if not headers:
         note = f"; {skipped[0]}" if skipped else ""
         raise NoDicomFilesError(f"no DICOM image files found in {_describe(path)}{note}")
-    chosen = _choose_series(headers, series_instance_uid)
-    warnings = list(skipped)
-    chosen = _drop_duplicate_copies(chosen, warnings)
+    selection = choose_series(headers, series_instance_uid)
+    warnings = [*skipped, *selection.notes()]
+    chosen = _drop_duplicate_copies(selection.headers, warnings)
     _require_ct(chosen)
     grid = arrange_slices([frame for _, frames in chosen for frame in frames])
     warnings += grid.warnings
@@ -197,34 +210,6 @@ def _read_headers(files: list[Path]) -> tuple[list[tuple[InstanceHeader, list[Fr
     if unreadable:
         skipped.append(f"skipped {len(unreadable)} DICOM file(s) that could not be read: {_names(unreadable)}")
     return headers, skipped
-
-
-def _choose_series(
-    headers: list[tuple[InstanceHeader, list[FrameHeader]]], wanted: str | None
-) -> list[tuple[InstanceHeader, list[FrameHeader]]]:
-    by_series: dict[str, list[tuple[InstanceHeader, list[FrameHeader]]]] = {}
-    for header in headers:
-        by_series.setdefault(header[0].series_instance_uid, []).append(header)
-
-    def listing() -> str:
-        parts = []
-        for uid, members in by_series.items():
-            modalities = "/".join(sorted({m.modality or "no modality" for m, _ in members}))
-            parts.append(f"{uid or '(no SeriesInstanceUID)'} ({modalities}, {len(members)} files)")
-        return "; ".join(parts)
-
-    if wanted is not None:
-        if wanted not in by_series:
-            raise SeriesNotFoundError(
-                f"series {wanted} is not among the {len(by_series)} series found: {listing()}"
-            )
-        return by_series[wanted]
-    if len(by_series) > 1:
-        raise MultipleSeriesError(
-            f"the files hold {len(by_series)} series; choose one with series_instance_uid: {listing()}",
-            tuple(by_series),
-        )
-    return next(iter(by_series.values()))
 
 
 def _drop_duplicate_copies(

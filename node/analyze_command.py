@@ -2,7 +2,10 @@
 
 The same pipeline the worker runs, without the network: load the series, segment it with the configured engine,
 measure, screen against the site calibration (if configured), and write ``measurements.json``,
-``measurements.csv`` and ``overlay.png``; print the results table. With ``--dicom-out DIR`` also the DICOM-SEG,
+``measurements.csv`` and ``overlay.png``; print the series analysed, what the loader set aside or corrected, and
+the results table. ``SERIES_DIR`` may be a case folder: non-image objects in it (an RT Structure Set, SRs,
+segmentations, ...) are set aside and listed; several image series are refused and listed, ``--series-uid``
+chooses one (`sarcoscreen.inference.series_selection`). With ``--dicom-out DIR`` also the DICOM-SEG,
 TID 1500 SR and key image (`sarcoscreen.reports.dicom_outputs`, configured by ``[outputs]`` and ``[uids]``).
 """
 
@@ -41,6 +44,7 @@ __all__ = [
     "density_rule_from",
     "dicom_options_from",
     "engine_from",
+    "loaded_lines",
     "run_analyze",
     "settings_digest",
 ]
@@ -194,6 +198,19 @@ def analyze_series(
     return AnalysisResult(volume, segmentation, report, files, dicom=outputs)
 
 
+def loaded_lines(volume: Volume) -> list[str]:
+    """Which series was analysed and what the loader set aside or corrected (`Volume.warnings`), one line each.
+
+    No patient data: the series is named by its SeriesInstanceUID, what was set aside by SOP class and series UID.
+    """
+    info = volume.info
+    slices, rows, columns = volume.shape
+    lines = [f"{'series':9s} {info.series_instance_uid or '(no SeriesInstanceUID)'}: "
+             f"{info.modality or 'no Modality'}, {slices} slices of {rows} x {columns}"]
+    lines += [f"{'warning':9s} {warning}" for warning in volume.warnings]
+    return lines
+
+
 def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
     try:
         result = analyze_series(args.series, args.out, settings, engine_name=args.engine, labels=args.labels,
@@ -202,6 +219,9 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
     except AnalysisError as exc:
         print(f"sarcoscreen: cannot analyse {args.series}: {exc}")
         return 1
+    for line in loaded_lines(result.volume):
+        print(line)
+    print()
     print(results_table(result.report))
     print()
     for kind, path in result.files.items():

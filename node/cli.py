@@ -407,13 +407,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect = commands.add_parser("inspect", help="Load a CT series and describe it (geometry, HU, warnings).")
     inspect.add_argument("series", type=Path, help="Folder (or file) of one DICOM CT series.")
-    inspect.add_argument("--series-uid", help="The SeriesInstanceUID to load when the folder holds several series.")
+    inspect.add_argument("--series-uid", help="The SeriesInstanceUID to load when the folder holds several image "
+                         "series (non-image objects such as an RT Structure Set or an SR are set aside anyway).")
     inspect.set_defaults(handler=_cmd_inspect, needs_settings=False)
 
     analyze = commands.add_parser(
         "analyze", help="Segment and measure one CT series: measurements.json/.csv, overlay.png and a table.")
     analyze.add_argument("series", type=Path, help="Folder (or file) of one DICOM CT series.")
-    analyze.add_argument("--series-uid", help="The SeriesInstanceUID to analyse when the folder holds several series.")
+    analyze.add_argument("--series-uid", help="The SeriesInstanceUID to analyse when the folder holds several image "
+                         "series (non-image objects such as an RT Structure Set or an SR are set aside anyway).")
     analyze.add_argument("--out", type=Path, required=True, help="Folder for the result files.")
     analyze.add_argument("--engine", choices=("threshold", "bayesian-unet"), help="Override engine.name.")
     analyze.add_argument("--labels", type=Path, metavar="NIFTI",

@@ -247,7 +247,7 @@ def test_monochrome1_loads_unchanged_with_a_warning(tmp_path: Path) -> None:
 def test_several_series_are_refused_unless_one_is_chosen(tmp_path: Path) -> None:
     first = write_ct_series(tmp_path / "a" / "deep", n_slices=3, seed=1)
     second = write_ct_series(tmp_path / "b", n_slices=4, seed=2)
-    with pytest.raises(MultipleSeriesError, match="2 series") as caught:
+    with pytest.raises(MultipleSeriesError, match="2 image series") as caught:
         load_series(tmp_path)
     message = str(caught.value)
     assert first.series_instance_uid in message
