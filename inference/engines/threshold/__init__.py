@@ -27,12 +27,20 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from sarcoscreen.inference.catalogue import CATALOGUE, Kind, Structure
-from sarcoscreen.inference.engines.base import EngineError, Landmark, Progress, Segmentation
+from sarcoscreen.inference.catalogue import CATALOGUE, Kind, Side, Structure
+from sarcoscreen.inference.engines.base import (
+    Certainty,
+    EngineError,
+    ExtentStatus,
+    Landmark,
+    Progress,
+    Segmentation,
+    StructureExtent,
+)
 from sarcoscreen.inference.engines.orientation import AxialFrame, axial_frame
 from sarcoscreen.inference.engines.threshold.masks import WorkGrid, body_mask, bone_mask, metal_mask, reduce
-from sarcoscreen.inference.engines.threshold.regions import RegionParameters, region_labels
-from sarcoscreen.inference.engines.threshold.skeleton import LegSkeleton, Skeleton, find_skeleton
+from sarcoscreen.inference.engines.threshold.regions import RegionParameters, gluteal_levels, region_labels
+from sarcoscreen.inference.engines.threshold.skeleton import LandmarkEvidence, LegSkeleton, Skeleton, find_skeleton
 from sarcoscreen.inference.volume import Volume
 
 __all__ = ["ThresholdEngine"]
@@ -86,9 +94,9 @@ class ThresholdEngine:
         bone = bone_mask(coarse, body)
         metal = metal_mask(coarse)
         report("skeleton", 1, 4)
-        skeleton = find_skeleton(bone, body, grid)
+        skeleton = find_skeleton(hu, bone, metal, body, grid)
         report("regions", 2, 4)
-        regions = region_labels(body, bone, skeleton, grid, self.regions)
+        regions = region_labels(body, bone, skeleton, grid, self.regions, coarse)
         near_metal = None
         if metal.any():
             near_metal = ndimage.binary_dilation(metal, structure=np.ones((3, 3, 3), bool),
@@ -104,6 +112,7 @@ class ThresholdEngine:
             engine_version=self.version,
             landmarks=self._landmarks(skeleton, volume, frame),
             notes=self._notes(skeleton, near_metal is not None),
+            extents=self._extents(skeleton, grid, n),
         )
 
     def _fill(self, out: np.ndarray, hu: np.ndarray, regions: np.ndarray, near_metal: np.ndarray | None,
@@ -117,8 +126,7 @@ class ThresholdEngine:
                 continue
             values = hu[start:stop]
             if near_metal is not None and near_metal[start:stop].any():
-                smooth = ndimage.median_filter(values, size=(1, 5, 5))
-                values = np.where(up(near_metal[start:stop]), smooth, values)
+                values = _median_near(values, up(near_metal[start:stop]))
             muscle = (values >= low) & (values <= high)
             out[start:stop] = np.where(muscle, region, 0)
 
@@ -127,22 +135,34 @@ class ThresholdEngine:
         z = volume.slice_z_mm()
         n = volume.shape[0]
         found: list[Landmark] = []
-        names = (
-            ("iliac_crest", "iliac_crest", "top of the iliac crest"),
-            ("acetabular_roof", "femur_top", "top of the femoral head (acetabular roof)"),
-            ("femoral_head", "femoral_head_slice", "centre of the femoral head"),
-            ("lesser_trochanter", "lesser_trochanter", "lesser trochanter"),
-            ("knee_joint", "knee_joint", "knee joint line"),
-            ("ankle", "ankle", "ankle joint (distal end of the tibia)"),
-        )
+
+        def add(name: str, k: int, side: Side | None, evidence: LandmarkEvidence | None) -> None:
+            index = frame.slice_index(int(k), n)
+            evidence = evidence or LandmarkEvidence(_DEFAULT_METHODS.get(name, ""))
+            found.append(Landmark(name, index, float(z[index]), side, _DESCRIPTIONS[name], evidence.method,
+                                  evidence.certainty, evidence.note))
+
         for leg in skeleton.legs:
-            for name, attribute, description in names:
+            for name, attribute in _LEG_LANDMARKS:
                 k = getattr(leg, attribute)
                 if k is None or (attribute in ("femur_top", "femoral_head_slice") and not leg.femur_top_in_scan):
                     continue
-                index = frame.slice_index(int(k), n)
-                found.append(Landmark(name, index, float(z[index]), leg.side, description))
+                add(name, k, leg.side, leg.evidence.get(name))
+        if skeleton.pubic_symphysis is not None:
+            add("pubic_symphysis", skeleton.pubic_symphysis, None, skeleton.symphysis_evidence)
         return tuple(found)
+
+    def _extents(self, skeleton: Skeleton, grid: WorkGrid, n: int) -> tuple[StructureExtent, ...]:
+        """Whether the scan holds each region's whole extent (see `_region_extent`)."""
+        extents = []
+        for leg in skeleton.legs:
+            if not leg.found:
+                continue
+            for anatomy in ("gluteal_region_muscle", "hip_thigh_muscle", "lower_leg_muscle"):
+                extent = _region_extent(anatomy, leg, gluteal_levels(leg, grid, self.regions), grid, n)
+                if extent is not None:
+                    extents.append(extent)
+        return tuple(extents)
 
     @staticmethod
     def _notes(skeleton: Skeleton, metal: bool) -> tuple[str, ...]:
@@ -151,21 +171,103 @@ class ThresholdEngine:
                  "not counted); see docs/engines.md"]
         for leg in skeleton.legs:
             notes.extend(_missing(leg))
+            if leg.implant:
+                notes.append(f"{leg.side.value}: hip prosthesis (metal femoral head): the hip landmarks come from the "
+                             "metal ball; muscle near the metal is measured on median-filtered HU")
+            notes.extend(f"{leg.side.value}: {name.replace('_', ' ')} uncertain: {evidence.note}"
+                         for name, evidence in leg.evidence.items() if evidence.certainty is Certainty.UNCERTAIN)
         if metal:
             notes.append("metal found: muscle near it was classified on median-filtered HU to suppress streaks")
         return tuple(notes)
 
 
+def _median_near(values: np.ndarray, near: np.ndarray) -> np.ndarray:
+    """`values` with an in-plane 5 x 5 median where `near` is set (computed on the box around it only)."""
+    ks, rows, cols = np.nonzero(near)
+    box = (slice(ks.min(), ks.max() + 1), slice(max(0, rows.min() - 2), rows.max() + 3),
+           slice(max(0, cols.min() - 2), cols.max() + 3))
+    out = np.array(values)
+    smooth = ndimage.median_filter(values[box], size=(1, 5, 5))
+    out[box] = np.where(near[box], smooth, values[box])
+    return out
+
+
+_LEG_LANDMARKS = (
+    ("iliac_crest", "iliac_crest"),
+    ("acetabular_roof", "femur_top"),
+    ("femoral_head", "femoral_head_slice"),
+    ("greater_trochanter", "greater_trochanter"),
+    ("lesser_trochanter", "lesser_trochanter"),
+    ("ischial_tuberosity", "ischial_tuberosity"),
+    ("knee_joint", "knee_joint"),
+    ("ankle", "ankle"),
+)
+_DESCRIPTIONS = {
+    "iliac_crest": "top of the iliac crest",
+    "acetabular_roof": "top of the femoral head (acetabular roof)",
+    "femoral_head": "centre of the femoral head",
+    "greater_trochanter": "tip of the greater trochanter",
+    "lesser_trochanter": "lesser trochanter",
+    "ischial_tuberosity": "lowest point of the ischial tuberosity",
+    "pubic_symphysis": "pubic symphysis (middle)",
+    "knee_joint": "knee joint line",
+    "ankle": "ankle joint (distal end of the tibia)",
+}
+_DEFAULT_METHODS = {
+    "lesser_trochanter": "the femur followed up from its shaft: first section wider than 1.6 times the shaft's",
+    "knee_joint": "where the femur followed down ends, or its narrowest section after the condyles",
+    "ankle": "where the tibia followed down ends (joint space) or merges with the talus",
+}
+
+
+def _region_extent(anatomy: str, leg: LegSkeleton, levels: dict[str, int] | None, grid: WorkGrid,
+                   n: int) -> StructureExtent | None:
+    """Whether the scan holds the whole extent of one region on one side.
+
+    * The gluteal region reaches from the iliac crest to 90 mm below the ischial tuberosity (where the gluteus
+      maximus ends): a scan that stops above that is *truncated*, with the shortfall; a scan that starts below the
+      crest is truncated at the top (shortfall unknown).
+    * The hip and thigh region and the lower leg are bounded by the crest, the knee joint and the ankle; a scan that
+      cuts them leaves the label on its first or last slice, which measurement already treats as truncated.
+    * A bounding landmark that is uncertain makes the region's extent uncertain.
+    """
+    key = CATALOGUE.structure(anatomy, leg.side).key
+    mm = grid.spacing[0]
+    bounds = {"gluteal_region_muscle": ("femoral_head", "iliac_crest", "ischial_tuberosity"),
+              "hip_thigh_muscle": ("femoral_head", "iliac_crest", "knee_joint"),
+              "lower_leg_muscle": ("knee_joint", "ankle")}[anatomy]
+    if anatomy == "gluteal_region_muscle":
+        if levels is None:
+            return None
+        if leg.iliac_crest is None:
+            return StructureExtent(key, ExtentStatus.TRUNCATED, None,
+                                   "the scan starts below the iliac crest, where the gluteus medius begins")
+        if levels["extent"] > n - 1:
+            shortfall = (levels["extent"] - (n - 1)) * mm
+            where = ("the ischial tuberosity" if leg.ischial_tuberosity is not None
+                     else "the ischial tuberosity (not in the scan; expected from the femoral head)")
+            return StructureExtent(key, ExtentStatus.TRUNCATED, round(shortfall, 1),
+                                   f"the gluteus maximus reaches about 90 mm below {where}, beyond the scan's end")
+    unsure = [name.replace("_", " ") + (f" ({leg.evidence[name].note})" if leg.evidence[name].note else "")
+              for name in bounds if name in leg.evidence and leg.evidence[name].certainty is Certainty.UNCERTAIN]
+    if unsure:
+        return StructureExtent(key, ExtentStatus.UNCERTAIN, None, "uncertain landmark: " + "; ".join(unsure))
+    return StructureExtent(key, ExtentStatus.IN_SCAN)
+
+
 def _missing(leg: LegSkeleton) -> list[str]:
     side = leg.side.value
     if not leg.found:
-        return [f"{side}: no femur or tibia found: no lower-extremity muscle labelled on this side"]
+        return [f"{side}: no femoral head, femur or tibia found (the scan ends above the hip joints, or holds no "
+                "lower extremity): no lower-extremity muscle labelled on this side"]
     notes = []
-    if leg.shaft is not None and leg.iliac_crest is None:
+    femur = leg.shaft is not None or leg.femoral_head_centre is not None
+    if femur and leg.iliac_crest is None:
         notes.append(f"{side}: the iliac crest is not in the scan (the scan starts below it)")
-    if leg.shaft is not None and leg.knee_joint is None:
+    if femur and leg.femoral_head_centre is None:
+        notes.append(f"{side}: no hip joint found: no gluteal region on this side")
+    if femur and leg.knee_joint is None:
         notes.append(f"{side}: the knee joint is not in the scan")
-    if leg.ankle is None and (leg.knee_joint is not None or leg.shaft is None):
+    if leg.ankle is None and (leg.knee_joint is not None or not femur):
         notes.append(f"{side}: the ankle joint is not in the scan")
     return notes
-

@@ -4,30 +4,52 @@ Works slice by slice on the canonical coarse grid (see `masks`), using the landm
 a region label map: every voxel of the working grid where lower-extremity skeletal muscle of one region and side
 can lie; the engine then keeps the full-resolution voxels of that place whose HU lie in the muscle window.
 
-What is excluded, and why:
+**The gluteal region** is a sector around the hip, per level, per side. Angles are measured in the axial plane
+around the femoral head centre (above it) or the femur's centre on that slice (below it), 0 deg pointing
+laterally, +90 deg posteriorly, -90 deg anteriorly:
+
+=====================================================  =============  =======================================
+level                                                  sector         what lies there
+=====================================================  =============  =======================================
+iliac crest to 20 mm below it                          none           abdominal wall and back muscles only
+20-45 mm below the crest                               0 to 120       gluteus medius on the ilium; the
+                                                                      obliques are anterior-lateral
+45 mm below the crest to the acetabular roof           -60 to 120     gluteus medius, minimus, maximus
+acetabular roof to femoral head centre                 -30 to 150     the three glutei around the joint
+head centre to 25 mm below it                          -40 to 160     with medius/minimus at the trochanter
+25 mm below the head centre to the ischial tuberosity  10 to 160      gluteus maximus (vastus lateralis and
+                                                                      tensor fasciae latae lie laterally)
+ischial tuberosity to 30 mm below it                   40 to 150      the lower gluteus maximus
+=====================================================  =============  =======================================
+
+The sectors were chosen on the manual labels of three real anatomies (`../shared/data/pelvic-annotation`), with
+landmarks from the labelled bones: over the whole region they hold 91-99 % of the gluteal muscles' volume and
+other labelled muscle of 3-11 % of it (``docs/engines.md``). The gluteus maximus goes on, thin, to about 90 mm
+below the ischial tuberosity; the region stops 30 mm below it (the lowest fibres lie among the hamstrings), but
+the group's *extent* - what the scan must hold for the group to be complete - ends 90 mm below it.
+
+**Everything else admitted is the hip and thigh region** (above the knee joint) or the lower leg, except:
 
 * **Skin**: a rim of ``skin_mm`` inside the body outline (skin has muscle-like HU).
-* **Anything not in the lower extremity**: above the iliac crest (abdominal wall, back and psoas muscles), below
-  the ankle joint (foot), and body parts not connected to the legs or pelvis in the slice (arms at the side).
-* **Inside the bony pelvic ring**: between the crest and the lower end of the pelvis, the convex hull of the
-  pelvic bone (above the femoral heads: all bone of the slice; from the femoral heads down: the bone medial of the
-  femoral heads) holds bowel, bladder, vessels and the muscles of the pelvic wall and floor. The psoas and, above
-  the acetabulum, most of the iliacus lie there too, so the engine's hip-and-thigh region misses the iliacus.
-* **Back and abdominal wall in the pelvic levels** (above the femoral heads): beside and behind the spine or sacrum
-  within ``paraspinal_half_width_mm`` of the midline, posterior of the central bone's centre (erector spinae,
-  multifidus), and anterior-medial between the anterior superior iliac spines (rectus abdominis).
+* **Above the iliac crest + 20 mm and below the ankle joint**, and body parts not connected to the legs or pelvis in
+  the slice (arms at the side).
+* **Inside the bony pelvic ring** (from the crest to the ischial tuberosity): the convex hull of the pelvic bone
+  (above the femoral heads: all bone of the slice; from the femoral heads down: the bone medial of them) holds
+  bowel, bladder, vessels and the muscles of the pelvic wall and floor; the iliacus there is missed.
+* **The abdomen in front of the pelvis**: above the acetabular roof only the gluteal sector and, within 30 mm above
+  the roof, the muscles in front of the hip lateral of the femoral head (sartorius, tensor fasciae latae, rectus
+  femoris) are kept; down to the femoral head centre, in front of the hip only what lies lateral of 30 mm medial
+  of the head centre (iliopsoas, sartorius, rectus femoris, tensor fasciae latae) - the femoral vessels, bladder
+  and bowel lie medial of it.
+* **Back and abdominal wall in the pelvic levels** (above the femoral heads): beside and behind the spine or
+  sacrum within ``paraspinal_half_width_mm`` of the midline, posterior of the central bone's centre, and
+  anterior-medial between the anterior superior iliac spines.
+* **Genitals and perineum** (below the pubic symphysis, or the ischial tuberosity without one): on each side only
+  what lies inside the convex hull of that thigh's muscle (the muscle-window components of at least 25 % of the
+  largest) is kept; scrotum, penis and the skin folds between the thighs lie outside it.
 
-Regions per side (each an approximation of a group of the reference study; see ``docs/engines.md``):
-
-* ``gluteal_region_muscle``: from the crest down to the lesser trochanter, muscle posterior to the coronal plane
-  through the femoral head centre (``gluteal_anterior_mm`` moves it forwards), and (above the femoral head)
-  lateral of the hip
-  bone. Approximates gluteus maximus + medius + minimus; it includes the small external rotators (piriformis,
-  gemelli, quadratus femoris) and the uppermost hamstrings, and misses the lowest part of gluteus maximus.
-* ``hip_thigh_muscle``: every other admitted muscle from the crest to the knee joint line. With the gluteal region
-  it approximates the above-knee group (hip and thigh muscles without psoas major).
-* ``lower_leg_muscle``: from the knee joint line to the ankle joint. With the others it approximates all
-  lower-extremity muscles.
+Without a femoral head on a side (a scan of the legs, or a femur followed up from its shaft to no hip joint) the
+side has no gluteal region; its thigh muscle above the knee is the hip and thigh region.
 """
 
 from __future__ import annotations
@@ -43,15 +65,40 @@ from sarcoscreen.inference.catalogue import CATALOGUE, Side
 from sarcoscreen.inference.engines.threshold.masks import WorkGrid, erode_in_plane
 from sarcoscreen.inference.engines.threshold.skeleton import LegSkeleton, Skeleton
 
-__all__ = ["RegionParameters", "region_labels"]
+__all__ = ["GlutealSector", "RegionParameters", "gluteal_levels", "region_labels"]
 
 
 @dataclass(frozen=True)
 class RegionParameters:
     skin_mm: float = 4.0
-    gluteal_anterior_mm: float = 0.0
-    """The gluteal region starts this far anterior of the femoral head centre's coronal plane."""
     paraspinal_half_width_mm: float = 45.0
+    crest_margin_mm: float = 20.0
+    """No lower-extremity muscle is taken within this distance below the top of the iliac crest."""
+    gluteal_bottom_below_ischium_mm: float = 30.0
+    """The gluteal region ends this far below the ischial tuberosity."""
+    gluteal_extent_below_ischium_mm: float = 90.0
+    """The gluteus maximus ends about this far below the ischial tuberosity (manual labels of three anatomies:
+    69-93 mm): the scan must reach it for the gluteal group to be complete."""
+    ischium_below_head_mm: float = 72.0
+    """Where the ischial tuberosity is not in the scan it is expected this far below the femoral head centre
+    (57-72 mm on the three labelled anatomies; the largest, so that a shortfall is not understated)."""
+    anterior_medial_mm: float = 30.0
+    """In front of the hip, above the head centre, muscle is kept only lateral of this distance medial of the head
+    centre."""
+    muscle_hu: tuple[float, float] = (-29.0, 150.0)
+    perineum_half_width_mm: float = 10.0
+    """Below the pubic symphysis nothing within this distance of the midline is thigh muscle (manual labels of three
+    anatomies: the adductors and gracilis lie at least 8-16 mm from it there)."""
+
+
+@dataclass(frozen=True)
+class GlutealSector:
+    """One level band of the gluteal region: angles (degrees) around the band's origin."""
+
+    low_deg: float
+    high_deg: float
+    around_head: bool
+    """Around the femoral head centre (above it) or the femur's centre on the slice (below it)."""
 
 
 def _label(anatomy: str, side: Side) -> int:
@@ -104,9 +151,58 @@ def _side_masks(shape: tuple[int, int], midline: float) -> tuple[np.ndarray, np.
     return right, ~right
 
 
+def gluteal_levels(leg: LegSkeleton, grid: WorkGrid, params: RegionParameters) -> dict[str, int] | None:
+    """The slices bounding the gluteal region's level bands on `leg`'s side (canonical k; may lie outside the scan
+    where estimated), or ``None`` without a femoral head."""
+    if leg.femoral_head_slice is None or leg.femur_top is None:
+        return None
+    mm = grid.spacing[0]
+    head = leg.femoral_head_slice
+    crest = leg.iliac_crest if leg.iliac_crest is not None else 0
+    ischium = leg.ischial_tuberosity
+    if ischium is None:
+        ischium = head + round(params.ischium_below_head_mm / mm)
+    return {
+        "top": crest + round(params.crest_margin_mm / mm),
+        "near_crest": crest + round(45.0 / mm),
+        "roof": leg.femur_top,
+        "head": head,
+        "trochanter": head + round(25.0 / mm),
+        "ischium": ischium,
+        "bottom": ischium + round(params.gluteal_bottom_below_ischium_mm / mm),
+        "extent": ischium + round(params.gluteal_extent_below_ischium_mm / mm),
+    }
+
+
+def _sector(levels: dict[str, int], k: int) -> GlutealSector | None:
+    if k < levels["top"] or k > levels["bottom"]:
+        return None
+    if k < levels["near_crest"]:
+        return GlutealSector(0.0, 120.0, True)
+    if k < levels["roof"]:
+        return GlutealSector(-60.0, 120.0, True)
+    if k <= levels["head"]:
+        return GlutealSector(-30.0, 150.0, True)
+    if k <= levels["trochanter"]:
+        return GlutealSector(-40.0, 160.0, False)
+    if k <= levels["ischium"]:
+        return GlutealSector(10.0, 160.0, False)
+    return GlutealSector(40.0, 150.0, False)
+
+
+def _angles(leg: LegSkeleton, origin: tuple[float, float], grid: WorkGrid, row_index: np.ndarray,
+            col_index: np.ndarray) -> np.ndarray:
+    """Angle (degrees) of every pixel around `origin`: 0 lateral, +90 posterior, -90 anterior, +-180 medial."""
+    lateral = -1.0 if leg.side is Side.RIGHT else 1.0  # canonical columns run patient right -> left
+    d_row = (row_index - origin[0]) * grid.spacing[1]
+    d_col = (col_index - origin[1]) * grid.spacing[2] * lateral
+    return np.degrees(np.arctan2(d_row, d_col))
+
+
 def region_labels(body: np.ndarray, bone: np.ndarray, skeleton: Skeleton, grid: WorkGrid,
-                  params: RegionParameters = RegionParameters()) -> np.ndarray:
-    """``uint8`` region label map on the working grid (catalogue labels of the region structures; 0 = none)."""
+                  params: RegionParameters = RegionParameters(), hu: np.ndarray | None = None) -> np.ndarray:
+    """``uint8`` region label map on the working grid (catalogue labels of the region structures; 0 = none).
+    `hu` (the working grid's HU) lets the genitals and perineum be told from the thighs' muscle."""
     n, rows, cols = body.shape
     out = np.zeros(body.shape, np.uint8)
     legs = [leg for leg in skeleton.legs if leg.found]
@@ -116,6 +212,10 @@ def region_labels(body: np.ndarray, bone: np.ndarray, skeleton: Skeleton, grid: 
     row_index = np.arange(rows)[:, None]
     col_index = np.arange(cols)[None, :]
     paraspinal = params.paraspinal_half_width_mm / grid.spacing[2]
+    levels = {leg.side: gluteal_levels(leg, grid, params) for leg in legs}
+    perineum_from = _perineum_from(skeleton)
+    ischia = [leg.ischial_tuberosity for leg in skeleton.legs if leg.ischial_tuberosity is not None]
+    thighs_from = max(ischia) if ischia else None
     for k in range(n):
         admitted = interior[k] & ~bone[k]
         if not admitted.any():
@@ -130,14 +230,20 @@ def region_labels(body: np.ndarray, bone: np.ndarray, skeleton: Skeleton, grid: 
         for leg, half in ((skeleton.right, right_half), (skeleton.left, left_half)):
             if not leg.found:
                 continue
-            region = _region_of_slice(leg, k, n)
+            region = _region_of_slice(leg, k, n, levels[leg.side])
             if region is None:
                 continue
             place = admitted & half
-            if region == "above_knee" and leg.femoral_head_centre is not None and _in_gluteal_levels(leg, k):
-                gluteal = _gluteal_place(leg, k, grid, params, row_index, col_index, skeleton.midline[k])
+            if perineum_from is not None and k > perineum_from:
+                place &= np.abs(col_index - skeleton.midline[k]) * grid.spacing[2] > params.perineum_half_width_mm
+            if hu is not None and thighs_from is not None and k > thighs_from:
+                place &= _thigh_hull(place, hu[k], params.muscle_hu, skeleton.midline[k], grid)
+            if levels[leg.side] is not None and levels[leg.side]["head"] < k <= levels[leg.side]["ischium"]:
+                place &= ~_rotator_corridor(leg, bone[k] & half, k, row_index)
+            if region == "above_knee" and levels[leg.side] is not None:
+                gluteal, other = _hip_places(leg, k, levels[leg.side], grid, params, row_index, col_index)
                 out[k][place & gluteal] = _label("gluteal_region_muscle", leg.side)
-                out[k][place & ~gluteal] = _label("hip_thigh_muscle", leg.side)
+                out[k][place & other & ~gluteal] = _label("hip_thigh_muscle", leg.side)
             elif region == "above_knee":
                 out[k][place] = _label("hip_thigh_muscle", leg.side)
             else:
@@ -145,44 +251,112 @@ def region_labels(body: np.ndarray, bone: np.ndarray, skeleton: Skeleton, grid: 
     return out
 
 
-def _top(leg: LegSkeleton) -> int:
-    """First slice of lower-extremity muscle on this side: the iliac crest, or the scan's start."""
+def _hip_places(leg: LegSkeleton, k: int, levels: dict[str, int], grid: WorkGrid, params: RegionParameters,
+                row_index: np.ndarray, col_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The gluteal place and the hip-and-thigh place of slice `k` on a side with a femoral head."""
+    shape = (row_index.shape[0], col_index.shape[1])
+    everywhere = np.ones(shape, bool)
+    nowhere = np.zeros(shape, bool)
+    assert leg.femoral_head_centre is not None
+    head = leg.femoral_head_centre
+    if k < levels["top"]:
+        return nowhere, nowhere
+    sector = _sector(levels, k)
+    gluteal = nowhere
+    if sector is not None:
+        origin = head if sector.around_head else leg.femur_centres.get(k, _nearest_centre(leg, k))
+        angle = _angles(leg, origin, grid, row_index, col_index)
+        gluteal = (angle >= sector.low_deg) & (angle < sector.high_deg)
+    if k > levels["head"]:
+        return gluteal, everywhere
+    # Above the head centre: in front of the hip only what lies lateral of the femoral vessels.
+    lateral = -1.0 if leg.side is Side.RIGHT else 1.0
+    medial_limit = head[1] - lateral * params.anterior_medial_mm / grid.spacing[2]
+    outside_vessels = col_index * lateral > medial_limit * lateral
+    other = np.broadcast_to(outside_vessels, shape)
+    if k < levels["roof"]:
+        near_roof = k >= levels["roof"] - round(30.0 / grid.spacing[0])
+        angle = _angles(leg, head, grid, row_index, col_index)
+        anterior = angle < 0.0
+        other = other & anterior & near_roof
+    return gluteal, other
+
+
+def _nearest_centre(leg: LegSkeleton, k: int) -> tuple[float, float]:
+    if not leg.femur_centres:
+        assert leg.femoral_head_centre is not None
+        return leg.femoral_head_centre
+    nearest = min(leg.femur_centres, key=lambda j: abs(j - k))
+    return leg.femur_centres[nearest]
+
+
+def _perineum_from(skeleton: Skeleton) -> int | None:
+    """Below this slice the genitals and perineum lie between the thighs: the pubic symphysis, else the lower of the
+    ischial tuberosities."""
+    if skeleton.pubic_symphysis is not None:
+        return skeleton.pubic_symphysis
+    ischia = [leg.ischial_tuberosity for leg in skeleton.legs if leg.ischial_tuberosity is not None]
+    return max(ischia) if ischia else None
+
+
+def _rotator_corridor(leg: LegSkeleton, bone_half: np.ndarray, k: int, row_index: np.ndarray) -> np.ndarray:
+    """Between the femoral head centre and the ischial tuberosity: the convex hull of the femur and the ischium
+    (bone behind the femur's centre), behind the femur's centre - where the short external rotators (quadratus
+    femoris, gemelli, obturator internus) run from the ischium to the femur, under the gluteus maximus."""
+    centre = leg.femur_centres.get(k, _nearest_centre(leg, k))
+    behind = np.broadcast_to(row_index >= centre[0], bone_half.shape)
+    points = np.argwhere(bone_half & behind)
+    if len(points) < 3:
+        return np.zeros(bone_half.shape, bool)
+    return _hull_mask(points, bone_half.shape) & behind
+
+
+def _thigh_hull(place: np.ndarray, hu_slice: np.ndarray, window: tuple[float, float], midline: float,
+                grid: WorkGrid) -> np.ndarray:
+    """The convex hull of one thigh's muscle on a slice: the muscle-window components of `place` (opened by one
+    pixel) of at least 25 % of the largest, and those lying wholly more than 40 mm from the midline (the genitals
+    lie nearer)."""
+    muscle = place & (hu_slice >= window[0]) & (hu_slice <= window[1])
+    muscle = ndimage.binary_opening(muscle)
+    labels, count = ndimage.label(muscle)
+    if count == 0:
+        return place
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    keep = sizes >= 0.25 * sizes.max()
+    distance = np.abs(np.arange(place.shape[1]) - midline) * grid.spacing[2]
+    nearest = ndimage.minimum(np.broadcast_to(distance, place.shape), labels, index=np.arange(count + 1))
+    keep |= np.asarray(nearest) > 40.0
+    keep[0] = False
+    rows, cols = np.nonzero(keep[labels])
+    return _hull_mask(np.column_stack([rows, cols]), place.shape)
+
+
+def _top(leg: LegSkeleton, levels: dict[str, int] | None) -> int:
+    """First slice of lower-extremity muscle on this side: 20 mm below the iliac crest, or the scan's start."""
+    if levels is not None:
+        return max(0, levels["top"])
     return leg.iliac_crest if leg.iliac_crest is not None else 0
 
 
 def _in_pelvis(leg: LegSkeleton, k: int) -> bool:
     if leg.femur_top is None or not leg.femur_top_in_scan:
         return False
-    bottom = leg.pelvis_bottom if leg.pelvis_bottom is not None else leg.femur_top
-    return _top(leg) <= k <= bottom
+    bottom = leg.ischial_tuberosity if leg.ischial_tuberosity is not None else leg.femur_top
+    top = leg.iliac_crest if leg.iliac_crest is not None else 0
+    return top <= k <= bottom
 
 
-def _region_of_slice(leg: LegSkeleton, k: int, n: int) -> str | None:
-    if k < _top(leg):
+def _region_of_slice(leg: LegSkeleton, k: int, n: int, levels: dict[str, int] | None) -> str | None:
+    if k < _top(leg, levels):
         return None
     knee = leg.knee_joint if leg.knee_joint is not None else n
     if k < knee:
-        # Without a femoral shaft (a scan of the lower legs) and no knee in the scan, nothing is above it.
-        return "above_knee" if leg.shaft is not None or leg.knee_joint is not None else "lower_leg"
+        # Without a femoral shaft or head (a scan of the lower legs) and no knee in the scan, nothing is above it.
+        has_femur = leg.shaft is not None or leg.femoral_head_centre is not None or leg.knee_joint is not None
+        return "above_knee" if has_femur else "lower_leg"
     ankle = leg.ankle if leg.ankle is not None else n
     return "lower_leg" if k < ankle else None
-
-
-def _in_gluteal_levels(leg: LegSkeleton, k: int) -> bool:
-    bottom = leg.lesser_trochanter if leg.lesser_trochanter is not None else leg.femur_top
-    return _top(leg) <= k <= bottom
-
-
-def _gluteal_place(leg: LegSkeleton, k: int, grid: WorkGrid, params: RegionParameters, row_index: np.ndarray,
-                   col_index: np.ndarray, midline: float) -> np.ndarray:
-    head_row, head_col = leg.femur_centres.get(k, leg.femoral_head_centre)
-    anterior_limit = head_row - params.gluteal_anterior_mm / grid.spacing[1]
-    posterior = row_index >= anterior_limit
-    if leg.femur_top is not None and k < leg.femur_top:
-        # Above the femoral head: lateral of the hip joint (gluteus medius and minimus on the iliac wing).
-        lateral = col_index < head_col if leg.side is Side.RIGHT else col_index > head_col
-        return posterior | lateral
-    return np.broadcast_to(posterior, (row_index.shape[0], col_index.shape[1]))
 
 
 def _back_and_abdominal_wall(bone_slice: np.ndarray, midline: float, paraspinal: float, row_index: np.ndarray,

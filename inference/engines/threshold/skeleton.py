@@ -1,28 +1,32 @@
-"""The lower-extremity skeleton along the scan, found from the bone mask: femurs, tibias and hip bones per side.
+"""The lower-extremity skeleton along the scan, found from the bone mask: hip joints, femurs, tibias and hip bones.
 
 Works on the canonical coarse grid of `masks` (``[k, i, j]``: head -> feet, anterior -> posterior, patient right
--> left). The femur and the tibia are followed slice by slice as connected bone that overlaps its own footprint
-on the neighbouring slice, which is how a radiologist scrolls through them:
+-> left), with the full-resolution view where precision matters (the femoral heads, `hip`). Landmarks come from
+whatever part of the skeleton the scan holds; each records how it was found and how sure the engine is
+(`LandmarkEvidence`):
 
-1. **Femoral shaft.** A slice is *thigh-like* on one side when that side's largest bone is compact, 2-25 cm^2
-   (a femoral shaft is 4-8 cm^2, the subtrochanteric femur and the condyles more) and no bone lies within 3 cm
-   of the midline (no spine, sacrum or sternum). The longest run of thigh-like slices per side, 3 cm long (1 cm
-   where the scan cuts it off), is the femoral shaft.
-2. **Up the femur** from the shaft: the lesser trochanter is where the cross-section first exceeds 1.6 times
-   the shaft's median area; the top of the femur (femoral head, at the acetabular roof) is where the bone
-   followed upwards ends, or where it merges with a much larger bone reaching towards the midline (the hip
-   bone, when the joint space is narrower than the working grid).
-3. **Down the femur**: the knee joint line is where the femur followed downwards ends (the joint space) or,
-   when femur and tibia touch on the working grid, the narrowest cross-section after the condyles widen.
-4. **The tibia** is the largest bone just below the knee joint on that side, followed down to its distal end:
-   the ankle joint (tibial plafond).
-5. **The hip bone**: from the femoral head upwards, bone lateral of half the distance from the midline to the
-   femoral head, followed up to its last slice: the top of the iliac crest. Its lowest slice near the
-   femoral head level is the lower end of the pelvis (ischial tuberosity or pubis).
+1. **Femoral heads** from the pelvis (`hip`): the hip joints themselves, so that an abdomen-pelvis CT that ends
+   at the lesser trochanters - or at the femoral heads - still has them; a metal ball is a prosthetic head.
+2. **Femoral shaft**, when the scan holds one: a slice is *thigh-like* on one side when that side's largest bone
+   is compact, 2-25 cm^2 and no bone lies within 3 cm of the midline. The longest run of thigh-like slices per
+   side, 3 cm long (1 cm where the scan cuts it off), is the shaft. Followed up (bone overlapping its own
+   footprint slice by slice), it gives the **lesser trochanter** (the section first exceeds 1.6 times the
+   shaft's median) and *confirms* the femoral head it reaches. Without a shaft the femur is followed down from
+   the head instead.
+3. **Pelvis**, from the femoral head: the **iliac crest** (bone lateral of half the head's distance from the
+   midline, followed up to its last slice), the **ischial tuberosity** (the lowest slice with bone medial and
+   posterior of the head), the **greater trochanter** (the highest bone more than the head's radius + 20 mm
+   lateral of its centre) and, per scan, the **pubic symphysis** (bone at the midline in front of the heads).
+4. **Down the femur**: the **knee joint line** where the femur followed downwards ends (joint space) or, when femur
+   and tibia touch on the working grid, the narrowest section after the condyles widen. The tibia is followed
+   down to the **ankle**: its section falls below 0.4 times the median of the last slices (the joint space) or
+   more than doubles on two slices in a row (merged with the talus). An ankle that makes the tibia shorter than
+   0.6 or longer than 1.05 times the femur (head centre to knee; tibia/femur is about 0.8 in adults) is
+   *uncertain*.
 
 A scan of the lower legs has no femoral shaft: a long bone with a smaller one beside it (tibia and fibula) is
-then followed up to the knee joint and down to the ankle. Slices with bone near the midline (spine, sacrum,
-sternum) are never taken for a limb, so a chest or abdomen without legs finds nothing.
+then followed up to the knee joint and down to the ankle. A scan without femoral heads and without a leg's long
+bones (a chest, an abdomen above the hips) finds nothing.
 
 Landmarks that are outside the scan are ``None``; the engine then reports which ones were missing.
 """
@@ -36,9 +40,11 @@ import numpy as np
 from scipy import ndimage
 
 from sarcoscreen.inference.catalogue import Side
+from sarcoscreen.inference.engines.base import Certainty
+from sarcoscreen.inference.engines.threshold.hip import FemoralHead, find_femoral_heads
 from sarcoscreen.inference.engines.threshold.masks import WorkGrid
 
-__all__ = ["LegSkeleton", "Skeleton", "find_skeleton", "midline_columns"]
+__all__ = ["LandmarkEvidence", "LegSkeleton", "Skeleton", "find_skeleton", "midline_columns"]
 
 _SHAFT_AREA_CM2 = (2.0, 25.0)
 _MIDLINE_CLEAR_MM = 30.0
@@ -46,6 +52,15 @@ _MIN_SHAFT_MM = 30.0
 _MIN_CUT_SHAFT_MM = 10.0
 _TROCHANTER_RATIO = 1.6
 _MERGE_RATIO = 2.5
+
+
+@dataclass(frozen=True)
+class LandmarkEvidence:
+    """How a landmark was found and how sure the engine is of it."""
+
+    method: str
+    certainty: Certainty = Certainty.FOUND
+    note: str = ""
 
 
 @dataclass
@@ -62,18 +77,33 @@ class LegSkeleton:
     femoral_head_centre: tuple[float, float] | None = None
     """(row, column) of the femoral head's centre, on the working grid."""
     femoral_head_slice: int | None = None
+    femoral_head_radius_mm: float | None = None
+    implant: bool = False
+    """The femoral head is metal (a hip prosthesis)."""
+    greater_trochanter: int | None = None
     lesser_trochanter: int | None = None
     knee_joint: int | None = None
     ankle: int | None = None
     iliac_crest: int | None = None
-    pelvis_bottom: int | None = None
+    ischial_tuberosity: int | None = None
+    """The lowest slice of the hip bone medial and posterior of the femoral head."""
     femur_centres: dict[int, tuple[float, float]] = field(default_factory=dict)
     """(row, column) of the femur on every slice it was followed."""
     tibia_centres: dict[int, tuple[float, float]] = field(default_factory=dict)
+    evidence: dict[str, LandmarkEvidence] = field(default_factory=dict)
+    """Per landmark name (``femoral_head``, ``iliac_crest``, ...): how it was found."""
 
     @property
     def found(self) -> bool:
-        return self.shaft is not None or bool(self.tibia_centres)
+        return self.shaft is not None or bool(self.tibia_centres) or self.femoral_head_centre is not None
+
+    @property
+    def head_in_scan(self) -> bool:
+        return self.femoral_head_centre is not None and self.femur_top_in_scan
+
+    def certainty(self, name: str) -> Certainty:
+        evidence = self.evidence.get(name)
+        return evidence.certainty if evidence else Certainty.FOUND
 
 
 @dataclass
@@ -82,6 +112,9 @@ class Skeleton:
     left: LegSkeleton
     midline: np.ndarray
     """Column of the body's midline on every slice (working grid)."""
+    pubic_symphysis: int | None = None
+    """The middle slice of the pubic symphysis (bone at the midline in front of the femoral heads)."""
+    symphysis_evidence: LandmarkEvidence | None = None
 
     def leg(self, side: Side) -> LegSkeleton:
         return self.right if side is Side.RIGHT else self.left
@@ -216,26 +249,130 @@ def _long_enough(run: tuple[int, int], n: int, grid: WorkGrid) -> bool:
     return length_mm >= (_MIN_CUT_SHAFT_MM if cut else _MIN_SHAFT_MM)
 
 
-def _leg(comps: _SliceComponents, bone: np.ndarray, side: Side, midline: np.ndarray, grid: WorkGrid) -> LegSkeleton:
+def _leg(comps: _SliceComponents, bone: np.ndarray, side: Side, midline: np.ndarray, grid: WorkGrid,
+         head: FemoralHead | None) -> LegSkeleton:
     n = bone.shape[0]
     leg = LegSkeleton(side)
+    if head is not None:
+        _place_head(leg, head, grid)
     found = [_long_bone(comps, k, side, midline[k], grid) for k in range(n)]
     single = [f[0] if f is not None and not f[1] else None for f in found]
     paired = [f[0] if f is not None and f[1] else None for f in found]
     run = _longest_run(np.array([c is not None for c in single]), max_gap=2)
+    if run is not None and head is not None and run[1] <= leg.femoral_head_slice:
+        run = None  # "thigh-like" slices above the femoral head are not a femur
     if run is not None and _long_enough(run, n, grid):
         leg.shaft = run
         _up_the_femur(comps, leg, single, midline, grid)
-        if leg.femur_top_in_scan:
-            _femoral_head(bone, leg, midline, grid)
+        if head is not None:  # the hip joint decides where the head is, not where the femur followed up ends
+            leg.femur_top_in_scan = head.k - head.radius_mm / grid.spacing[0] >= 0
+            leg.femur_top = max(0, round(head.k - head.radius_mm / grid.spacing[0]))
+        if head is None:
+            _femoral_head_from_shaft(bone, leg, midline, grid)
+        else:
+            _confirm_head(leg, grid)
         _down_the_femur(comps, leg, single, grid, n)
+    elif head is not None:
+        _down_from_the_head(comps, leg, grid, n)
     else:
         run = _longest_run(np.array([c is not None for c in paired]), max_gap=2)
         if run is not None and _long_enough(run, n, grid):
             _tibia_without_femur(comps, leg, paired, run, n)
     if leg.femur_top is not None and leg.femur_top_in_scan:
         _hip_bone(bone, leg, midline, grid)
+        _greater_trochanter(bone, leg, grid)
+    _check_ankle(leg, grid)
     return leg
+
+
+def _place_head(leg: LegSkeleton, head: FemoralHead, grid: WorkGrid) -> None:
+    leg.femoral_head_centre = (head.row, head.col)
+    leg.femoral_head_slice = round(head.k)
+    leg.femoral_head_radius_mm = head.radius_mm
+    leg.implant = head.implant
+    roof = round(head.k - head.radius_mm / grid.spacing[0])
+    leg.femur_top_in_scan = roof >= 0
+    leg.femur_top = max(roof, 0)
+    leg.femur_centres[leg.femoral_head_slice] = (head.row, head.col)
+    evidence = LandmarkEvidence(head.method, head.certainty, head.note)
+    leg.evidence["femoral_head"] = evidence
+    leg.evidence["acetabular_roof"] = LandmarkEvidence(f"the head's centre minus its radius "
+                                                       f"({head.radius_mm:.0f} mm)", head.certainty, head.note)
+
+
+def _confirm_head(leg: LegSkeleton, grid: WorkGrid) -> None:
+    """The femur followed up from its shaft reaches the head found in the pelvis: the head is confirmed. If it
+    ends far from it, the head is uncertain."""
+    assert leg.femoral_head_slice is not None
+    assert leg.femoral_head_centre is not None
+    reach = min(leg.femur_centres)
+    head_k, (head_row, head_col) = leg.femoral_head_slice, leg.femoral_head_centre
+    near_k = reach <= head_k + round(2.5 * (leg.femoral_head_radius_mm or 22.0) / grid.spacing[0])
+    row, col = leg.femur_centres[reach]
+    distance = np.hypot((row - head_row) * grid.spacing[1], (col - head_col) * grid.spacing[2])
+    current = leg.evidence["femoral_head"]
+    if near_k and distance <= 60.0:
+        if current.certainty is Certainty.FOUND:
+            for name in ("femoral_head", "acetabular_roof"):
+                old = leg.evidence[name]
+                leg.evidence[name] = LandmarkEvidence(
+                    old.method + "; confirmed by the femoral shaft followed up into it", Certainty.CONFIRMED)
+    else:
+        for name in ("femoral_head", "acetabular_roof"):
+            old = leg.evidence[name]
+            leg.evidence[name] = LandmarkEvidence(old.method, Certainty.UNCERTAIN, "the femoral shaft followed up "
+                                                  "does not reach it")
+    for k in [k for k in leg.femur_centres if k < head_k]:
+        del leg.femur_centres[k]  # above the head centre the femur followed up is the head inside the acetabulum
+    leg.femur_centres[head_k] = (head_row, head_col)
+
+
+def _down_from_the_head(comps: _SliceComponents, leg: LegSkeleton, grid: WorkGrid, n: int) -> None:
+    """Without a femoral shaft: follow the femur down from below the head centre (the neck), recording its centre;
+    the lesser trochanter when the scan holds the shaft below it (the section falls to less than 1/1.6 of the
+    trochanteric section and stays there for 30 mm)."""
+    assert leg.femoral_head_slice is not None
+    assert leg.femoral_head_centre is not None
+    radius = leg.femoral_head_radius_mm or 22.0
+    start = leg.femoral_head_slice + max(1, round(0.5 * radius / grid.spacing[0]))
+    if start >= n:
+        return
+    row, col = leg.femoral_head_centre
+    r, c = round(row), round(col)
+    labels = comps.labels[start]
+    index = int(labels[r, c]) if 0 <= r < labels.shape[0] and 0 <= c < labels.shape[1] else 0
+    if index == 0:
+        near = [cp for cp in comps.components[start]
+                if np.hypot((cp.row - row) * grid.spacing[1], (cp.col - col) * grid.spacing[2]) < 25.0]
+        if not near:
+            return
+        index = max(near, key=lambda cp: cp.area).index
+    component = next(cp for cp in comps.components[start] if cp.index == index)
+    areas = {start: component.area}
+    leg.femur_centres[start] = (component.row, component.col)
+    state = {"area": component.area}
+
+    def on_step(k: int, mask: np.ndarray, component: _Component) -> bool:
+        if component.area > _MERGE_RATIO * state["area"]:
+            return False  # merged with the ischium or pubis
+        areas[k] = component.area
+        leg.femur_centres[k] = (component.row, component.col)
+        state["area"] = component.area
+        return True
+
+    _follow(comps, labels == index, start, 1, n, on_step)
+    ks = sorted(areas)
+    tail = [k for k in ks if k >= ks[-1] - round(30.0 / grid.spacing[0])]
+    if (ks[-1] - leg.femoral_head_slice) * grid.spacing[0] < 90.0 or len(tail) < 3:
+        return
+    shaft_area = float(np.median([areas[k] for k in tail]))
+    if shaft_area * grid.pixel_area_cm2() > 12.0:
+        return
+    wide = [k for k in ks if k < tail[0] and areas[k] > _TROCHANTER_RATIO * shaft_area]
+    if wide:
+        leg.lesser_trochanter = wide[-1]
+        leg.evidence["lesser_trochanter"] = LandmarkEvidence(
+            "the femur followed down from the head: last section wider than 1.6 times the shaft below it")
 
 
 def _up_the_femur(comps: _SliceComponents, leg: LegSkeleton, candidates: list, midline: np.ndarray,
@@ -266,11 +403,10 @@ def _up_the_femur(comps: _SliceComponents, leg: LegSkeleton, candidates: list, m
     leg.femur_top = lost + 1 if lost >= 0 else 0
 
 
-def _femoral_head(bone: np.ndarray, leg: LegSkeleton, midline: np.ndarray, grid: WorkGrid) -> None:
-    """The femoral head: the centre of the thickest bone (maximum of the 3-D distance transform) within 15 cm
-    above the lesser trochanter, lateral of the sacrum. A ball of bone is thicker than the hip bone around the
-    acetabulum even when the two touch on the working grid; the distance is the head's radius, so its top (the
-    acetabular roof) follows."""
+def _femoral_head_from_shaft(bone: np.ndarray, leg: LegSkeleton, midline: np.ndarray, grid: WorkGrid) -> None:
+    """When the pelvis gave no femoral head on this side but a femoral shaft was followed up to the hip: the
+    thickest bone (maximum of the 3-D distance transform) within 15 cm above the lesser trochanter, lateral of the
+    sacrum. It is *uncertain*: the thick bone above the acetabulum draws it upwards."""
     below = leg.lesser_trochanter if leg.lesser_trochanter is not None else leg.shaft[0]
     start = max(0, below - round(150.0 / grid.spacing[0]))
     shaft_col = float(np.median([c for _, c in (leg.femur_centres[k] for k in range(*leg.shaft)
@@ -291,6 +427,12 @@ def _femoral_head(bone: np.ndarray, leg: LegSkeleton, midline: np.ndarray, grid:
     roof = k_centre - round(radius / grid.spacing[0])
     leg.femur_top_in_scan = roof >= 0 and not (start == 0 and k == 0)
     leg.femur_top = max(roof, 0)
+    leg.femoral_head_radius_mm = radius
+    note = "no hip joint found in the pelvis on this side; estimated from the femur followed up"
+    leg.evidence["femoral_head"] = LandmarkEvidence("thickest bone above the lesser trochanter (distance transform)",
+                                                    Certainty.UNCERTAIN, note)
+    leg.evidence["acetabular_roof"] = LandmarkEvidence("the head's centre minus its radius", Certainty.UNCERTAIN,
+                                                       note)
 
 
 def _down_the_femur(comps: _SliceComponents, leg: LegSkeleton, candidates: list, grid: WorkGrid, n: int) -> None:
@@ -409,12 +551,12 @@ def _tibia_without_femur(comps: _SliceComponents, leg: LegSkeleton, paired: list
 
 
 def _hip_bone(bone: np.ndarray, leg: LegSkeleton, midline: np.ndarray, grid: WorkGrid) -> None:
-    """Iliac crest and lower end of the pelvis on `leg`'s side (see module docstring)."""
-    head = leg.femur_top
-    head_col = leg.femoral_head_centre[1] if leg.femoral_head_centre else None
-    if head_col is None:
-        return
-    n_cols = bone.shape[2]
+    """Iliac crest and ischial tuberosity on `leg`'s side (see module docstring)."""
+    assert leg.femur_top is not None
+    assert leg.femoral_head_centre is not None
+    assert leg.femoral_head_slice is not None
+    head_row, head_col = leg.femoral_head_centre
+    n, _, n_cols = bone.shape
     columns = np.arange(n_cols)
 
     def lateral_bone(k: int) -> bool:
@@ -423,7 +565,7 @@ def _hip_bone(bone: np.ndarray, leg: LegSkeleton, midline: np.ndarray, grid: Wor
         return bool(bone[k][:, band].any())
 
     gap_allowed = max(1, round(4.0 / grid.spacing[0]))
-    k, last, misses = head, head, 0
+    k, last, misses = leg.femur_top, leg.femur_top, 0
     while k >= 0:
         if lateral_bone(k):
             last, misses = k, 0
@@ -432,27 +574,108 @@ def _hip_bone(bone: np.ndarray, leg: LegSkeleton, midline: np.ndarray, grid: Wor
             if misses > gap_allowed:
                 break
         k -= 1
-    leg.iliac_crest = last if k >= 0 else None  # None: the ilium continues at the first slice
-    # Lower end of the pelvis: the last slice below the femoral head with bone medial of the femur.
-    clear = 15.0 / grid.spacing[2]
-    bottom = head
-    for k in range(head, min(bone.shape[0], head + int(150.0 / grid.spacing[0]))):
-        centre = leg.femur_centres.get(k, leg.femoral_head_centre)
+    if k >= 0:
+        leg.iliac_crest = last
+        leg.evidence["iliac_crest"] = LandmarkEvidence("top of the bone lateral of half the femoral head's distance "
+                                                       "from the midline, followed up from the head (the ilium)",
+                                                       leg.certainty("femoral_head"))
+    # Ischial tuberosity: the lowest slice with bone medial and posterior of the femoral head, within 15 cm below it.
+    clear = (leg.femoral_head_radius_mm or 22.0) * 0.5 / grid.spacing[2]
+    centre_clear = 15.0 / grid.spacing[2]
+    rows = np.arange(bone.shape[1])
+    posterior = rows > head_row
+    bottom = None
+    stop = min(n, leg.femoral_head_slice + int(150.0 / grid.spacing[0]))
+    for k in range(leg.femoral_head_slice, stop):
         if leg.side is Side.RIGHT:
-            band = (columns > centre[1] + clear) & (columns < midline[k])
+            band = (columns > head_col + clear) & (columns < midline[k] - centre_clear)
         else:
-            band = (columns < centre[1] - clear) & (columns > midline[k])
-        if bone[k][:, band].any():
+            band = (columns < head_col - clear) & (columns > midline[k] + centre_clear)
+        if bone[k][posterior][:, band].any():
             bottom = k
-    leg.pelvis_bottom = bottom
+    if bottom is not None and bottom < n - 1 and bottom < stop - 1:
+        leg.ischial_tuberosity = bottom
+        leg.evidence["ischial_tuberosity"] = LandmarkEvidence(
+            "lowest bone medial and posterior of the femoral head", leg.certainty("femoral_head"))
 
 
-def find_skeleton(bone: np.ndarray, body: np.ndarray, grid: WorkGrid) -> Skeleton:
-    """Femurs, tibias and hip bones per side (see module docstring)."""
+def _greater_trochanter(bone: np.ndarray, leg: LegSkeleton, grid: WorkGrid) -> None:
+    """The tip of the greater trochanter: the highest slice, from 10 mm above the head centre to 60 mm below it,
+    with bone more than the head's radius + 20 mm lateral of the head centre."""
+    assert leg.femoral_head_centre is not None
+    assert leg.femoral_head_slice is not None
+    _, head_col = leg.femoral_head_centre
+    offset = ((leg.femoral_head_radius_mm or 22.0) + 20.0) / grid.spacing[2]
+    columns = np.arange(bone.shape[2])
+    band = columns < head_col - offset if leg.side is Side.RIGHT else columns > head_col + offset
+    first = max(0, leg.femoral_head_slice - round(10.0 / grid.spacing[0]))
+    last = min(bone.shape[0], leg.femoral_head_slice + round(60.0 / grid.spacing[0]))
+    for k in range(first, last):
+        if bone[k][:, band].sum() * grid.pixel_area_cm2() >= 1.0:
+            if k > first:
+                leg.greater_trochanter = k
+                leg.evidence["greater_trochanter"] = LandmarkEvidence(
+                    "highest bone lateral of the femoral head by more than its radius + 20 mm",
+                    leg.certainty("femoral_head"))
+            return
+
+
+def _check_ankle(leg: LegSkeleton, grid: WorkGrid) -> None:
+    """An ankle that makes the tibia implausibly short or long against the femur is uncertain (tibia/femur is about
+    0.8 in adults; accepted 0.6-1.05)."""
+    if leg.ankle is None or leg.knee_joint is None:
+        return
+    leg.evidence.setdefault("ankle", LandmarkEvidence("where the tibia followed down ends (joint space) or merges "
+                                                      "with the talus"))
+    leg.evidence.setdefault("knee_joint", LandmarkEvidence("where the femur followed down ends, or its narrowest "
+                                                           "section after the condyles"))
+    if leg.femoral_head_slice is None or not leg.femur_top_in_scan:
+        return
+    femur = (leg.knee_joint - leg.femoral_head_slice) * grid.spacing[0]
+    tibia = (leg.ankle - leg.knee_joint) * grid.spacing[0]
+    if femur <= 0:
+        return
+    ratio = tibia / femur
+    if not 0.6 <= ratio <= 1.05:
+        old = leg.evidence["ankle"]
+        leg.evidence["ankle"] = LandmarkEvidence(old.method, Certainty.UNCERTAIN,
+                                                 f"the tibia would be {ratio:.2f} times the femur's length "
+                                                 "(expected about 0.8)")
+
+
+def _pubic_symphysis(bone: np.ndarray, skeleton: Skeleton, grid: WorkGrid) -> None:
+    """The middle slice of the longest run of slices with bone within 10 mm of the midline in front of the
+    femoral heads, from 30 mm above to 90 mm below their centres."""
+    legs = [leg for leg in skeleton.legs if leg.femoral_head_slice is not None and leg.femoral_head_centre]
+    if not legs:
+        return
+    head_k = int(np.mean([leg.femoral_head_slice for leg in legs]))
+    head_row = float(np.mean([leg.femoral_head_centre[0] for leg in legs]))  # type: ignore[index]
+    n = bone.shape[0]
+    first = max(0, head_k - round(30.0 / grid.spacing[0]))
+    last = min(n, head_k + round(90.0 / grid.spacing[0]))
+    half = 10.0 / grid.spacing[2]
+    columns = np.arange(bone.shape[2])
+    flags = np.zeros(n, bool)
+    for k in range(first, last):
+        band = np.abs(columns - skeleton.midline[k]) <= half
+        flags[k] = bool(bone[k][: int(head_row)][:, band].any())
+    run = _longest_run(flags, max_gap=1)
+    if run is None or run[0] == 0 or run[1] >= n - 1:
+        return
+    skeleton.pubic_symphysis = (run[0] + run[1]) // 2
+    skeleton.symphysis_evidence = LandmarkEvidence("bone at the midline in front of the femoral heads")
+
+
+def find_skeleton(hu: np.ndarray, bone: np.ndarray, metal: np.ndarray, body: np.ndarray,
+                  grid: WorkGrid) -> Skeleton:
+    """Hip joints, femurs, tibias and hip bones per side (see module docstring). `hu` is the full-resolution
+    canonical view; the masks are on the working grid."""
     midline = midline_columns(body)
     comps = _SliceComponents(bone)
-    right = _leg(comps, bone, Side.RIGHT, midline, grid)
-    left = _leg(comps, bone, Side.LEFT, midline, grid)
+    heads = find_femoral_heads(hu, bone, metal, grid, midline)
+    right = _leg(comps, bone, Side.RIGHT, midline, grid, heads.get(Side.RIGHT))
+    left = _leg(comps, bone, Side.LEFT, midline, grid, heads.get(Side.LEFT))
     # With both femurs found, the midline is halfway between them where both are followed.
     both = sorted(set(right.femur_centres) & set(left.femur_centres))
     if both:
@@ -460,4 +683,6 @@ def find_skeleton(bone: np.ndarray, body: np.ndarray, grid: WorkGrid) -> Skeleto
         for k in both:
             refined[k] = (right.femur_centres[k][1] + left.femur_centres[k][1]) / 2.0
         midline[:] = refined
-    return Skeleton(right, left, midline)
+    skeleton = Skeleton(right, left, midline)
+    _pubic_symphysis(bone, skeleton, grid)
+    return skeleton
