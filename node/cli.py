@@ -145,6 +145,12 @@ def _cmd_phantom_cohort(args: argparse.Namespace, settings: Settings | None) -> 
     return run_cohort(args)
 
 
+def _cmd_phantom_crop(args: argparse.Namespace, settings: Settings | None) -> int:
+    from sarcoscreen.node.phantom_command import run_crop
+
+    return run_crop(args)
+
+
 def _cmd_inspect(args: argparse.Namespace, settings: Settings | None) -> int:
     from sarcoscreen.node.inspect_command import run_inspect
 
@@ -340,8 +346,8 @@ def _add_phantom_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fatty-infiltration", type=float, default=0.0, metavar="0..1",
                         help="Intramuscular fat and lower muscle attenuation (myosteatosis).")
-    parser.add_argument("--metal-hip", choices=("none", "left", "right"), default="none",
-                        help="A total hip prosthesis on one side, with streak artefacts.")
+    parser.add_argument("--metal-hip", choices=("none", "left", "right", "both"), default="none",
+                        help="Total hip prostheses on one side or both, with streak artefacts.")
     parser.add_argument("--contrast", action="store_true", help="Intravenous contrast (portal-venous phase).")
     parser.add_argument("--no-table", dest="table", action="store_false", help="Leave out the CT table top.")
     parser.add_argument("--offset-mm", type=float, nargs=2, default=(0.0, 0.0), metavar=("X", "Y"),
@@ -392,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     phantom = commands.add_parser("phantom", help="Write a synthetic lower-extremity CT with exact ground truth.")
     _add_phantom_options(phantom)
     phantom.set_defaults(handler=_cmd_phantom, needs_settings=False)
-    phantom_commands = phantom.add_subparsers(dest="phantom_command", required=False, metavar="cohort")
+    phantom_commands = phantom.add_subparsers(dest="phantom_command", required=False, metavar="{cohort,crop}")
     cohort = phantom_commands.add_parser(
         "cohort", help="A synthetic validation cohort: subjects, ground-truth masses and SYNTHETIC DXA values.")
     cohort.add_argument("--n", type=int, default=60, help="Number of subjects.")
@@ -404,6 +410,14 @@ def build_parser() -> argparse.ArgumentParser:
     cohort.add_argument("--slice-mm", type=float, default=5.0, help="Slice spacing of the CT series with --with-ct.")
     cohort.add_argument("--no-progress", action="store_true", help="No progress bar.")
     cohort.set_defaults(handler=_cmd_phantom_cohort, needs_settings=False)
+    crop = phantom_commands.add_parser(
+        "crop", help="Cut a generated phantom below (or above) the femoral head top, with its ground truth redone.")
+    crop.add_argument("source", type=Path, help="Folder of a phantom written by 'sarcoscreen phantom'.")
+    crop.add_argument("--out", type=Path, required=True, help="Folder for the cut series and its ground truth.")
+    crop.add_argument("--end-below-head-top", type=float, required=True, metavar="MM",
+                      help="Keep the slices from the head end of the scan down to MM below the top of the femoral "
+                           "head (negative: above it).")
+    crop.set_defaults(handler=_cmd_phantom_crop, needs_settings=False)
 
     inspect = commands.add_parser("inspect", help="Load a CT series and describe it (geometry, HU, warnings).")
     inspect.add_argument("series", type=Path, help="Folder (or file) of one DICOM CT series.")

@@ -1,6 +1,6 @@
-"""``sarcoscreen phantom`` and ``sarcoscreen phantom cohort``: write a synthetic CT with exact ground truth.
+"""``sarcoscreen phantom``, ``phantom cohort`` and ``phantom crop``: synthetic CT with exact ground truth.
 
-Both print a short summary (where the files are, the ground-truth group masses, the landmarks); a bad
+Each prints a short summary (where the files are, the ground-truth group masses, the landmarks); a bad
 parameter is one clear message on stderr with exit status 2, a failure to write files exit status 1.
 """
 
@@ -12,10 +12,18 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from sarcoscreen.inference.phantom import PhantomParameterError, PhantomParameters, make_phantom
+from sarcoscreen.inference.catalogue import Group
+from sarcoscreen.inference.phantom import (
+    PhantomParameterError,
+    PhantomParameters,
+    PhantomResult,
+    crop_phantom,
+    cut_description,
+    make_phantom,
+)
 from sarcoscreen.inference.phantom.cohort import make_cohort
 
-__all__ = ["params_from_args", "run_cohort", "run_phantom"]
+__all__ = ["params_from_args", "run_cohort", "run_crop", "run_phantom"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -78,25 +86,53 @@ def run_phantom(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     finally:
         bar.close()
+    print(f"SYNTHETIC phantom written to {result.out_dir} in {result.seconds:.1f} s")
+    _print_summary(result)
+    return EXIT_OK
+
+
+def _print_summary(result: PhantomResult) -> None:
     gt = result.ground_truth
     series = gt["series"]
-    print(f"SYNTHETIC phantom written to {result.out_dir} in {result.seconds:.1f} s")
     print(f"  series:       {result.dicom_dir} ({result.slices} slices, {series['rows']}x{series['columns']}, "
           f"{series['pixel_spacing_mm']:.3f} mm pixels, {series['slice_spacing_mm']:g} mm slices)")
     print(f"  labels:       {result.labels_path}")
     print(f"  ground truth: {result.ground_truth_path}")
-    print("  group masses (g, density 1.04 g/cm3):")
-    for group in ("gluteal", "above_knee", "all"):
-        row = {g["side"]: g for g in gt["groups"] if g["group"] == group}
+    print("  group masses (g, density 1.04 g/cm3; in-scan mass of a truncated group in brackets):")
+    for group in Group:
+        row = {g["side"]: g for g in gt["groups"] if g["group"] == group.value}
         cells = []
         for side in ("left", "right", "both"):
             mass = row[side]["mass_g"]["constant_1.04"]
-            cells.append(f"{side} {mass:8.0f}" if mass is not None else f"{side} {row[side]['completeness']:>8s}")
-        print(f"    {group:<11s} " + "  ".join(cells))
+            in_scan = row[side].get("in_scan_mass_g", {}).get("constant_1.04")
+            if mass is not None:
+                cells.append(f"{side} {mass:8.0f}")
+            elif row[side]["completeness"] == "truncated" and in_scan is not None:
+                cells.append(f"{side} {f'({in_scan:.0f})':>8s}")
+            else:
+                cells.append(f"{side} {row[side]['completeness']:>8s}")
+        print(f"    {group.value:<13s} " + "  ".join(cells))
     print("  landmarks (z, mm):")
     for name, lm in gt["landmarks_mm"].items():
         where = f"slice {lm['slice_index']}" if lm["in_scan"] else "outside the scan"
         print(f"    {name:<20s} {lm['z_mm']:8.1f}  ({where})")
+
+
+def run_crop(args: argparse.Namespace) -> int:
+    """``sarcoscreen phantom crop SOURCE --out DIR --end-below-head-top MM``."""
+    try:
+        result = crop_phantom(args.source, args.out, args.end_below_head_top)
+    except PhantomParameterError as exc:
+        _error(f"phantom crop: {exc}")
+        return EXIT_USAGE
+    except OSError as exc:
+        _error(f"phantom crop: cannot write {args.out}: {exc.strerror or exc}")
+        return EXIT_FAILED
+    crop = result.ground_truth["crop"]
+    print(f"SYNTHETIC phantom {args.source} cut {cut_description(args.end_below_head_top)} (z >= "
+          f"{crop['cut_z_mm']:.1f} mm): {crop['slices']} of {crop['source_slices']} slices kept, written to "
+          f"{result.out_dir}")
+    _print_summary(result)
     return EXIT_OK
 
 

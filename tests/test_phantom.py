@@ -1,4 +1,5 @@
-"""The digital phantom: ground truth consistent with the written files, anatomy sanity, FOV rules, determinism."""
+"""The digital phantom: ground truth consistent with the written files, anatomy sanity, FOV rules, determinism,
+hip prostheses (one side, both sides) and cut series."""
 
 from __future__ import annotations
 
@@ -10,16 +11,23 @@ import numpy as np
 import pydicom
 import pytest
 
-from sarcoscreen.inference.catalogue import CATALOGUE, Group, Kind, Side
+from sarcoscreen.inference.catalogue import CATALOGUE, GROUP_BOUNDS, Group, Kind, Side
 from sarcoscreen.inference.engines.labelmap import align_to_volume
 from sarcoscreen.inference.phantom import (
     PhantomParameterError,
     PhantomParameters,
+    _geometry,
+    build_anatomy,
+    crop_phantom,
     label_volume,
     make_phantom,
 )
-from sarcoscreen.inference.phantom.ground_truth import DENSITY_RULES
+from sarcoscreen.inference.phantom.ct_values import metal_streaks
+from sarcoscreen.inference.phantom.geometry import Grid
+from sarcoscreen.inference.phantom.ground_truth import DENSITY_RULES, ENGINE_LANDMARKS
+from sarcoscreen.inference.phantom.rasterize import rasterize_slice
 from sarcoscreen.inference.series_loader import load_series
+from sarcoscreen.inference.volume import Volume
 
 SMALL = {"matrix": 112, "slice_mm": 5.0}
 
@@ -54,7 +62,18 @@ def hip_arrays(hip: Path) -> tuple[np.ndarray, np.ndarray, float, dict]:
     return _aligned(hip)
 
 
+def _bounded_slab(group: Group, gt: dict) -> slice | None:
+    """The slices of a landmark-bounded group, from the landmark slice indices ground_truth.json reports."""
+    bounds = GROUP_BOUNDS[group]
+    rows = [gt["landmarks_mm"][ENGINE_LANDMARKS[name]] for name in (bounds.top, bounds.bottom)]
+    if not all(r["in_scan"] for r in rows):
+        return None
+    ends = sorted(r["slice_index"] for r in rows)
+    return slice(ends[0], ends[1] + 1)
+
+
 def _check_consistency(result_dir: Path) -> None:
+    """Every structure's voxels and masses and every group's masses, recomputed from the files read back."""
     hu, labels, voxel_mm3, gt = _aligned(result_dir)
     counts = np.bincount(labels.ravel(), minlength=256)
     for s in gt["structures"]:
@@ -65,12 +84,24 @@ def _check_consistency(result_dir: Path) -> None:
             assert s["mass_g"][name] == pytest.approx(expected, rel=1e-6, abs=1e-9), (s["key"], name)
         if s["voxels"]:
             assert s["mean_hu"] == pytest.approx(values.mean(), rel=1e-6, abs=1e-6)
+        # Truncated means: present on the first or last slice.
+        assert s["truncated"] == bool(np.isin(s["label"], labels[[0, -1]])), s["key"]
+    members = {s["key"]: s for s in gt["structures"]}
     for g in gt["groups"]:
-        if g["completeness"] == "complete":
-            members = {s["key"]: s for s in gt["structures"]}
-            for name in DENSITY_RULES:
+        for name, rule in DENSITY_RULES.items():
+            if Group(g["group"]) in GROUP_BOUNDS:
+                slab = _bounded_slab(Group(g["group"]), gt)
+                if slab is None:  # the group's muscle from the scan's end: checked in the crop tests
+                    continue
+                wanted = [members[k]["label"] for k in g["members"]]
+                total = rule.mass_g(hu[slab][np.isin(labels[slab], wanted)], voxel_mm3)
+            else:
                 total = sum(members[k]["mass_g"][name] for k in g["members"])
-                assert g["mass_g"][name] == pytest.approx(total, rel=1e-9)
+            assert g["in_scan_mass_g"][name] == pytest.approx(total, rel=1e-6, abs=1e-9), (g["group"], g["side"])
+            if g["completeness"] == "complete":
+                assert g["mass_g"][name] == pytest.approx(total, rel=1e-6, abs=1e-9), (g["group"], g["side"])
+            else:
+                assert g["mass_g"][name] is None
 
 
 def test_ground_truth_matches_written_files(hip: Path) -> None:
@@ -106,7 +137,7 @@ def test_hip_fov_all_groups_complete_on_both_sides(hip_arrays: tuple) -> None:
     for g in gt["groups"]:
         assert g["completeness"] == "complete", (g["group"], g["side"], g["reason"])
         assert all(v > 0 for v in g["mass_g"].values())
-    assert gt["complete_group_names"] == ["gluteal", "above_knee", "all"]
+    assert gt["complete_group_names"] == ["gluteal", "above_knee", "all", "upper_gluteal"]
     psoas = [s for s in gt["structures"] if s["key"].startswith("psoas_major")]
     assert all(s["truncated"] for s in psoas)  # continues up to the spine, above the scan
 
@@ -134,7 +165,7 @@ def test_left_right_masses_symmetric(hip_arrays: tuple) -> None:
 
 def test_landmarks_in_anatomical_order(hip_arrays: tuple) -> None:
     lm = {k: v["z_mm"] for k, v in hip_arrays[3]["landmarks_mm"].items()}
-    order = ["iliac_crest_top", "acetabular_roof", "femoral_head_centre", "greater_trochanter",
+    order = ["iliac_crest_top", "acetabular_roof", "femoral_head_top", "femoral_head_centre", "greater_trochanter",
              "lesser_trochanter", "knee_joint", "ankle_joint"]
     zs = [lm[k] for k in order]
     assert zs == sorted(zs, reverse=True)
@@ -168,7 +199,7 @@ def test_fov_rules_abdomen_and_legs(tmp_path: Path) -> None:
         assert groups[("gluteal", side)]["completeness"] == "complete"
         assert groups[("above_knee", side)]["completeness"] == "truncated"
         assert groups[("all", side)]["completeness"] != "complete"
-    assert abdomen.ground_truth["complete_group_names"] == ["gluteal"]
+    assert abdomen.ground_truth["complete_group_names"] == ["gluteal", "upper_gluteal"]
     gmax = [s for s in abdomen.ground_truth["structures"] if s["key"].startswith("gluteus_maximus")]
     assert all(s["voxels"] > 0 and not s["truncated"] for s in gmax)
 
@@ -177,6 +208,7 @@ def test_fov_rules_abdomen_and_legs(tmp_path: Path) -> None:
     structures = {s["key"]: s for s in legs.ground_truth["structures"]}
     for side in ("left", "right"):
         assert groups[("gluteal", side)]["completeness"] == "not in scan"
+        assert groups[("upper_gluteal", side)]["completeness"] == "not in scan"
         assert groups[("above_knee", side)]["completeness"] != "complete"
         assert groups[("all", side)]["completeness"] != "complete"
         for key in ("vastus_medialis", "adductors", "semimembranosus", "biceps_femoris", "sartorius"):
@@ -291,6 +323,9 @@ def test_metal_hip_feet_first_offset_and_options_stay_consistent(tmp_path: Path)
     ds = pydicom.dcmread(next(result.dicom_dir.glob("*.dcm")))
     assert ds.PatientPosition == "FFS"
     assert ds.ContrastBolusAgent
+    # Landmarks are judged in patient z, whatever the slice order.
+    assert result.ground_truth["landmarks_mm"]["femoral_head_centre"]["in_scan"]
+    assert result.ground_truth["complete_groups"]["upper_gluteal"]["both"]
 
 
 def test_dicom_headers(hip: Path) -> None:
@@ -338,7 +373,7 @@ def test_dciodvfy_reports_no_errors(hip: Path) -> None:
     ("fov", "knee", "fov"),
     ("sex", "X", "sex"),
     ("fatty_infiltration", 1.5, "fatty infiltration"),
-    ("metal_hip", "both", "metal_hip"),
+    ("metal_hip", "middle", "metal_hip"),
 ])
 def test_bad_parameters_are_refused_with_their_name(field: str, value: object, message: str) -> None:
     with pytest.raises(PhantomParameterError, match=message):
@@ -374,3 +409,189 @@ def test_arms_are_separate_body_parts_with_muscle_that_is_not_labelled(tmp_path:
         # Muscle-like attenuation in the forearm, none of it labelled.
         assert np.count_nonzero((hu[k] > 0) & (hu[k] < 100) & inside) > 20
         assert not labels[k][inside].any()
+
+
+# --- hip prostheses ------------------------------------------------------------------------------------------
+
+
+def _x_of_columns(volume: Volume) -> np.ndarray:
+    return volume.positions[0][0] + volume.row_direction[0] * volume.spacing[2] * np.arange(volume.shape[2])
+
+
+def test_bilateral_prostheses_have_metal_in_both_femoral_head_regions(tmp_path: Path) -> None:
+    result = make_phantom(PhantomParameters(fov="abdomen", metal_hip="both", seed=5, **SMALL), tmp_path)
+    _check_consistency(result.out_dir)
+    hu, labels, _, gt = _aligned(result.out_dir)
+    volume = load_series(result.dicom_dir)
+    x, z = _x_of_columns(volume), volume.positions[:, 2]
+    head = gt["landmarks_mm"]["femoral_head_centre"]["z_mm"]
+    head_radius = gt["landmarks_mm"]["femoral_head_top"]["z_mm"] - head
+    near_head = np.abs(z - head) <= head_radius
+    for sign in (-1, 1):  # the patient's right at -x, left at +x
+        side = (x * sign) > 40.0
+        metal = hu[near_head][:, :, side] >= 3000.0
+        assert metal.sum() >= 10, sign
+    assert np.all(labels[hu >= 3000.0] == 0)
+    # The prostheses replace the femoral heads: no femur label within the head's radius of either head centre.
+    k = int(np.argmin(np.abs(z - head)))
+    y = volume.positions[0][1] + volume.spacing[1] * np.arange(volume.shape[1])
+    params = PhantomParameters.from_dict(gt["parameters"])
+    assert params.metal_hip.sides == ("right", "left")
+    anatomy = build_anatomy(params)
+    for implant in anatomy.metal:
+        ball = implant.shapes[0]
+        inside = ((x[None, :] - ball.centre[0]) ** 2 + (y[:, None] - ball.centre[1]) ** 2
+                  <= (head_radius - 1.0) ** 2)
+        femur = CATALOGUE.structure("femur", implant.side).label
+        assert inside.sum() > 10
+        assert not np.any(labels[k][inside] == femur), implant.side
+
+
+def test_a_prosthesis_replaces_bone_and_leaves_muscle_labels_alone() -> None:
+    none = PhantomParameters(matrix=128, metal_hip="none")
+    both = PhantomParameters(matrix=128, metal_hip="both")
+    anatomy_none, anatomy_both = build_anatomy(none), build_anatomy(both)
+    geometry = _geometry(anatomy_both)
+    anatomy_none.table_y = anatomy_both.table_y
+    x, y = geometry.column_x(), geometry.row_y()
+    muscles = [s.label for s in CATALOGUE.muscles()]
+    femurs = [CATALOGUE.structure("femur", side).label for side in (Side.RIGHT, Side.LEFT)]
+    lm = anatomy_both.landmarks
+    femur_lost = 0
+    for z in np.arange(lm.lesser_trochanter - 130.0, lm.acetabular_roof + 12.0, 3.0):
+        a = rasterize_slice(anatomy_none, Grid(x, y, float(z)))
+        b = rasterize_slice(anatomy_both, Grid(x, y, float(z)))
+        metal = np.zeros(a.labels.shape, bool)
+        for _, mask in b.implants:
+            metal |= mask
+        changed = a.labels != b.labels
+        # Only bone gives way (to metal or to the tissue around the prosthesis); muscle only under the metal cup,
+        # where muscle territories reach into the hip's joint space.
+        assert set(a.labels[changed & ~metal].tolist()) <= set(femurs), z
+        assert set(b.labels[changed & ~metal].tolist()) <= {0}, z
+        assert np.count_nonzero(changed & metal & np.isin(a.labels, muscles)) <= 6, z
+        femur_lost += int(np.count_nonzero(np.isin(a.labels, femurs) & ~np.isin(b.labels, femurs)))
+    assert femur_lost > 100  # the resected heads and necks
+
+
+def test_the_streaks_of_two_prostheses_darken_the_band_between_them() -> None:
+    anatomy = build_anatomy(PhantomParameters(matrix=128, metal_hip="both"))
+    geometry = _geometry(anatomy)
+    x, y = geometry.column_x(), geometry.row_y()
+    grid = Grid(x, y, anatomy.landmarks.femoral_head_centre + 10.0)
+    implants = rasterize_slice(anatomy, grid).implants
+    assert [index for index, _ in implants] == [0, 1]
+    both = metal_streaks(implants, grid, seed=0)
+    right = metal_streaks(implants[:1], grid, seed=0)
+    left = metal_streaks(implants[1:], grid, seed=0)
+    row = int(np.argmin(np.abs(y - 0.0)))
+    middle = int(np.argmin(np.abs(x - 0.0)))
+    # The rays through both implants: darker than the two implants' own streaks added up, and dark.
+    between = both[row - 1:row + 2, middle - 1:middle + 2].mean()
+    assert between < (right + left)[row - 1:row + 2, middle - 1:middle + 2].mean() - 100.0
+    assert between < -250.0
+    # Far above and below the joining line the band fades.
+    far = int(np.argmin(np.abs(y - 90.0)))
+    assert abs(both[far, middle] - (right + left)[far, middle]) < 10.0
+    for _, mask in implants:
+        assert np.all(both[mask] == 0.0)
+
+
+# --- cut series ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cuts(hip: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[float, Path]:
+    out = tmp_path_factory.mktemp("cuts")
+    return {mm: crop_phantom(hip, out / f"cut{mm:g}", mm).out_dir for mm in (100.0, 60.0, -40.0)}
+
+
+def _groups(gt: dict) -> dict[tuple[str, str], dict]:
+    return {(g["group"], g["side"]): g for g in gt["groups"]}
+
+
+def test_a_cut_keeps_the_slices_from_the_head_end_down_to_the_cut(hip: Path, hip_arrays: tuple,
+                                                                    cuts: dict[float, Path]) -> None:
+    hu_all, labels_all, _, gt_all = hip_arrays
+    z_all = load_series(hip / "dicom").positions[:, 2]
+    head_top = gt_all["landmarks_mm"]["femoral_head_top"]["z_mm"]
+    for mm, folder in cuts.items():
+        volume = load_series(folder / "dicom")
+        hu, labels, _, gt = _aligned(folder)
+        keep = z_all >= head_top - mm - 1e-3
+        assert volume.positions[:, 2] == pytest.approx(z_all[keep])
+        assert z_all[keep].max() == z_all.max()  # the head end stays
+        assert np.array_equal(hu, hu_all[keep])  # pixels unchanged
+        assert np.array_equal(labels, labels_all[keep])
+        assert gt["series"]["slices"] == int(keep.sum()) == gt["crop"]["slices"]
+        assert gt["crop"]["end_below_femoral_head_top_mm"] == mm
+        assert gt["series"]["series_instance_uid"] != gt_all["series"]["series_instance_uid"]
+        assert volume.info.series_instance_uid == gt["series"]["series_instance_uid"]
+        assert volume.info.study_instance_uid == gt_all["series"]["study_instance_uid"]
+        files = sorted((folder / "dicom").glob("*.dcm"))
+        numbers = sorted(int(pydicom.dcmread(f, stop_before_pixels=True).InstanceNumber) for f in files)
+        assert numbers == list(range(1, len(files) + 1))
+        # Landmarks below the cut are out of the scan.
+        for name, row in gt["landmarks_mm"].items():
+            assert row["in_scan"] == (row["z_mm"] >= volume.positions[:, 2].min()), name
+        _check_consistency(folder)
+
+
+def test_a_cut_recomputes_group_completeness_and_in_scan_mass(hip_arrays: tuple, cuts: dict[float, Path]) -> None:
+    whole = _groups(hip_arrays[3])
+    gt = {mm: json.loads((folder / "ground_truth.json").read_text()) for mm, folder in cuts.items()}
+    for side in ("left", "right", "both"):
+        gluteal = whole[("gluteal", side)]["mass_g"]["constant_1.04"]
+        upper = whole[("upper_gluteal", side)]["mass_g"]["constant_1.04"]
+        assert 0.4 * gluteal < upper < 0.9 * gluteal
+        # 100 mm below the head top the scan still holds the end of gluteus maximus (lesser trochanter - 14 mm).
+        assert _groups(gt[100.0])[("gluteal", side)]["completeness"] == "complete"
+        assert _groups(gt[100.0])[("gluteal", side)]["mass_g"]["constant_1.04"] == pytest.approx(gluteal)
+        # 60 mm below it cuts gluteus maximus: truncated, with the muscle inside the scan.
+        cut = _groups(gt[60.0])[("gluteal", side)]
+        assert cut["completeness"] == "truncated"
+        assert "gluteus maximus" in cut["reason"]
+        assert cut["mass_g"]["constant_1.04"] is None
+        assert 0.8 * gluteal < cut["in_scan_mass_g"]["constant_1.04"] < gluteal
+        # The upper gluteal group ends at the femoral head centre: complete and the same mass down to 60 mm.
+        for mm in (100.0, 60.0):
+            row = _groups(gt[mm])[("upper_gluteal", side)]
+            assert row["completeness"] == "complete"
+            assert row["mass_g"]["constant_1.04"] == pytest.approx(upper, rel=1e-9)
+        # 40 mm above the head top the scan still holds the upper part of the gluteal muscles (from the crest):
+        # truncated, not absent; the upper gluteal group lacks its lower landmark.
+        above = _groups(gt[-40.0])
+        assert above[("gluteal", side)]["completeness"] == "truncated"
+        assert 0.0 < above[("gluteal", side)]["in_scan_mass_g"]["constant_1.04"] < 0.3 * gluteal
+        assert above[("upper_gluteal", side)]["completeness"] == "truncated"
+        assert above[("upper_gluteal", side)]["in_scan_mass_g"]["constant_1.04"] == pytest.approx(
+            above[("gluteal", side)]["in_scan_mass_g"]["constant_1.04"])
+        for mm in cuts:
+            for group in ("above_knee", "all"):
+                assert _groups(gt[mm])[(group, side)]["completeness"] == "truncated"
+    assert gt[100.0]["complete_group_names"] == ["gluteal", "upper_gluteal"]
+    assert gt[60.0]["complete_group_names"] == ["upper_gluteal"]
+    assert gt[-40.0]["complete_group_names"] == []
+
+
+def test_a_cut_of_a_feet_first_series_keeps_the_head_end_too(tmp_path: Path) -> None:
+    source = make_phantom(PhantomParameters(fov="abdomen", patient_position="FFS", metal_hip="right", matrix=80,
+                                            slice_mm=6.0, seed=2), tmp_path / "ffs")
+    cut = crop_phantom(source.out_dir, tmp_path / "cut", 60.0)
+    _check_consistency(cut.out_dir)
+    z = load_series(cut.dicom_dir).positions[:, 2]
+    head_top = cut.ground_truth["landmarks_mm"]["femoral_head_top"]["z_mm"]
+    assert z.min() >= head_top - 60.0 - 1e-3
+    assert z.max() == pytest.approx(source.ground_truth["series"]["z_range_mm"][1])
+    assert cut.ground_truth["complete_groups"]["upper_gluteal"]["both"]
+    assert not cut.ground_truth["complete_groups"]["gluteal"]["both"]
+
+
+def test_a_cut_that_keeps_nothing_or_overwrites_its_source_is_refused(hip: Path, tmp_path: Path) -> None:
+    with pytest.raises(PhantomParameterError, match="keeps no slice"):
+        crop_phantom(hip, tmp_path / "none", -400.0)
+    with pytest.raises(PhantomParameterError, match="own folder"):
+        crop_phantom(hip, hip, 60.0)
+    with pytest.raises(PhantomParameterError, match="holds no phantom"):
+        crop_phantom(tmp_path, tmp_path / "x", 60.0)
+    assert not (tmp_path / "none").exists()

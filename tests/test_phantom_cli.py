@@ -1,4 +1,4 @@
-"""``sarcoscreen phantom`` and ``sarcoscreen phantom cohort`` end to end, and the synthetic cohort."""
+"""``sarcoscreen phantom``, ``phantom cohort`` and ``phantom crop`` end to end, and the synthetic cohort."""
 
 from __future__ import annotations
 
@@ -72,6 +72,10 @@ def test_cohort_files_columns_and_synthetic_labelling(tmp_path: Path) -> None:
         truth = list(csv.DictReader(f))
     assert [t["subject_id"] for t in truth] == [r["subject_id"] for r in rows]
     assert all(t["synthetic"] == "true" for t in truth)
+    # The upper gluteal group (crest to femoral head centre) is part of the gluteal group.
+    for t in truth:
+        assert 0.3 * float(t["gluteal_left_mass_g"]) < float(t["upper_gluteal_left_mass_g"]) < float(
+            t["gluteal_left_mass_g"])
     dxa = [float(r["dxa_leg_lean_mass_kg"]) for r in rows]
     mass = [float(t["all_both_mass_g"]) for t in truth]
     assert spearmanr(dxa, mass).statistic > 0.7
@@ -89,7 +93,9 @@ def test_cohort_with_ct_records_the_study_uid(tmp_path: Path) -> None:
         ds = pydicom.dcmread(next((folder / "dicom").glob("*.dcm")), stop_before_pixels=True)
         assert ds.StudyInstanceUID == subject.study_instance_uid
         gt = json.loads((folder / "ground_truth.json").read_text())
-        assert subject.group_mass_g["all_both"] == gt["groups"][-1]["mass_g"]["constant_1.04"]
+        rows = {(g["group"], g["side"]): g for g in gt["groups"]}
+        for group in ("all", "upper_gluteal"):
+            assert subject.group_mass_g[f"{group}_both"] == rows[(group, "both")]["mass_g"]["constant_1.04"]
     with result.cohort_csv.open() as f:
         assert all(r["study_instance_uid"] for r in csv.DictReader(f))
 
@@ -128,5 +134,40 @@ def test_analyze_with_the_phantom_labels_reproduces_the_ground_truth(tmp_path: P
     gt = json.loads((phantom / "ground_truth.json").read_text())
     truth = {(g["group"], g["side"]): g["mass_g"]["constant_1.04"] for g in gt["groups"]}
     for g in measured["groups"]:
+        if g["group"] == "upper_gluteal":
+            # Bounded by landmarks, which a label map does not carry: the labelmap engine cannot measure it.
+            assert g["completeness"] == "not produced by the engine"
+            assert truth[(g["group"], g["side"])] > 0
+            continue
         # measurements.json rounds to 6 decimals
         assert g["smm_g"] == pytest.approx(truth[(g["group"], g["side"])], abs=1e-3)
+
+
+def test_phantom_with_two_prostheses_and_a_cut_from_the_command_line(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "ph"
+    assert main(["phantom", "--out", str(source), "--fov", "abdomen", "--metal-hip", "both", "--matrix", "80",
+                 "--slice-mm", "6", "--seed", "3", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "upper_gluteal" in printed
+    assert json.loads((source / "ground_truth.json").read_text())["parameters"]["metal_hip"] == "both"
+
+    cut = tmp_path / "cut"
+    assert main(["phantom", "crop", str(source), "--out", str(cut), "--end-below-head-top", "-40"]) == 0
+    printed = capsys.readouterr().out
+    assert "cut 40 mm above the femoral head top" in printed
+    assert "femoral_head_centre" in printed
+    assert "outside the scan" in printed
+    gt = json.loads((cut / "ground_truth.json").read_text())
+    assert gt["crop"]["end_below_femoral_head_top_mm"] == -40.0
+    assert gt["parameters"]["metal_hip"] == "both"
+    rows = {(g["group"], g["side"]): g for g in gt["groups"]}
+    assert rows[("gluteal", "both")]["completeness"] == "truncated"
+    assert len(list((cut / "dicom").glob("*.dcm"))) == gt["series"]["slices"]
+
+    assert main(["phantom", "crop", str(source), "--out", str(tmp_path / "none"), "--end-below-head-top",
+                 "-500"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sarcoscreen: phantom crop: ")
+    assert "keeps no slice" in err
+    assert "Traceback" not in err

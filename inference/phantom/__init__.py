@@ -6,7 +6,10 @@
 * ``out_dir/labels.nii.gz``: catalogue label values on exactly the series' voxel grid (uint8, RAS affine);
 * ``out_dir/ground_truth.json``: per structure and per group (left/right/both) voxels, volume, HU and masses
   under three density rules, computed with `sarcoscreen.inference.measure` from the written files' values;
-  the parameters, landmark levels and which groups are complete in the field of view.
+  the parameters, landmark levels and which groups are complete in the field of view (`ground_truth`).
+
+``crop_phantom(phantom_dir, out_dir, mm)`` cuts a written phantom so that it ends `mm` below the top of the
+femoral head, with the ground truth recomputed for the kept slices (`crop`).
 
 The series is generated slice by slice with a small ring buffer for the blur along z; the pixel values and
 labels are kept in memory-mapped scratch files while the series is written, so memory stays bounded (a few
@@ -23,7 +26,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,8 @@ import nibabel as nib
 import numpy as np
 from pydicom.uid import CTImageStorage
 
-from sarcoscreen.inference.phantom.anatomy import Anatomy, build_anatomy
+from sarcoscreen.inference.phantom.anatomy import Anatomy, Landmarks, build_anatomy
+from sarcoscreen.inference.phantom.crop import crop_phantom, cut_description
 from sarcoscreen.inference.phantom.ct_values import (
     apply_texture,
     blur_sigmas,
@@ -52,42 +55,30 @@ from sarcoscreen.inference.phantom.parameters import (
     PhantomParameters,
 )
 from sarcoscreen.inference.phantom.rasterize import body_extent, rasterize_slice
-from sarcoscreen.inference.phantom.tissues import Tissue, hu_table
+from sarcoscreen.inference.phantom.result import PhantomResult, software_version
+from sarcoscreen.inference.phantom.tissues import hu_table
 from sarcoscreen.inference.volume import SeriesInfo, SliceRef, Volume
 
 __all__ = [
     "Fov",
+    "LabelGrid",
     "MetalHip",
     "PatientPosition",
     "PhantomParameterError",
     "PhantomParameters",
     "PhantomResult",
     "build_anatomy",
+    "crop_phantom",
+    "cut_description",
     "fov_z_range",
+    "label_grid",
     "label_volume",
     "make_phantom",
     "nifti_affine",
+    "software_version",
 ]
 
 Progress = Callable[[int, int], None]
-
-
-def _version() -> str:
-    try:
-        return version("sarcoscreen")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
-@dataclass(frozen=True)
-class PhantomResult:
-    out_dir: Path
-    dicom_dir: Path
-    labels_path: Path
-    ground_truth_path: Path
-    ground_truth: dict[str, Any]
-    slices: int
-    seconds: float
 
 
 def fov_z_range(anatomy: Anatomy) -> tuple[float, float]:
@@ -157,11 +148,20 @@ def _weight_kg(p: PhantomParameters) -> float:
     return max(bmi, 15.0) * p.height_m**2
 
 
-def label_volume(params: PhantomParameters, z_step_mm: float | None = None) -> tuple[np.ndarray, float]:
-    """Only the label map (no CT, no files) on the series grid, or every `z_step_mm` (coarse ground truth).
+@dataclass(frozen=True, eq=False)
+class LabelGrid:
+    """A phantom's label map without CT: what `label_grid` returns."""
 
-    Returns (labels (slices, rows, columns) uint8, voxel volume mm^3).
-    """
+    labels: np.ndarray
+    """(slices, rows, columns) uint8 catalogue labels, slices in volume order."""
+    voxel_mm3: float
+    z_mm: np.ndarray
+    """Patient z of every slice."""
+    landmarks: Landmarks
+
+
+def label_grid(params: PhantomParameters, z_step_mm: float | None = None) -> LabelGrid:
+    """Only the label map (no CT, no files) on the series grid, or every `z_step_mm` (coarse ground truth)."""
     anatomy = build_anatomy(params)
     geometry = _geometry(anatomy)
     x, y = geometry.column_x(), geometry.row_y()
@@ -172,7 +172,16 @@ def label_volume(params: PhantomParameters, z_step_mm: float | None = None) -> t
     for k, z in enumerate(zs):
         labels[k] = rasterize_slice(anatomy, Grid(x, y, float(z))).labels
     dz = z_step_mm if z_step_mm is not None else geometry.slice_spacing_mm
-    return labels, geometry.pixel_spacing_mm**2 * dz
+    return LabelGrid(labels, geometry.pixel_spacing_mm**2 * dz, np.asarray(zs, np.float64), anatomy.landmarks)
+
+
+def label_volume(params: PhantomParameters, z_step_mm: float | None = None) -> tuple[np.ndarray, float]:
+    """Only the label map (no CT, no files) on the series grid, or every `z_step_mm` (coarse ground truth).
+
+    Returns (labels (slices, rows, columns) uint8, voxel volume mm^3).
+    """
+    grid = label_grid(params, z_step_mm)
+    return grid.labels, grid.voxel_mm3
 
 
 def make_phantom(params: PhantomParameters, out_dir: Path | str, progress: Progress | None = None) -> PhantomResult:
@@ -187,7 +196,7 @@ def make_phantom(params: PhantomParameters, out_dir: Path | str, progress: Progr
     anatomy = build_anatomy(params)
     geometry = _geometry(anatomy)
     uids = series_uids(params)
-    software = _version()
+    software = software_version()
     writer = SeriesWriter(dicom_dir, params, geometry, uids, software, _weight_kg(params))
     n, rows, cols = geometry.slices, geometry.rows, geometry.columns
     x, y = geometry.column_x(), geometry.row_y()
@@ -204,7 +213,7 @@ def make_phantom(params: PhantomParameters, out_dir: Path | str, progress: Progr
         hu_map = np.lib.format.open_memmap(work / "hu.npy", mode="w+", dtype=np.int16, shape=(n, rows, cols))
         label_map = np.lib.format.open_memmap(work / "labels.npy", mode="w+", dtype=np.uint8, shape=(n, rows, cols))
         blurred: deque[np.ndarray] = deque(maxlen=2 * half + 1)
-        pending: deque[tuple[int, np.ndarray, np.ndarray]] = deque()
+        pending: deque[tuple[int, np.ndarray, tuple[tuple[int, np.ndarray], ...]]] = deque()
         for k in range(-half, n + half):
             z = z0 + k * step
             grid = Grid(x, y, z)
@@ -212,18 +221,18 @@ def make_phantom(params: PhantomParameters, out_dir: Path | str, progress: Progr
             tissue = apply_texture(truth.tissue, truth.fat_weight, grid, params.seed, params.fatty_infiltration)
             blurred.append(inplane_blur(table[tissue], sigma_xy))
             if 0 <= k < n:
-                pending.append((k, truth.labels, tissue == Tissue.METAL))
+                pending.append((k, truth.labels, truth.implants))
             centre = k - half
             if centre < 0 or len(blurred) < len(weights):
                 continue
-            index, labels, metal = pending.popleft()
+            index, labels, implants = pending.popleft()
             assert index == centre
             hu = np.zeros((rows, cols), np.float32)
             for w, s in zip(weights, blurred, strict=True):
                 hu += w * s
             hu += noise_slice((rows, cols), params.seed, centre, params.noise_hu)
-            if metal.any():
-                hu += metal_streaks(metal, grid_for(x, y, z0 + centre * step), params.seed)
+            if implants:
+                hu += metal_streaks(implants, Grid(x, y, z0 + centre * step), params.seed)
             stored = to_stored_hu(hu)
             hu_map[centre] = stored
             label_map[centre] = labels
@@ -292,7 +301,3 @@ def make_phantom(params: PhantomParameters, out_dir: Path | str, progress: Progr
     gt_path = out / "ground_truth.json"
     gt_path.write_text(json.dumps(ground_truth, indent=2) + "\n")
     return PhantomResult(out, dicom_dir, out / "labels.nii.gz", gt_path, ground_truth, n, seconds)
-
-
-def grid_for(x: np.ndarray, y: np.ndarray, z: float) -> Grid:
-    return Grid(x, y, z)

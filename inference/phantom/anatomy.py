@@ -37,10 +37,10 @@ from sarcoscreen.inference.phantom.geometry import (
     Track,
     Tube,
 )
-from sarcoscreen.inference.phantom.parameters import MetalHip, PhantomParameters
+from sarcoscreen.inference.phantom.parameters import PhantomParameters
 from sarcoscreen.inference.phantom.tissues import Tissue
 
-__all__ = ["Anatomy", "Bone", "BonePart", "Landmarks", "Muscle", "ShapeTrack", "Soft", "build_anatomy"]
+__all__ = ["Anatomy", "Bone", "BonePart", "Implant", "Landmarks", "Muscle", "ShapeTrack", "Soft", "build_anatomy"]
 
 SIDES = (Side.RIGHT, Side.LEFT)
 
@@ -63,6 +63,8 @@ class Landmarks:
     greater_trochanter: float
     symphysis_top: float
     femoral_head_centre: float
+    femoral_head_top: float
+    """Top of the femoral head (centre + radius): the reference level of the benchmark's cut series."""
     acetabular_roof: float
     s1_top: float
     asis: float
@@ -83,6 +85,7 @@ class Landmarks:
             greater_trochanter=head - 0.004 * h,
             symphysis_top=head - 0.004 * h,
             femoral_head_centre=head,
+            femoral_head_top=head + head_radius_mm,
             acetabular_roof=head + head_radius_mm + 2.0,
             s1_top=crest - 0.022 * h,
             asis=crest - 0.016 * h,
@@ -94,6 +97,7 @@ class Landmarks:
         return {
             "iliac_crest_top": self.iliac_crest_top,
             "acetabular_roof": self.acetabular_roof,
+            "femoral_head_top": self.femoral_head_top,
             "femoral_head_centre": self.femoral_head_centre,
             "greater_trochanter": self.greater_trochanter,
             "lesser_trochanter": self.lesser_trochanter,
@@ -262,6 +266,18 @@ class Soft:
     """Counts for the body's extent (field of view, table) although it lies outside the trunk (the arms)."""
 
 
+@dataclass(frozen=True)
+class Implant:
+    """A total hip prosthesis on one side: metal head, cup, neck and stem (label 0, tissue metal).
+
+    It replaces bone: the femoral head and the neck above the osteotomy are not drawn on its side; pseudocapsule
+    and joint fluid (`Tissue.PERIPROSTHETIC`, label 0) fill the space they leave around the metal.
+    """
+
+    side: Side
+    shapes: tuple[Sphere | Capsule, ...]
+
+
 @dataclass
 class Anatomy:
     params: PhantomParameters
@@ -269,7 +285,8 @@ class Anatomy:
     bones: list[Bone] = field(default_factory=list)
     muscles: list[Muscle] = field(default_factory=list)
     soft: list[Soft] = field(default_factory=list)
-    metal: list[Sphere | Capsule] = field(default_factory=list)
+    metal: list[Implant] = field(default_factory=list)
+    """Hip prostheses, right first (their index seeds their streak pattern)."""
     cavity: ShapeTrack | None = None
     table_y: float = 150.0
     scales: dict[str, float] = field(default_factory=dict)
@@ -286,6 +303,12 @@ _LM = {
 }
 
 Key = tuple  # (landmark, dz, lat, post, a, b, angle[, "A"])
+
+_NECK_DIR = np.array([0.77, 0.16, -0.62])
+"""Femoral neck axis in side coordinates (lateral, posterior, down): 128 deg neck-shaft angle, 12 deg anteversion."""
+_OSTEOTOMY = 0.65
+"""Where a hip prosthesis's neck osteotomy cuts the femoral neck: this fraction of the way from the head centre
+to the neck's base (about 2 cm above the base)."""
 
 # Catalogue muscles: key -> (frame name, pivot (lat, post) in absolute side coordinates or None, [tracks]).
 _MUSCLES: dict[str, tuple[str, tuple[float, float] | None, list[list[Key]]]] = {
@@ -509,6 +532,14 @@ class _Builder:
                 for lm, dz, lat, post, a, b in keys]
         return ShapeTrack(side, self.frames[frame], Track(rows), self.offset, exponent)
 
+    def neck_point(self, side: Side, t: float) -> tuple[float, float, float]:
+        """World point at fraction `t` along the femoral neck's axis, from the head centre (0) to its base (1)."""
+        lat, post, z = np.array([86 * self.wb * self.pf, 0.0, self.z("head", 0)]) + t * 45 * self.wb * _NECK_DIR
+        return self.w(side, float(lat), float(post), float(z))
+
+    def neck_radius(self, t: float) -> float:
+        return (14.0 + 2.0 * t) * self.wb
+
     def bones(self) -> list[Bone]:
         out: list[Bone] = []
         wb, z = self.wb, self.z
@@ -557,12 +588,17 @@ class _Builder:
 
             # -- femur --
             fz = self.frames["femur"]
-            neck_dir = np.array([0.77, 0.16, -0.62])
-            n1 = np.array([86 * wb * self.pf, 0.0, head_c]) + 45 * wb * neck_dir
+            n1 = self.neck_point(side, 1.0)
             gt_top = z("gt", 0)
+            if side.value in self.p.metal_hip.sides:
+                # Head and neck resected at the osteotomy; the neck's stump stays around the prosthesis's neck.
+                head_neck = [BonePart(Capsule(self.neck_point(side, _OSTEOTOMY), n1, self.neck_radius(_OSTEOTOMY),
+                                              self.neck_radius(1.0)), 2.0, tr)]
+            else:
+                head_neck = [BonePart(Sphere(hip_c, self.head_r), 1.5, tr),
+                             BonePart(Capsule(hip_c, n1, self.neck_radius(0.0), self.neck_radius(1.0)), 2.0, tr)]
             f_parts = [
-                BonePart(Sphere(hip_c, self.head_r), 1.5, tr),
-                BonePart(Capsule(hip_c, self.w(side, n1[0], n1[1], n1[2]), 14 * wb, 16 * wb), 2.0, tr),
+                *head_neck,
                 BonePart(Ellipsoid(self.w(side, 128 * wb * self.pf + 6 * wb, 12 * wb, gt_top - 24 * self.hv),
                                    (14 * wb, 19 * wb, 24 * self.hv)), 1.8, tr),
                 BonePart(Ellipsoid(self.wf(side, "femur", z("lt", 14), 0, 2), (20 * wb, 17 * wb, 42 * self.hv)),
@@ -687,6 +723,14 @@ class _Builder:
                                                            (34 * wb, 58 * wb, 30 * hv)),), envelope_only=True))
         out.extend(self.bowel())
         out.extend(self.vessels())
+        for side in SIDES:
+            if side.value in self.p.metal_hip.sides:
+                # Where the resected femoral head and neck were: pseudocapsule and fluid around the prosthesis.
+                hip_c = self.wp(side, 86, 0, z("head", 0))
+                out.append(Soft(f"periprosthetic_tissue_{side.value}", Tissue.PERIPROSTHETIC, (
+                    Sphere(hip_c, self.head_r),
+                    Capsule(hip_c, self.neck_point(side, _OSTEOTOMY), self.neck_radius(0.0),
+                            self.neck_radius(_OSTEOTOMY)))))
         # Sciatic nerve.
         for side in SIDES:
             pts = [self.wp(side, 72, 62, z("head", 14)), self.wp(side, 92, 64, z("head", -12)),
@@ -814,23 +858,28 @@ class _Builder:
                             (Capsule(tuple(p0), tuple(p1), r, r),), wall_mm=2.0, gas_level=gas, inside_cavity=True))
         return out
 
-    def metal(self) -> list[Sphere | Capsule]:
-        if self.p.metal_hip is MetalHip.NONE:
-            return []
-        side = Side.LEFT if self.p.metal_hip is MetalHip.LEFT else Side.RIGHT
+    def metal(self) -> list[Implant]:
+        """A total hip prosthesis on each side `metal_hip` names (right first): a 28-mm-class metal head in a
+        hemispherical cup seated in the reamed acetabulum, a neck along the femoral neck's axis and a tapered stem
+        in the femoral canal down to 12 cm below the lesser trochanter."""
         wb, z = self.wb, self.z
-        head_c = self.wp(side, 86, 0, z("head", 0))
-        neck_dir = np.array([0.77, 0.16, -0.62])
-        n1 = np.array([86 * wb * self.pf, 0.0, z("head", 0)]) + 40 * wb * neck_dir
-        sg = side_sign(side)
-        cup_normal = (sg * 0.673, -0.218, -0.707)
-        return [
-            Sphere(head_c, 14.0 * wb),
-            Sphere(head_c, self.head_r + 5.0, cup_normal, 0.0),
-            Capsule(head_c, self.w(side, n1[0], n1[1], n1[2]), 7 * wb, 8 * wb),
-            Capsule(self.w(side, n1[0], n1[1], n1[2]), self.wf(side, "femur", z("lt", -10)), 8 * wb, 7 * wb),
-            Capsule(self.wf(side, "femur", z("lt", -10)), self.wf(side, "femur", z("lt", -120)), 7 * wb, 4.5 * wb),
-        ]
+        implants = []
+        for side in SIDES:
+            if side.value not in self.p.metal_hip.sides:
+                continue
+            head_c = self.wp(side, 86, 0, z("head", 0))
+            neck_end = self.neck_point(side, 40.0 / 45.0)
+            sg = side_sign(side)
+            cup_normal = (sg * 0.673, -0.218, -0.707)
+            implants.append(Implant(side, (
+                Sphere(head_c, 14.0 * wb),
+                Sphere(head_c, self.head_r + 5.0, cup_normal, 0.0),
+                Capsule(head_c, neck_end, 7 * wb, 8 * wb),
+                Capsule(neck_end, self.wf(side, "femur", z("lt", -10)), 8 * wb, 7 * wb),
+                Capsule(self.wf(side, "femur", z("lt", -10)), self.wf(side, "femur", z("lt", -120)), 7 * wb,
+                        4.5 * wb),
+            )))
+        return implants
 
 
 def _segment_distance(p0: np.ndarray, p1: np.ndarray, q0: np.ndarray, q1: np.ndarray) -> float:

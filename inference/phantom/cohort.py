@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from sarcoscreen.inference.catalogue import CATALOGUE, Group, Kind
+from sarcoscreen.inference.catalogue import CATALOGUE, GROUP_BOUNDS, Group, Kind
 from sarcoscreen.inference.phantom.parameters import Fov, PhantomParameterError, PhantomParameters
 
 __all__ = ["CohortResult", "CohortSubject", "make_cohort", "subject_parameters"]
@@ -94,17 +94,28 @@ def subject_parameters(rng: np.random.Generator, sex: str, seed: int, matrix: in
 
 
 def _coarse_masses(params: PhantomParameters) -> dict[str, float | None]:
-    """Group masses (g, 1.04 g/cm3) from a coarse label map: 96 x 96 pixels, every 8 mm."""
-    from sarcoscreen.inference.phantom import label_volume
+    """Group masses (g, 1.04 g/cm3) from a coarse label map: 96 x 96 pixels, every 8 mm. A landmark-bounded group
+    counts its muscle in the slices between its landmarks (`ground_truth.bounded_slices`); None when the coarse
+    grid does not hold them."""
+    from sarcoscreen.inference.phantom import label_grid
+    from sarcoscreen.inference.phantom.ground_truth import bounded_slices
 
-    labels, voxel_mm3 = label_volume(replace(params, matrix=96), z_step_mm=8.0)
-    counts = np.bincount(labels.ravel(), minlength=256)
+    grid = label_grid(replace(params, matrix=96), z_step_mm=8.0)
     out: dict[str, float | None] = {}
     for group in Group:
+        labels = grid.labels
+        if group in GROUP_BOUNDS:
+            slab = bounded_slices(group, grid.landmarks, grid.z_mm)
+            if slab is None:
+                for side in _SIDES:
+                    out[f"{group.value}_{side}"] = None
+                continue
+            labels = labels[slab[0]:slab[1] + 1]
+        counts = np.bincount(labels.ravel(), minlength=256)
         for side in _SIDES:
             members = [s for s in CATALOGUE.group_members(group, None if side == "both" else side)
                        if s.anatomy.kind is Kind.MUSCLE]
-            out[f"{group.value}_{side}"] = float(sum(counts[s.label] for s in members) * voxel_mm3 / 1000.0 * 1.04)
+            out[f"{group.value}_{side}"] = float(sum(counts[s.label] for s in members) * grid.voxel_mm3 / 1000.0 * 1.04)
     return out
 
 

@@ -7,6 +7,7 @@ comes out the same whatever slab it is computed in.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -148,30 +149,75 @@ def noise_slice(shape: tuple[int, int], seed: int, index: int, sd_hu: float) -> 
     return smooth * (sd_hu / gain)
 
 
-def metal_streaks(metal: np.ndarray, grid: Grid, seed: int) -> np.ndarray:
-    """Streak artefacts around metal in this slice: a dark band along the left-right beam path through the
-    metal (photon starvation / beam hardening) and fine radial bright/dark streaks, decaying with distance."""
-    out = np.zeros(metal.shape, np.float32)
-    count = int(metal.sum())
-    if count == 0:
+def metal_streaks(implants: Sequence[tuple[int, np.ndarray]], grid: Grid, seed: int) -> np.ndarray:
+    """Streak artefacts of the metal implants in this slice, given as (implant index, mask) pairs.
+
+    Around each implant: a dark band along the left-right beam path through it (photon starvation and beam
+    hardening) and fine radial bright/dark streaks with a pattern seeded by the seed and the implant's index,
+    decaying with distance; its strength grows with the implant's area in the slice. Between two implants (both
+    hips): a further dark band along the line joining them, as wide as the narrower implant across that line,
+    strongest between them and fading beyond them - the rays through both implants are the most starved, the
+    classic dark streak across the pelvis of a patient with bilateral hip prostheses. Zero on the metal itself.
+    """
+    out = np.zeros(grid.shape, np.float32)
+    present = [(index, mask) for index, mask in implants if mask.any()]
+    if not present:
         return out
-    rows, cols = np.nonzero(metal)
-    cx = float(grid.x[cols].mean())
-    cy = float(grid.y[rows].mean())
-    area_mm2 = count * abs(float(grid.x[1] - grid.x[0]) * float(grid.y[1] - grid.y[0]))
-    strength = min(1.0, area_mm2 / 600.0)
+    pixel_mm2 = abs(float(grid.x[1] - grid.x[0]) * float(grid.y[1] - grid.y[0]))
+    shapes = []
+    for index, mask in present:
+        rows, cols = np.nonzero(mask)
+        px, py = grid.x[cols], grid.y[rows]
+        centre = (float(px.mean()), float(py.mean()))
+        strength = min(1.0, mask.sum() * pixel_mm2 / 600.0)
+        out += _implant_streaks(centre, strength, grid, seed, index)
+        shapes.append((centre, strength, px, py))
+    for a in range(len(shapes)):
+        for b in range(a + 1, len(shapes)):
+            out += _between_implants(shapes[a], shapes[b], grid)
+    for _, mask in present:
+        out[mask] = 0.0
+    return out
+
+
+def _implant_streaks(centre: tuple[float, float], strength: float, grid: Grid, seed: int,
+                     index: int) -> np.ndarray:
+    cx, cy = centre
     dx = grid.x[None, :] - cx
     dy = grid.y[:, None] - cy
     r = np.sqrt(dx * dx + dy * dy)
     phi = np.arctan2(dy, dx)
     decay = 40.0 / (r + 40.0)
-    rng = np.random.default_rng([seed, 0x5EA1])
+    rng = np.random.default_rng([seed, 0x5EA1] if index == 0 else [seed, 0x5EA1, index])
     phases = rng.uniform(0, 2 * np.pi, size=3)
     radial = (np.cos(7 * phi + phases[0]) + 0.7 * np.cos(13 * phi + phases[1]) + 0.5 * np.cos(23 * phi + phases[2]))
     band = np.exp(-0.5 * (np.sin(phi) / 0.07) ** 2)
-    out = (strength * decay * (90.0 * radial - 260.0 * band)).astype(np.float32)
-    out[metal] = 0.0
-    return out
+    return (strength * decay * (90.0 * radial - 260.0 * band)).astype(np.float32)
+
+
+_BETWEEN_HU = 220.0
+"""Depth of the dark band between two implants of full strength (HU), on top of each implant's own band."""
+
+
+def _between_implants(one: tuple[tuple[float, float], float, np.ndarray, np.ndarray],
+                      other: tuple[tuple[float, float], float, np.ndarray, np.ndarray], grid: Grid) -> np.ndarray:
+    (ax, ay), strength_a, pxa, pya = one
+    (bx, by), strength_b, pxb, pyb = other
+    length = math.hypot(bx - ax, by - ay)
+    if length < 1e-6:
+        return np.zeros(grid.shape, np.float32)
+    ux, uy = (bx - ax) / length, (by - ay) / length
+    # Half-width of each implant across the joining line; the band is as wide as the narrower one.
+    half_a = float(np.max(np.abs((pxa - ax) * -uy + (pya - ay) * ux)))
+    half_b = float(np.max(np.abs((pxb - bx) * -uy + (pyb - by) * ux)))
+    width = max(min(half_a, half_b), 1.0)
+    dx = grid.x[None, :] - ax
+    dy = grid.y[:, None] - ay
+    along = dx * ux + dy * uy
+    across = -dx * uy + dy * ux
+    beyond = np.maximum(-along, 0.0) + np.maximum(along - length, 0.0)
+    profile = np.exp(-0.5 * (across / (0.6 * width)) ** 2) * (40.0 / (beyond + 40.0))
+    return (-_BETWEEN_HU * math.sqrt(strength_a * strength_b) * profile).astype(np.float32)
 
 
 def to_stored_hu(hu: np.ndarray) -> np.ndarray:

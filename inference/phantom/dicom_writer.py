@@ -24,7 +24,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLi
 
 from sarcoscreen.inference.phantom.parameters import Fov, PhantomParameters
 
-__all__ = ["BODY_PART", "SeriesGeometry", "SeriesUids", "SeriesWriter", "series_uids"]
+__all__ = ["BODY_PART", "SeriesGeometry", "SeriesUids", "SeriesWriter", "phantom_uid", "series_uids"]
 
 # DICOM PS3.16 Annex L defined terms for Body Part Examined (0018,0015).
 # PELVISLOWEXTREMT ("Pelvis and lower extremities") would describe the hip FOV exactly but is a recent term that
@@ -41,10 +41,10 @@ class SeriesUids:
     instance_prefix_entropy: str
 
     def instance(self, index: int) -> str:
-        return _uid(f"{self.instance_prefix_entropy}/instance/{index}")
+        return phantom_uid(f"{self.instance_prefix_entropy}/instance/{index}")
 
 
-def _uid(name: str) -> str:
+def phantom_uid(name: str) -> str:
     """A UUID-derived UID (PS3.5 B.2) from a name-based (SHA-1, version 5) UUID: deterministic."""
     return f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, 'urn:sarcoscreen-phantom:' + name).int}"
 
@@ -52,9 +52,9 @@ def _uid(name: str) -> str:
 def series_uids(params: PhantomParameters) -> SeriesUids:
     base = f"{params.seed}/{params.fingerprint()}"
     return SeriesUids(
-        study=_uid(f"{base}/study"),
-        series=_uid(f"{base}/series"),
-        frame_of_reference=_uid(f"{base}/frame-of-reference"),
+        study=phantom_uid(f"{base}/study"),
+        series=phantom_uid(f"{base}/series"),
+        frame_of_reference=phantom_uid(f"{base}/frame-of-reference"),
         instance_prefix_entropy=base,
     )
 

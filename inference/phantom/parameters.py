@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -33,9 +34,17 @@ class Fov(StrEnum):
 
 
 class MetalHip(StrEnum):
+    """Total hip prostheses (stem, head, cup) with their streak artefacts: none, one side or both sides."""
+
     NONE = "none"
     LEFT = "left"
     RIGHT = "right"
+    BOTH = "both"
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        """The sides with a prosthesis (``"right"``, ``"left"``), right first."""
+        return {"none": (), "left": ("left",), "right": ("right",), "both": ("right", "left")}[self.value]
 
 
 class PatientPosition(StrEnum):
@@ -65,7 +74,8 @@ class PhantomParameters:
     fatty_infiltration: float = 0.0
     """0..1: more intramuscular fat specks and a lower attenuation of muscle tissue (myosteatosis)."""
     metal_hip: MetalHip = MetalHip.NONE
-    """A total hip prosthesis (stem, head, cup) on one side, with streak artefacts."""
+    """Total hip prostheses (stem, head, cup) on one side or both, with streak artefacts; the metal replaces the
+    femoral head and neck it stands for."""
     contrast: bool = False
     """Portal-venous phase intravenous contrast: vessels ~180-250 HU, muscle +8 HU."""
     table: bool = True
@@ -125,6 +135,15 @@ class PhantomParameters:
             raise PhantomParameterError("offset needs two values (x y) in mm")
         if self.fov_diameter_mm is not None:
             check("FOV diameter", self.fov_diameter_mm, 250.0, 700.0, " mm")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PhantomParameters:
+        """The parameters `to_dict` wrote (e.g. ``ground_truth.json``'s ``parameters``); unknown keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        if "offset_mm" in values:
+            values["offset_mm"] = tuple(values["offset_mm"])
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -2,9 +2,9 @@
 
 Every voxel is classified by its centre, so labels are exact and disjoint by construction. Order of precedence
 (later wins): air < skin < subcutaneous fat < fat inside the body envelope < muscle < intermuscular septum <
-viscera, vessels, nerves, tendons < bone < metal. The body envelope (deep fascia, viscera, bones) is grown by
-the subcutaneous fat thickness and then by 2 mm of skin with a Euclidean distance transform, so the fat layer
-has the requested thickness along the skin normal.
+viscera, vessels, nerves, tendons, the tissue around a hip prosthesis < bone < metal. The body envelope (deep
+fascia, viscera, bones) is grown by the subcutaneous fat thickness and then by 2 mm of skin with a Euclidean
+distance transform, so the fat layer has the requested thickness along the skin normal.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ class SliceTruth:
     """float32: relative intramuscular-fat propensity of each muscle voxel (0 elsewhere)."""
     body: np.ndarray
     """bool: inside the skin."""
+    implants: tuple[tuple[int, np.ndarray], ...] = ()
+    """(index in `Anatomy.metal`, bool mask) of every hip prosthesis in this slice."""
 
 
 def _window(grid: Grid, bbox: tuple[float, float, float, float] | None) -> Window | None:
@@ -301,17 +303,21 @@ def rasterize_slice(anatomy: Anatomy, grid: Grid) -> SliceTruth:
         labels[outer] = bone.label
         fat_weight[outer] = 0.0
 
-    if anatomy.metal:
+    implants: list[tuple[int, np.ndarray]] = []
+    for index, implant in enumerate(anatomy.metal):
         metal = np.zeros(shape, bool)
-        for m in anatomy.metal:
+        for m in implant.shapes:
             _paint(metal, _shape_masks(m, grid, 0.0))
+        if not metal.any():
+            continue
+        implants.append((index, metal))
         tissue[metal] = Tissue.METAL
         labels[metal] = 0
         fat_weight[metal] = 0.0
 
     if anatomy.params.table:
         _paint_table(tissue, grid, anatomy.table_y, body)
-    return SliceTruth(labels, tissue, fat_weight, body)
+    return SliceTruth(labels, tissue, fat_weight, body, tuple(implants))
 
 
 def _paint_table(tissue: np.ndarray, grid: Grid, y_top: float, body: np.ndarray) -> None:

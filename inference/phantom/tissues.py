@@ -42,6 +42,8 @@ class Tissue(IntEnum):
     METAL = 22
     MARROW_DENSE = 23
     """Cortex-like dense trabecular bone of the sacrum / vertebral end plates (not used as cortex)."""
+    PERIPROSTHETIC = 24
+    """Pseudocapsule and joint fluid where a hip prosthesis replaced the femoral head and neck."""
 
 
 def hu_table(*, fatty_infiltration: float = 0.0, contrast: bool = False, age_years: int = 72) -> np.ndarray:
@@ -74,6 +76,7 @@ def hu_table(*, fatty_infiltration: float = 0.0, contrast: bool = False, age_yea
         Tissue.TABLE_FOAM: -850.0,
         Tissue.METAL: 3071.0,
         Tissue.MARROW_DENSE: 450.0,
+        Tissue.PERIPROSTHETIC: 30.0,
     }
     for tissue, value in values.items():
         table[tissue] = value
