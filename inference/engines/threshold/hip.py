@@ -10,12 +10,13 @@ may carry a prosthesis. So the heads are found from the hip joints themselves, n
    head's distance from the midline in most slices up to 60 mm above) and bone at the midline within 60 mm of its
    level (sacrum, coccyx or pubic symphysis). Humeral heads are farther apart and have no ilium above; knee
    condyles have no pelvis at the midline.
-2. **Refinement** at full resolution in a box of about 100 x 100 x 90 mm around each candidate: a spherical Hough
-   transform of the bone edges (radii 19-28 mm). The convex surface of the head and the concave surface of the
+2. **Refinement** at full resolution in a box of about 100 x 100 x 120 mm around each candidate: a spherical Hough
+   transform of the bone edges (radii 21-30 mm: adult femoral heads of 42-56 mm and the acetabular
+   surface a few mm outside them). The convex surface of the head and the concave surface of the
    acetabulum vote for the same centre, so a head whose trabecular bone is faint (osteoporosis) is still found,
    and the thick supra-acetabular bone, which draws the distance transform upwards, does not decide.
-3. **Implants**: where the box holds metal (> 2000 HU), the centre is the thickest point of the metal, filled
-   in-plane (a prosthetic head, or a head inside its acetabular cup); its streaks do not vote.
+3. **Implants**: where the box holds metal (> 2000 HU), the centre is the thickest point of the metal: the solid
+   ball of a prosthetic head is thicker than its stem and the shell of an acetabular cup; streaks do not vote.
 
 Each head carries its method, a score (the fraction of the sphere's surface that voted) and a `Certainty`:
 ``found`` when the refined centre lies near its candidate with enough support and, with both heads found, their
@@ -48,11 +49,13 @@ __all__ = ["FemoralHead", "find_femoral_heads"]
 _CANDIDATE_MIN_MM = 12.0
 _PAIR_DZ_MM = 40.0
 _PAIR_SEPARATION_MM = (120.0, 280.0)
-_HOUGH_RADII_MM = np.arange(19.0, 29.0, 1.0)
+_HOUGH_RADII_MM = np.arange(21.0, 31.0, 1.0)
 _HOUGH_MIN_SCORE = 0.9
 """Minimum support (votes per 1000 mm^2 of sphere surface) for a refined head; below it the head is uncertain."""
-_HOUGH_AGREE_MM = 30.0
-_BOX_HALF_MM = (45.0, 50.0, 50.0)
+_HOUGH_AGREE_MM = 32.0
+"""The refined centre lies within this distance of its candidate (the thickest bone is drawn upwards by the bone
+above the acetabulum: 18-24 mm on the real series)."""
+_BOX_HALF_MM = (60.0, 50.0, 50.0)
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ def find_femoral_heads(hu: np.ndarray, bone: np.ndarray, metal: np.ndarray, grid
     """The femoral heads per side (absent sides are not in the dict). `hu` is the full-resolution canonical view,
     `bone` and `metal` the working-grid masks, `midline` the body's midline column per slice."""
     pair = _candidate_pair(bone, grid, midline)
-    heads = {c.side: _refine(hu, metal, grid, c) for c in pair}
+    heads = _refine(hu, metal, grid, pair)
     # A head is a head only with a quarter of its radius below the centre in the scan: a scan ending at the
     # acetabular roof holds none.
     n = bone.shape[0]
@@ -139,7 +142,7 @@ def _candidate_pair(bone: np.ndarray, grid: WorkGrid, midline: np.ndarray) -> li
             separation = (left.col - right.col) * grid.spacing[2]
             if dz > _PAIR_DZ_MM or not low <= separation <= high:
                 continue
-            score = min(right.radius_mm, left.radius_mm) - 0.1 * dz
+            score = right.radius_mm + left.radius_mm - 0.1 * dz
             if best is None or score > best[0]:
                 best = (score, [right, left])
     if best is not None:
@@ -185,26 +188,60 @@ def _box(centre: tuple[float, float, float], shape: tuple[int, int, int],
     )
 
 
-def _refine(hu: np.ndarray, metal: np.ndarray, grid: WorkGrid, candidate: _Candidate) -> FemoralHead:
+@dataclass(frozen=True)
+class _Refinement:
+    candidate: _Candidate
+    box: tuple[slice, slice, slice]
+    spacing: tuple[float, float, float]
+    spheres: dict[float, tuple[float, tuple[int, int, int]]]
+    """Per radius: best support and centre (box index)."""
+
+
+def _refine(hu: np.ndarray, metal: np.ndarray, grid: WorkGrid, candidates: list[_Candidate]) -> dict[Side, FemoralHead]:
+    """Refine each candidate (module docstring, step 2-3). Natural heads of both sides share one radius within
+    1 mm (the one with the most support on both): the femoral heads of one person are nearly the same size, and the
+    acetabular roof's smaller curvature does not pull one side's centre upwards."""
     f = grid.factor
     full_spacing = (grid.spacing[0], grid.spacing[1] / f, grid.spacing[2] / f)
-    centre_full = (float(candidate.k), (candidate.row + 0.5) * f, (candidate.col + 0.5) * f)
-    box = _box(centre_full, hu.shape, full_spacing)
-    coarse_box = (box[0], slice(box[1].start // f, box[1].stop // f + 1),
-                  slice(box[2].start // f, box[2].stop // f + 1))
-    if metal[coarse_box].sum() >= 4:
-        return _metal_head(hu, box, full_spacing, candidate, f)
-    sub = np.clip(hu[box].astype(np.float32), -100.0, 800.0)
-    found = _hough_sphere(sub, full_spacing)
+    heads: dict[Side, FemoralHead] = {}
+    natural: list[_Refinement] = []
+    for candidate in candidates:
+        centre_full = (float(candidate.k), (candidate.row + 0.5) * f, (candidate.col + 0.5) * f)
+        box = _box(centre_full, hu.shape, full_spacing)
+        coarse_box = (box[0], slice(box[1].start // f, box[1].stop // f + 1),
+                      slice(box[2].start // f, box[2].stop // f + 1))
+        if metal[coarse_box].sum() >= 4:
+            heads[candidate.side] = _metal_head(hu, box, full_spacing, candidate, f)
+            continue
+        sub = np.clip(hu[box].astype(np.float32), -100.0, 800.0)
+        near = tuple(c - b.start for c, b in zip(centre_full, box, strict=True))
+        natural.append(_Refinement(candidate, box, full_spacing, _hough_sphere(sub, full_spacing, near)))
+    if not natural:
+        return heads
+    common = [r for r in _HOUGH_RADII_MM if all(float(r) in x.spheres for x in natural)]
+    if common:
+        def total(radius: float) -> float:
+            return sum(max(x.spheres[r][0] for r in x.spheres if abs(r - radius) <= 1.0) for x in natural)
+        radius_star = max((float(r) for r in common), key=total)
+    for refinement in natural:
+        allowed = {r: v for r, v in refinement.spheres.items() if common and abs(r - radius_star) <= 1.0}
+        heads[refinement.candidate.side] = _head_from(refinement, allowed, f)
+    return heads
+
+
+def _head_from(refinement: _Refinement, spheres: dict[float, tuple[float, tuple[int, int, int]]],
+               f: int) -> FemoralHead:
+    candidate, box, spacing = refinement.candidate, refinement.box, refinement.spacing
     fallback = FemoralHead(candidate.side, float(candidate.k), float(candidate.row), float(candidate.col),
                            candidate.radius_mm, 0.0, False, "thickest bone of the hip joint (distance transform)",
                            Certainty.UNCERTAIN)
-    if found is None:
+    if not spheres:
         return replace(fallback, note="no spherical bone surface found around it")
-    score, radius, (k, r, c) = found
+    radius, (score, (k, r, c)) = max(spheres.items(), key=lambda item: item[1][0])
     k, r, c = k + box[0].start, r + box[1].start, c + box[2].start
-    shift = np.sqrt(((k - centre_full[0]) * full_spacing[0]) ** 2 + ((r - centre_full[1]) * full_spacing[1]) ** 2
-                    + ((c - centre_full[2]) * full_spacing[2]) ** 2)
+    centre_full = (float(candidate.k), (candidate.row + 0.5) * f, (candidate.col + 0.5) * f)
+    shift = np.sqrt(((k - centre_full[0]) * spacing[0]) ** 2 + ((r - centre_full[1]) * spacing[1]) ** 2
+                    + ((c - centre_full[2]) * spacing[2]) ** 2)
     if score < _HOUGH_MIN_SCORE:
         return replace(fallback, note=f"weak spherical bone surface (support {score:.2f})")
     certainty = Certainty.FOUND
@@ -215,22 +252,25 @@ def _refine(hu: np.ndarray, metal: np.ndarray, grid: WorkGrid, candidate: _Candi
                        "spherical Hough transform of the head's and the acetabulum's bone surfaces", certainty, note)
 
 
-def _hough_sphere(sub: np.ndarray, spacing: tuple[float, float, float]) -> tuple[float, float, tuple[int, int, int]] | \
-        None:
-    """Best (support, radius, centre index) of spheres of `_HOUGH_RADII_MM` in `sub` (HU, clipped)."""
+def _hough_sphere(sub: np.ndarray, spacing: tuple[float, float, float],
+                  near: tuple[float, float, float]) -> dict[float, tuple[float, tuple[int, int, int]]]:
+    """Per radius of `_HOUGH_RADII_MM`: the best (support, centre index) of a sphere in `sub` (HU, clipped) whose
+    centre lies within `_HOUGH_AGREE_MM` of `near` (box index); empty when `sub` holds too few edges."""
     smooth = ndimage.gaussian_filter(sub, sigma=(0.5, 1.5 / spacing[1], 1.5 / spacing[2]))
     gk, gr, gc = np.gradient(smooth, *spacing)
     magnitude = np.sqrt(gk * gk + gr * gr + gc * gc)
     edge = magnitude > 40.0
     if edge.sum() < 100:
-        return None
+        return {}
     ks, rs, cs = np.nonzero(edge)
     norm = magnitude[edge]
     direction = np.stack([gk[edge] / norm, gr[edge] / norm, gc[edge] / norm], axis=1)
     position = np.stack([ks * spacing[0], rs * spacing[1], cs * spacing[2]], axis=1)
     shape = sub.shape
     size = int(np.prod(shape))
-    best: tuple[float, float, tuple[int, int, int]] | None = None
+    grids = np.meshgrid(*(np.arange(n) * s for n, s in zip(shape, spacing, strict=True)), indexing="ij")
+    window = sum((g - c * s) ** 2 for g, c, s in zip(grids, near, spacing, strict=True)) <= _HOUGH_AGREE_MM ** 2
+    found: dict[float, tuple[float, tuple[int, int, int]]] = {}
     for radius in _HOUGH_RADII_MM:
         votes = np.zeros(size, np.float32)
         for sign in (1.0, -1.0):  # convex head surface (into the bone) and concave acetabulum (out of it)
@@ -242,23 +282,23 @@ def _hough_sphere(sub: np.ndarray, spacing: tuple[float, float, float]) -> tuple
             flat = np.ravel_multi_index((index[0][ok], index[1][ok], index[2][ok]), shape)
             votes += np.bincount(flat, minlength=size).astype(np.float32)
         votes = ndimage.gaussian_filter(votes.reshape(shape), sigma=(0.7, 2.0 / spacing[1], 2.0 / spacing[2]))
+        votes[~window] = 0.0
+        centre = np.unravel_index(int(votes.argmax()), shape)
         support = float(votes.max()) / (4.0 * np.pi * radius * radius) * 1000.0
-        if best is None or support > best[0]:
-            centre = np.unravel_index(int(votes.argmax()), shape)
-            best = (support, float(radius), (int(centre[0]), int(centre[1]), int(centre[2])))
-    return best
+        found[float(radius)] = (support, (int(centre[0]), int(centre[1]), int(centre[2])))
+    return found
 
 
 def _metal_head(hu: np.ndarray, box: tuple[slice, slice, slice], spacing: tuple[float, float, float],
                 candidate: _Candidate, f: int) -> FemoralHead:
-    """A prosthetic head: the thickest point of the metal in the box, filled in-plane (the ball, or the ball in
-    its cup)."""
-    metal = fill_holes_in_plane(hu[box] > METAL_HU)
+    """A prosthetic head: the thickest point of the metal in the box - the solid ball (R 14-18 mm) is thicker than
+    the stem (about 7 mm) and the cup's shell."""
+    metal = hu[box] > METAL_HU
     distance = ndimage.distance_transform_edt(metal, sampling=spacing)
     k, r, c = np.unravel_index(int(distance.argmax()), distance.shape)
     return FemoralHead(candidate.side, float(k + box[0].start), (r + box[1].start) / f - 0.5,
                        (c + box[2].start) / f - 0.5, float(distance[k, r, c]), 0.0, True,
-                       "centre of the metal ball (prosthetic head, in its cup where there is one)", Certainty.FOUND)
+                       "centre of the metal ball (prosthetic head): the thickest metal of the hip", Certainty.FOUND)
 
 
 def _compare_sides(heads: dict[Side, FemoralHead], grid: WorkGrid) -> dict[Side, FemoralHead]:

@@ -34,8 +34,10 @@ the group's *extent* - what the scan must hold for the group to be complete - en
 * **Above the iliac crest + 20 mm and below the ankle joint**, and body parts not connected to the legs or pelvis in
   the slice (arms at the side).
 * **Inside the bony pelvic ring** (from the crest to the ischial tuberosity): the convex hull of the pelvic bone
-  (above the femoral heads: all bone of the slice; from the femoral heads down: the bone medial of them) holds
-  bowel, bladder, vessels and the muscles of the pelvic wall and floor; the iliacus there is missed.
+  (above the femoral heads: all bone of the slice; from the femoral heads down: the bone medial of them, and the
+  sacrum or coccyx of the nearest slice above that has it, so that the hull still reaches back to the coccyx below
+  its tip) holds bowel, bladder, rectum, vessels and the muscles of the pelvic wall and floor; the iliacus there is
+  missed.
 * **The abdomen in front of the pelvis**: above the acetabular roof only the gluteal sector and, within 30 mm above
   the roof, the muscles in front of the hip lateral of the femoral head (sartorius, tensor fasciae latae, rectus
   femoris) are kept; down to the femoral head centre, in front of the hip only what lies lateral of 30 mm medial
@@ -85,7 +87,14 @@ class RegionParameters:
     anterior_medial_mm: float = 30.0
     """In front of the hip, above the head centre, muscle is kept only lateral of this distance medial of the head
     centre."""
+    vessels_in_front_mm: float = 15.0
+    """From the femoral head centre down to the pubic symphysis, medial of ``anterior_medial_mm`` and this far in
+    front of the head centre lie the femoral vessels, not muscle."""
     muscle_hu: tuple[float, float] = (-29.0, 150.0)
+    anal_half_width_mm: float = 35.0
+    """From the femoral head centre to 30 mm below the ischial tuberosity, nothing behind the head centres within this
+    distance of the midline is lower-extremity muscle: the rectum, anal canal, levator ani and the anococcygeal
+    region (manual labels of three anatomies: 0-3.5 % of a slice's gluteal muscle lies there)."""
     perineum_half_width_mm: float = 10.0
     """Below the pubic symphysis nothing within this distance of the midline is thigh muscle (manual labels of three
     anatomies: the adductors and gracilis lie at least 8-16 mm from it there)."""
@@ -119,8 +128,11 @@ def _hull_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(image, dtype=bool)
 
 
-def _pelvic_interior(bone_slice: np.ndarray, skeleton: Skeleton, k: int) -> np.ndarray:
-    """The convex hull of the pelvic ring on slice `k` (see module docstring)."""
+def _pelvic_interior(bone_slice: np.ndarray, skeleton: Skeleton, k: int,
+                     back: np.ndarray | None) -> np.ndarray:
+    """The convex hull of the pelvic ring on slice `k` (see module docstring); `back` are the (row, column) points
+    of the sacrum or coccyx on the nearest slice above that has them, so that below the coccyx's tip the hull still
+    reaches back to it and holds the rectum and the pelvic floor."""
     rows, cols = np.nonzero(bone_slice)
     if rows.size == 0:
         return np.zeros(bone_slice.shape, bool)
@@ -130,7 +142,43 @@ def _pelvic_interior(bone_slice: np.ndarray, skeleton: Skeleton, k: int) -> np.n
         low, high = sorted(h[1] for h in heads)
         keep = (cols > low) & (cols < high)
         rows, cols = rows[keep], cols[keep]
-    return _hull_mask(np.column_stack([rows, cols]), bone_slice.shape)
+    points = np.column_stack([rows, cols])
+    if back is not None and len(back):
+        points = np.concatenate([points, back])
+    return _hull_mask(points, bone_slice.shape)
+
+
+def _anal_band(skeleton: Skeleton, levels: dict[Side, dict[str, int] | None]) -> tuple[int, int, float] | None:
+    """(first, last slice, row): from the femoral head centres to 30 mm below the ischial tuberosities, behind the
+    head centres' row - where the rectum, anal canal and the pelvic floor lie at the midline below the coccyx."""
+    known = [(leg, levels[leg.side]) for leg in skeleton.legs if levels.get(leg.side) is not None]
+    if not known:
+        return None
+    first = min(lv["head"] for _, lv in known)  # type: ignore[index]
+    last = max(lv["bottom"] for _, lv in known)  # type: ignore[index]
+    row = float(np.mean([leg.femoral_head_centre[0] for leg, _ in known]))  # type: ignore[index]
+    return first, last, row
+
+
+def _sacrum_points(bone: np.ndarray, skeleton: Skeleton, grid: WorkGrid) -> list[np.ndarray | None]:
+    """Per slice: the sacrum's or coccyx's bone (within 20 mm of the midline, behind the femoral heads' centres),
+    carried down from the last slice that has it."""
+    heads = [leg.femoral_head_centre for leg in skeleton.legs if leg.femoral_head_centre is not None]
+    out: list[np.ndarray | None] = [None] * bone.shape[0]
+    if not heads:
+        return out
+    head_row = float(np.mean([h[0] for h in heads]))
+    half = 20.0 / grid.spacing[2]
+    columns = np.arange(bone.shape[2])
+    last: np.ndarray | None = None
+    for k in range(bone.shape[0]):
+        band = np.abs(columns - skeleton.midline[k]) <= half
+        rows, cols = np.nonzero(bone[k][:, band])
+        behind = rows > head_row
+        if behind.any():
+            last = np.column_stack([rows[behind], np.flatnonzero(band)[cols[behind]]])
+        out[k] = last
+    return out
 
 
 def _connected_to_skeleton(body_slice: np.ndarray, bone_slice: np.ndarray) -> np.ndarray:
@@ -213,7 +261,12 @@ def region_labels(body: np.ndarray, bone: np.ndarray, skeleton: Skeleton, grid: 
     col_index = np.arange(cols)[None, :]
     paraspinal = params.paraspinal_half_width_mm / grid.spacing[2]
     levels = {leg.side: gluteal_levels(leg, grid, params) for leg in legs}
+    for value in levels.values():
+        if value is not None:
+            value["symphysis"] = skeleton.pubic_symphysis
     perineum_from = _perineum_from(skeleton)
+    sacrum = _sacrum_points(bone, skeleton, grid)
+    anal_band = _anal_band(skeleton, levels)
     ischia = [leg.ischial_tuberosity for leg in skeleton.legs if leg.ischial_tuberosity is not None]
     thighs_from = max(ischia) if ischia else None
     for k in range(n):
@@ -221,9 +274,9 @@ def region_labels(body: np.ndarray, bone: np.ndarray, skeleton: Skeleton, grid: 
         if not admitted.any():
             continue
         admitted &= _connected_to_skeleton(body[k], bone[k])
-        pelvic = any(_in_pelvis(leg, k) for leg in legs)
+        pelvic = any(_in_pelvis(leg, k, grid) for leg in legs)
         if pelvic:
-            admitted &= ~_pelvic_interior(bone[k], skeleton, k)
+            admitted &= ~_pelvic_interior(bone[k], skeleton, k, sacrum[k])
             admitted &= ~_back_and_abdominal_wall(bone[k], skeleton.midline[k], paraspinal, row_index, col_index,
                                                   skeleton, k)
         right_half, left_half = _side_masks((rows, cols), skeleton.midline[k])
@@ -234,11 +287,14 @@ def region_labels(body: np.ndarray, bone: np.ndarray, skeleton: Skeleton, grid: 
             if region is None:
                 continue
             place = admitted & half
+            if anal_band is not None and anal_band[0] < k <= anal_band[1]:
+                place &= ~((np.abs(col_index - skeleton.midline[k]) * grid.spacing[2] < params.anal_half_width_mm)
+                           & (row_index > anal_band[2]))
             if perineum_from is not None and k > perineum_from:
                 place &= np.abs(col_index - skeleton.midline[k]) * grid.spacing[2] > params.perineum_half_width_mm
             if hu is not None and thighs_from is not None and k > thighs_from:
                 place &= _thigh_hull(place, hu[k], params.muscle_hu, skeleton.midline[k], grid)
-            if levels[leg.side] is not None and levels[leg.side]["head"] < k <= levels[leg.side]["ischium"]:
+            if levels[leg.side] is not None and levels[leg.side]["roof"] < k <= levels[leg.side]["ischium"]:
                 place &= ~_rotator_corridor(leg, bone[k] & half, k, row_index)
             if region == "above_knee" and levels[leg.side] is not None:
                 gluteal, other = _hip_places(leg, k, levels[leg.side], grid, params, row_index, col_index)
@@ -267,12 +323,16 @@ def _hip_places(leg: LegSkeleton, k: int, levels: dict[str, int], grid: WorkGrid
         origin = head if sector.around_head else leg.femur_centres.get(k, _nearest_centre(leg, k))
         angle = _angles(leg, origin, grid, row_index, col_index)
         gluteal = (angle >= sector.low_deg) & (angle < sector.high_deg)
-    if k > levels["head"]:
-        return gluteal, everywhere
-    # Above the head centre: in front of the hip only what lies lateral of the femoral vessels.
     lateral = -1.0 if leg.side is Side.RIGHT else 1.0
     medial_limit = head[1] - lateral * params.anterior_medial_mm / grid.spacing[2]
     outside_vessels = col_index * lateral > medial_limit * lateral
+    if k > levels["head"]:
+        if levels.get("symphysis") is not None and k <= levels["symphysis"]:
+            # Down to the pubic symphysis, the femoral vessels lie in front of the pectineus, medial of the hip.
+            front = row_index < head[0] - params.vessels_in_front_mm / grid.spacing[1]
+            return gluteal, ~(front & ~outside_vessels)
+        return gluteal, everywhere
+    # Above the head centre: in front of the hip only what lies lateral of the femoral vessels.
     other = np.broadcast_to(outside_vessels, shape)
     if k < levels["roof"]:
         near_roof = k >= levels["roof"] - round(30.0 / grid.spacing[0])
@@ -339,10 +399,15 @@ def _top(leg: LegSkeleton, levels: dict[str, int] | None) -> int:
     return leg.iliac_crest if leg.iliac_crest is not None else 0
 
 
-def _in_pelvis(leg: LegSkeleton, k: int) -> bool:
-    if leg.femur_top is None or not leg.femur_top_in_scan:
+def _in_pelvis(leg: LegSkeleton, k: int, grid: WorkGrid) -> bool:
+    """From the iliac crest (or the scan's start) to the ischial tuberosity - or, where the scan ends above the
+    tuberosity, to the scan's end (at most 150 mm below the femoral head centre)."""
+    if leg.femoral_head_slice is None:
         return False
-    bottom = leg.ischial_tuberosity if leg.ischial_tuberosity is not None else leg.femur_top
+    if leg.ischial_tuberosity is not None:
+        bottom = leg.ischial_tuberosity
+    else:
+        bottom = leg.femoral_head_slice + round(150.0 / grid.spacing[0])
     top = leg.iliac_crest if leg.iliac_crest is not None else 0
     return top <= k <= bottom
 

@@ -328,39 +328,39 @@ def _confirm_head(leg: LegSkeleton, grid: WorkGrid) -> None:
 
 
 def _down_from_the_head(comps: _SliceComponents, leg: LegSkeleton, grid: WorkGrid, n: int) -> None:
-    """Without a femoral shaft: follow the femur down from below the head centre (the neck), recording its centre;
-    the lesser trochanter when the scan holds the shaft below it (the section falls to less than 1/1.6 of the
-    trochanteric section and stays there for 30 mm)."""
+    """Without a femoral shaft: follow the femur down from below the head centre (the neck), recording its centre
+    on every slice - the bone nearest the last centre (within 35 mm), and where it has merged with the ischium or
+    pubis only its part within 30 mm of the last centre; the lesser trochanter when the scan holds the shaft below it
+    (the section falls to less than 1/1.6 of the trochanteric section and stays there for 30 mm)."""
     assert leg.femoral_head_slice is not None
     assert leg.femoral_head_centre is not None
     radius = leg.femoral_head_radius_mm or 22.0
     start = leg.femoral_head_slice + max(1, round(0.5 * radius / grid.spacing[0]))
-    if start >= n:
-        return
-    row, col = leg.femoral_head_centre
-    r, c = round(row), round(col)
-    labels = comps.labels[start]
-    index = int(labels[r, c]) if 0 <= r < labels.shape[0] and 0 <= c < labels.shape[1] else 0
-    if index == 0:
-        near = [cp for cp in comps.components[start]
-                if np.hypot((cp.row - row) * grid.spacing[1], (cp.col - col) * grid.spacing[2]) < 25.0]
+    centre = leg.femoral_head_centre
+    areas: dict[int, int] = {}
+    reach = 35.0
+    for k in range(start, n):
+        near = [cp for cp in comps.components[k]
+                if np.hypot((cp.row - centre[0]) * grid.spacing[1], (cp.col - centre[1]) * grid.spacing[2]) < reach
+                and cp.area * grid.pixel_area_cm2() >= 0.5]
         if not near:
-            return
-        index = max(near, key=lambda cp: cp.area).index
-    component = next(cp for cp in comps.components[start] if cp.index == index)
-    areas = {start: component.area}
-    leg.femur_centres[start] = (component.row, component.col)
-    state = {"area": component.area}
-
-    def on_step(k: int, mask: np.ndarray, component: _Component) -> bool:
-        if component.area > _MERGE_RATIO * state["area"]:
-            return False  # merged with the ischium or pubis
-        areas[k] = component.area
-        leg.femur_centres[k] = (component.row, component.col)
-        state["area"] = component.area
-        return True
-
-    _follow(comps, labels == index, start, 1, n, on_step)
+            break
+        component = max(near, key=lambda cp: cp.area)
+        area = component.area
+        previous = areas.get(k - 1)
+        if previous is not None and area > _MERGE_RATIO * previous:
+            # Merged with the pelvis on this slice: the part of it near the femur's last centre.
+            rows, cols = np.nonzero(comps.mask(k, component))
+            keep = np.hypot((rows - centre[0]) * grid.spacing[1], (cols - centre[1]) * grid.spacing[2]) < 30.0
+            if not keep.any():
+                break
+            centre, area = (float(rows[keep].mean()), float(cols[keep].mean())), int(keep.sum())
+        else:
+            centre = (component.row, component.col)
+        areas[k] = area
+        leg.femur_centres[k] = centre
+    if not areas:
+        return
     ks = sorted(areas)
     tail = [k for k in ks if k >= ks[-1] - round(30.0 / grid.spacing[0])]
     if (ks[-1] - leg.femoral_head_slice) * grid.spacing[0] < 90.0 or len(tail) < 3:
