@@ -328,6 +328,9 @@ def _measure_bounded_group(group: Group, side: str, members: tuple[Structure, ..
     landmarks, both included. Each side separately; ``both`` is the sum of the sides."""
     bounds = GROUP_BOUNDS[group]
     keys = tuple(s.key for s in members)
+    if not any(context.by_key[k].voxels for k in keys):
+        return GroupMeasurement(group, side, keys, Completeness.NOT_IN_SCAN,
+                                f"not measurable: no {bounds.of_group.value} muscle in the scan", None, None)
     if not context.segmentation.landmarks:
         return GroupMeasurement(group, side, keys, Completeness.NOT_PRODUCED,
                                 f"not measurable: the engine reports no landmarks ({bounds.top.replace('_', ' ')}, "

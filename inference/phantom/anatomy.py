@@ -313,11 +313,11 @@ to the neck's base (about 2 cm above the base)."""
 # Catalogue muscles: key -> (frame name, pivot (lat, post) in absolute side coordinates or None, [tracks]).
 _MUSCLES: dict[str, tuple[str, tuple[float, float] | None, list[list[Key]]]] = {
     "gluteus_maximus": ("mid", (70.0, 70.0), [[
-        ("crest", -6, 48, 90, 0, 0, -15), ("crest", -18, 52, 90, 18, 10, -15), ("s1", 0, 66, 90, 38, 16, -18),
+        ("crest", -24, 56, 92, 0, 0, -15), ("s1", 0, 62, 92, 20, 9, -16),
         ("roof", 20, 84, 82, 58, 21, -22), ("head", 0, 96, 78, 64, 24, -27), ("lt", 8, 118, 64, 44, 22, -38),
         ("lt", -14, 132, 50, 0, 0, -45)]]),
     "gluteus_medius": ("mid", (118.0, 15.0), [[
-        ("crest", -2, 132, 8, 0, 0, 0), ("crest", -10, 140, 12, 8, 30, 0), ("crest", -30, 141, 20, 15, 44, -8),
+        ("crest", -12, 138, 14, 0, 0, 0), ("crest", -20, 140, 18, 6, 26, 0), ("crest", -30, 141, 26, 14, 42, -8),
         ("roof", 25, 132, 26, 21, 44, -14), ("roof", 0, 133, 18, 19, 34, -18), ("gt", 0, 146, 14, 10, 20, 0),
         ("gt", -12, 148, 14, 0, 0, 0)]]),
     "gluteus_minimus": ("mid", (112.0, 8.0), [[
@@ -401,6 +401,16 @@ _MUSCLES: dict[str, tuple[str, tuple[float, float] | None, list[list[Key]]]] = {
     "deep_posterior_leg": ("tibia", None, [[
         ("knee", -35, 10, 18, 0, 0, 0), ("knee", -60, 10, 18, 14, 8, 0), ("knee", -150, 8, 20, 18, 10, 0),
         ("ankle", 60, 5, 18, 14, 8, 0), ("ankle", 15, 5, 18, 0, 0, 0)]]),
+}
+
+# Parts of a catalogue muscle that follow another bone than its main track: the lower gluteus maximus, below the
+# ischial tuberosity, lies posterior-lateral of the hamstrings' origin and thins towards its insertion on the
+# gluteal tuberosity of the femur and the iliotibial tract; it moves with the femur (as the hamstrings do), so it is
+# described in the femur's frame. It overlaps the main track above the tuberosity, where the two join.
+_MUSCLE_PARTS: dict[str, list[tuple[str, tuple[float, float] | None, list[Key]]]] = {
+    "gluteus_maximus": [("femur", None, [
+        ("it", 16, 14, 54, 0, 0, -35), ("it", 4, 20, 56, 30, 14, -38), ("it", -25, 26, 60, 30, 12, -40),
+        ("it", -50, 28, 58, 24, 10, -40), ("it", -70, 28, 56, 14, 7, -40), ("it", -84, 28, 56, 0, 0, -40)])],
 }
 
 # Relative intramuscular fat: gluteus medius and minimus and the back muscles infiltrate most with age.
@@ -489,6 +499,7 @@ class _Builder:
             for side in SIDES:
                 label = CATALOGUE.structure(key, side).label
                 shapes = tuple(self.muscle_track(side, frame, pivot, t) for t in tracks)
+                shapes += tuple(self.muscle_track(side, f, p, t) for f, p, t in _MUSCLE_PARTS.get(key, []))
                 out.append(Muscle(label, f"{key}_{side.value}", shapes, _FAT_WEIGHT.get(key, 1.0)))
         for key, (frame, pivot, tracks) in _OTHER_MUSCLES.items():
             for side in SIDES:
