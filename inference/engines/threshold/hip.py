@@ -50,7 +50,7 @@ _CANDIDATE_MIN_MM = 12.0
 _PAIR_DZ_MM = 40.0
 _PAIR_SEPARATION_MM = (120.0, 280.0)
 _HOUGH_RADII_MM = np.arange(21.0, 31.0, 1.0)
-_HOUGH_MIN_SCORE = 0.9
+_HOUGH_MIN_SCORE = 0.6
 """Minimum support (votes per 1000 mm^2 of sphere surface) for a refined head; below it the head is uncertain."""
 _HOUGH_AGREE_MM = 32.0
 """The refined centre lies within this distance of its candidate (the thickest bone is drawn upwards by the bone

@@ -105,6 +105,12 @@ class LegSkeleton:
         evidence = self.evidence.get(name)
         return evidence.certainty if evidence else Certainty.FOUND
 
+    def derived(self, method: str, source: str = "femoral_head") -> LandmarkEvidence:
+        """Evidence of a landmark found from `source`: as sure as it is."""
+        certainty = self.certainty(source)
+        note = f"found from an uncertain {source.replace('_', ' ')}" if certainty is Certainty.UNCERTAIN else ""
+        return LandmarkEvidence(method, certainty, note)
+
 
 @dataclass
 class Skeleton:
@@ -267,7 +273,7 @@ def _leg(comps: _SliceComponents, bone: np.ndarray, side: Side, midline: np.ndar
         if head is not None:  # the hip joint decides where the head is, not where the femur followed up ends
             leg.femur_top_in_scan = head.k - head.radius_mm / grid.spacing[0] >= 0
             leg.femur_top = max(0, round(head.k - head.radius_mm / grid.spacing[0]))
-        if head is None:
+        if head is None and leg.femur_top_in_scan:
             _femoral_head_from_shaft(bone, leg, midline, grid)
         else:
             _confirm_head(leg, grid)
@@ -576,9 +582,8 @@ def _hip_bone(bone: np.ndarray, leg: LegSkeleton, midline: np.ndarray, grid: Wor
         k -= 1
     if k >= 0:
         leg.iliac_crest = last
-        leg.evidence["iliac_crest"] = LandmarkEvidence("top of the bone lateral of half the femoral head's distance "
-                                                       "from the midline, followed up from the head (the ilium)",
-                                                       leg.certainty("femoral_head"))
+        leg.evidence["iliac_crest"] = leg.derived("top of the bone lateral of half the femoral head's distance "
+                                                  "from the midline, followed up from the head (the ilium)")
     # Ischial tuberosity: the lowest slice with bone medial and posterior of the femoral head, within 15 cm below it.
     clear = (leg.femoral_head_radius_mm or 22.0) * 0.5 / grid.spacing[2]
     centre_clear = 15.0 / grid.spacing[2]
@@ -595,8 +600,7 @@ def _hip_bone(bone: np.ndarray, leg: LegSkeleton, midline: np.ndarray, grid: Wor
             bottom = k
     if bottom is not None and bottom < n - 1 and bottom < stop - 1:
         leg.ischial_tuberosity = bottom
-        leg.evidence["ischial_tuberosity"] = LandmarkEvidence(
-            "lowest bone medial and posterior of the femoral head", leg.certainty("femoral_head"))
+        leg.evidence["ischial_tuberosity"] = leg.derived("lowest bone medial and posterior of the femoral head")
 
 
 def _greater_trochanter(bone: np.ndarray, leg: LegSkeleton, grid: WorkGrid) -> None:
@@ -614,9 +618,8 @@ def _greater_trochanter(bone: np.ndarray, leg: LegSkeleton, grid: WorkGrid) -> N
         if bone[k][:, band].sum() * grid.pixel_area_cm2() >= 1.0:
             if k > first:
                 leg.greater_trochanter = k
-                leg.evidence["greater_trochanter"] = LandmarkEvidence(
-                    "highest bone lateral of the femoral head by more than its radius + 20 mm",
-                    leg.certainty("femoral_head"))
+                leg.evidence["greater_trochanter"] = leg.derived(
+                    "highest bone lateral of the femoral head by more than its radius + 20 mm")
             return
 
 
