@@ -57,11 +57,14 @@ def reduce(hu: np.ndarray, factor: int, slab: int = 64) -> np.ndarray:
     r, c = rows // factor, cols // factor
     out = np.empty((k, r, c), np.float32)
     integer = np.issubdtype(hu.dtype, np.integer)
+    accumulator = np.int32 if integer else np.float64  # integers summed exactly, no full-resolution float copy
     for start in range(0, k, slab):
         block = hu[start:start + slab, : r * factor, : c * factor]
-        blocks = block.reshape(block.shape[0], r, factor, c, factor)
-        # Integer volumes are summed in int32 (exact, and no full-resolution float copy).
-        total = blocks.sum(axis=(2, 4), dtype=np.int32 if integer else np.float64)
+        # The factor x factor strided views added one by one: faster than summing a 5-D reshaped view.
+        total = np.zeros((block.shape[0], r, c), accumulator)
+        for di in range(factor):
+            for dj in range(factor):
+                total += block[:, di::factor, dj::factor]
         out[start:start + slab] = total / float(factor * factor)
     return out
 

@@ -376,20 +376,28 @@ def _thigh_hull(place: np.ndarray, hu_slice: np.ndarray, window: tuple[float, fl
     """The convex hull of one thigh's muscle on a slice: the muscle-window components of `place` (opened by one
     pixel) of at least 25 % of the largest, and those lying wholly more than 40 mm from the midline (the genitals
     lie nearer)."""
-    muscle = place & (hu_slice >= window[0]) & (hu_slice <= window[1])
+    rows, cols = np.nonzero(place)
+    if rows.size == 0:
+        return place
+    # On the bounding box of the place (a thigh is a small part of the slice), then back onto the slice.
+    top, left = max(0, rows.min() - 1), max(0, cols.min() - 1)
+    box = (slice(top, rows.max() + 2), slice(left, cols.max() + 2))
+    muscle = place[box] & (hu_slice[box] >= window[0]) & (hu_slice[box] <= window[1])
     muscle = ndimage.binary_opening(muscle)
     labels, count = ndimage.label(muscle)
     if count == 0:
         return place
+    midline = midline - left
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     keep = sizes >= 0.25 * sizes.max()
-    distance = np.abs(np.arange(place.shape[1]) - midline) * grid.spacing[2]
-    nearest = ndimage.minimum(np.broadcast_to(distance, place.shape), labels, index=np.arange(count + 1))
-    keep |= np.asarray(nearest) > 40.0
+    far = 40.0 / grid.spacing[2]
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is not None and (box[1].start - midline > far or midline - (box[1].stop - 1) > far):
+            keep[index] = True  # the whole component lies more than 40 mm from the midline
     keep[0] = False
     rows, cols = np.nonzero(keep[labels])
-    return _hull_mask(np.column_stack([rows, cols]), place.shape)
+    return _hull_mask(np.column_stack([rows + top, cols + left]), place.shape)
 
 
 def _top(leg: LegSkeleton, levels: dict[str, int] | None) -> int:
