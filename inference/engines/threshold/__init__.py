@@ -66,7 +66,7 @@ class ThresholdEngine:
     """Weight-free region segmentation (see module docstring)."""
 
     name = "threshold"
-    version = "1.0"
+    version = "2.0"
 
     def __init__(self, hu_window: tuple[float, float] = (-29.0, 150.0), metal_margin_mm: float = 20.0,
                  regions: RegionParameters | None = None) -> None:

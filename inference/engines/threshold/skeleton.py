@@ -273,10 +273,10 @@ def _leg(comps: _SliceComponents, bone: np.ndarray, side: Side, midline: np.ndar
         if head is not None:  # the hip joint decides where the head is, not where the femur followed up ends
             leg.femur_top_in_scan = head.k - head.radius_mm / grid.spacing[0] >= 0
             leg.femur_top = max(0, round(head.k - head.radius_mm / grid.spacing[0]))
-        if head is None and leg.femur_top_in_scan:
-            _femoral_head_from_shaft(bone, leg, midline, grid)
-        else:
+        if head is not None:
             _confirm_head(leg, grid)
+        elif leg.femur_top_in_scan:
+            _femoral_head_from_shaft(bone, leg, midline, grid)
         _down_the_femur(comps, leg, single, grid, n)
     elif head is not None:
         _down_from_the_head(comps, leg, grid, n)
