@@ -335,7 +335,7 @@ def _add_phantom_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="Folder for the DICOM series and ground truth (required).")
     parser.add_argument("--fov", choices=("hip", "abdomen", "legs"), default="hip",
                         help="hip: 2 cm above the iliac crest to below the ankle; abdomen: above the iliac crest to "
-                             "~2.7 cm below the lesser trochanter; legs: ~7 cm above the knee to below the ankle.")
+                             "~2 cm below the lesser trochanter; legs: ~7 cm above the knee to below the ankle.")
     parser.add_argument("--sex", choices=("F", "M"), default="F")
     parser.add_argument("--height", type=float, default=1.58, metavar="M", help="Body height in metres.")
     parser.add_argument("--muscle-scale", type=float, default=1.0, help="Muscle cross-section scale (1 = typical).")

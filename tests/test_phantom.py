@@ -195,13 +195,25 @@ def test_viscera_inside_the_pelvic_ring_are_soft_tissue_and_background(hip: Path
 def test_fov_rules_abdomen_and_legs(tmp_path: Path) -> None:
     abdomen = make_phantom(PhantomParameters(fov="abdomen", matrix=96, slice_mm=5.0, seed=1), tmp_path / "abd")
     groups = {(g["group"], g["side"]): g for g in abdomen.ground_truth["groups"]}
+    # An abdomen-pelvis CT ends just below the ischial tuberosity: the upper gluteal group is whole, the gluteal group
+    # is not (gluteus maximus goes on ~8 cm below the tuberosity), nor are the thigh muscles.
     for side in ("left", "right", "both"):
-        assert groups[("gluteal", side)]["completeness"] == "complete"
+        assert groups[("gluteal", side)]["completeness"] == "truncated"
+        assert "gluteus maximus" in groups[("gluteal", side)]["reason"]
+        assert groups[("upper_gluteal", side)]["completeness"] == "complete"
         assert groups[("above_knee", side)]["completeness"] == "truncated"
         assert groups[("all", side)]["completeness"] != "complete"
-    assert abdomen.ground_truth["complete_group_names"] == ["gluteal", "upper_gluteal"]
-    gmax = [s for s in abdomen.ground_truth["structures"] if s["key"].startswith("gluteus_maximus")]
-    assert all(s["voxels"] > 0 and not s["truncated"] for s in gmax)
+    assert abdomen.ground_truth["complete_group_names"] == ["upper_gluteal"]
+    structures = {s["key"]: s for s in abdomen.ground_truth["structures"]}
+    for side in ("left", "right"):
+        assert structures[f"gluteus_maximus_{side}"]["truncated"]
+        for key in ("gluteus_medius", "gluteus_minimus"):
+            assert structures[f"{key}_{side}"]["voxels"] > 0, key
+            assert not structures[f"{key}_{side}"]["truncated"], key
+    lm = abdomen.ground_truth["landmarks_mm"]
+    assert lm["lesser_trochanter"]["in_scan"]
+    assert abdomen.ground_truth["series"]["z_range_mm"][0] == pytest.approx(lm["lesser_trochanter"]["z_mm"] - 20.0
+                                                                          * 1.58 / 1.60, abs=5.0)
 
     legs = make_phantom(PhantomParameters(fov="legs", matrix=96, slice_mm=5.0, seed=1), tmp_path / "legs")
     groups = {(g["group"], g["side"]): g for g in legs.ground_truth["groups"]}
@@ -503,7 +515,7 @@ def test_the_streaks_of_two_prostheses_darken_the_band_between_them() -> None:
 @pytest.fixture(scope="module")
 def cuts(hip: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[float, Path]:
     out = tmp_path_factory.mktemp("cuts")
-    return {mm: crop_phantom(hip, out / f"cut{mm:g}", mm).out_dir for mm in (100.0, 60.0, -40.0)}
+    return {mm: crop_phantom(hip, out / f"cut{mm:g}", mm).out_dir for mm in (180.0, 100.0, 60.0, -40.0)}
 
 
 def _groups(gt: dict) -> dict[tuple[str, str], dict]:
@@ -544,17 +556,19 @@ def test_a_cut_recomputes_group_completeness_and_in_scan_mass(hip_arrays: tuple,
         gluteal = whole[("gluteal", side)]["mass_g"]["constant_1.04"]
         upper = whole[("upper_gluteal", side)]["mass_g"]["constant_1.04"]
         assert 0.4 * gluteal < upper < 0.9 * gluteal
-        # 100 mm below the head top the scan still holds the end of gluteus maximus (lesser trochanter - 14 mm).
-        assert _groups(gt[100.0])[("gluteal", side)]["completeness"] == "complete"
-        assert _groups(gt[100.0])[("gluteal", side)]["mass_g"]["constant_1.04"] == pytest.approx(gluteal)
-        # 60 mm below it cuts gluteus maximus: truncated, with the muscle inside the scan.
-        cut = _groups(gt[60.0])[("gluteal", side)]
-        assert cut["completeness"] == "truncated"
-        assert "gluteus maximus" in cut["reason"]
-        assert cut["mass_g"]["constant_1.04"] is None
-        assert 0.8 * gluteal < cut["in_scan_mass_g"]["constant_1.04"] < gluteal
+        # 180 mm below the head top the scan still holds the end of gluteus maximus (ischial tuberosity - 80 mm,
+        # ~168 mm below the head top).
+        assert _groups(gt[180.0])[("gluteal", side)]["completeness"] == "complete"
+        assert _groups(gt[180.0])[("gluteal", side)]["mass_g"]["constant_1.04"] == pytest.approx(gluteal)
+        # 100 and 60 mm below it cut gluteus maximus: truncated, with the muscle inside the scan.
+        for mm, low in ((100.0, 0.85), (60.0, 0.75)):
+            cut = _groups(gt[mm])[("gluteal", side)]
+            assert cut["completeness"] == "truncated"
+            assert "gluteus maximus" in cut["reason"]
+            assert cut["mass_g"]["constant_1.04"] is None
+            assert low * gluteal < cut["in_scan_mass_g"]["constant_1.04"] < gluteal
         # The upper gluteal group ends at the femoral head centre: complete and the same mass down to 60 mm.
-        for mm in (100.0, 60.0):
+        for mm in (180.0, 100.0, 60.0):
             row = _groups(gt[mm])[("upper_gluteal", side)]
             assert row["completeness"] == "complete"
             assert row["mass_g"]["constant_1.04"] == pytest.approx(upper, rel=1e-9)
@@ -569,7 +583,8 @@ def test_a_cut_recomputes_group_completeness_and_in_scan_mass(hip_arrays: tuple,
         for mm in cuts:
             for group in ("above_knee", "all"):
                 assert _groups(gt[mm])[(group, side)]["completeness"] == "truncated"
-    assert gt[100.0]["complete_group_names"] == ["gluteal", "upper_gluteal"]
+    assert gt[180.0]["complete_group_names"] == ["gluteal", "upper_gluteal"]
+    assert gt[100.0]["complete_group_names"] == ["upper_gluteal"]
     assert gt[60.0]["complete_group_names"] == ["upper_gluteal"]
     assert gt[-40.0]["complete_group_names"] == []
 

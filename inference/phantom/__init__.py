@@ -89,7 +89,8 @@ def fov_z_range(anatomy: Anatomy) -> tuple[float, float]:
     if fov is Fov.HIP:
         return lm.ankle_joint - 20.0 * hv, lm.iliac_crest_top + 20.0 * hv
     if fov is Fov.ABDOMEN:
-        return lm.lesser_trochanter - 27.0 * hv, lm.iliac_crest_top + 50.0 * hv
+        # Where an abdomen-pelvis CT ends: just below the ischial tuberosities, 2 cm below the lesser trochanter.
+        return lm.lesser_trochanter - 20.0 * hv, lm.iliac_crest_top + 50.0 * hv
     return lm.ankle_joint - 20.0 * hv, lm.knee_joint + 70.0 * hv
 
 

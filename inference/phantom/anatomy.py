@@ -317,11 +317,11 @@ _MUSCLES: dict[str, tuple[str, tuple[float, float] | None, list[list[Key]]]] = {
         ("roof", 20, 84, 82, 58, 21, -22), ("head", 0, 96, 78, 64, 24, -27), ("lt", 8, 118, 64, 44, 22, -38),
         ("lt", -14, 132, 50, 0, 0, -45)]]),
     "gluteus_medius": ("mid", (118.0, 15.0), [[
-        ("crest", -12, 138, 14, 0, 0, 0), ("crest", -20, 140, 18, 6, 26, 0), ("crest", -30, 141, 26, 14, 42, -8),
-        ("roof", 25, 132, 26, 21, 44, -14), ("roof", 0, 133, 18, 19, 34, -18), ("gt", 0, 146, 14, 10, 20, 0),
+        ("crest", -12, 138, 14, 0, 0, 0), ("crest", -20, 140, 18, 6, 26, 0), ("crest", -30, 128, 30, 15, 44, 30),
+        ("roof", 25, 122, 34, 22, 48, 25), ("roof", 0, 133, 18, 21, 36, -18), ("gt", 0, 146, 14, 10, 20, 0),
         ("gt", -12, 148, 14, 0, 0, 0)]]),
     "gluteus_minimus": ("mid", (112.0, 8.0), [[
-        ("crest", -32, 123, 2, 0, 0, 0), ("crest", -44, 121, 3, 9, 26, -10), ("roof", 20, 113, 4, 12, 29, -20),
+        ("crest", -42, 123, 2, 0, 0, 0), ("crest", -50, 121, 3, 9, 26, -10), ("roof", 20, 113, 4, 12, 29, -20),
         ("roof", 0, 113, -2, 13, 23, -30), ("head", 0, 126, -6, 10, 15, -30), ("gt", -6, 134, -2, 0, 0, -30)]]),
     "iliacus": ("mid", (100.0, -10.0), [[
         ("crest", -4, 114, -6, 0, 0, 15), ("crest", -15, 108, -10, 8, 30, 15), ("crest", -35, 99, -16, 15, 38, 20),
@@ -408,6 +408,9 @@ _MUSCLES: dict[str, tuple[str, tuple[float, float] | None, list[list[Key]]]] = {
 # gluteal tuberosity of the femur and the iliotibial tract; it moves with the femur (as the hamstrings do), so it is
 # described in the femur's frame. It overlaps the main track above the tuberosity, where the two join.
 _MUSCLE_PARTS: dict[str, list[tuple[str, tuple[float, float] | None, list[Key]]]] = {
+    "gluteus_medius": [("mid", (118.0, 15.0), [
+        ("crest", -38, 136, -8, 0, 0, 10), ("crest", -48, 136, -20, 8, 20, 10), ("roof", 22, 128, -20, 8, 18, 10),
+        ("roof", 10, 126, -16, 0, 0, 10)])],
     "gluteus_maximus": [("femur", None, [
         ("it", 16, 14, 54, 0, 0, -35), ("it", 4, 20, 56, 30, 14, -38), ("it", -25, 26, 60, 30, 12, -40),
         ("it", -50, 28, 58, 24, 10, -40), ("it", -70, 28, 56, 14, 7, -40), ("it", -84, 28, 56, 0, 0, -40)])],

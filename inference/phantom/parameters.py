@@ -28,7 +28,9 @@ class Fov(StrEnum):
     HIP = "hip"
     """~2 cm above the iliac crest to ~2 cm below the ankle joint: all three groups complete."""
     ABDOMEN = "abdomen"
-    """~5 cm above the iliac crest to ~2.7 cm below the lesser trochanter: only the gluteal group complete."""
+    """~5 cm above the iliac crest to ~2 cm below the lesser trochanter (just below the ischial tuberosity), where an
+    abdomen-pelvis CT ends: only the upper gluteal group complete; the gluteal group is truncated (gluteus maximus
+    goes on ~8 cm below the ischial tuberosity)."""
     LEGS = "legs"
     """~7 cm above the knee joint to ~2 cm below the ankle joint: the lower-leg muscles complete."""
 
