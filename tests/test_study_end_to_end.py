@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sarcoscreen.inference.calibration import load_calibration
+from sarcoscreen.inference.engines.threshold import ThresholdEngine
 from sarcoscreen.inference.phantom.cohort import make_cohort
 from sarcoscreen.node.analyze_command import analyze_series
 from sarcoscreen.node.cli import main
@@ -49,7 +50,7 @@ def test_synthetic_cohort_study_calibration_and_flagging(pipeline: dict[str, Pat
     assert "12 of 12 cohort rows joined" in printed
     results = json.loads((root / "study" / "results.json").read_text())
     assert results["synthetic"] is True
-    assert results["measurements"]["engines"] == ["threshold 1.0"]
+    assert results["measurements"]["engines"] == [f"threshold {ThresholdEngine.version}"]
     assert {r["stratum"] for r in results["roc"]} == {"F"}
     assert all(r["auc"] is not None for r in results["roc"])
     for stem in ("report.md", "report.html", "figures/roc_smi.png", "figures/roc_smi.svg",
@@ -64,7 +65,7 @@ def test_synthetic_cohort_study_calibration_and_flagging(pipeline: dict[str, Pat
     capsys.readouterr()
     calibration = load_calibration(calibration_file)
     assert calibration.synthetic is True
-    assert calibration.extra["provenance"]["engines"] == ["threshold 1.0"]
+    assert calibration.extra["provenance"]["engines"] == [f"threshold {ThresholdEngine.version}"]
     cutoff = calibration.cutoff(calibration.primary_group, "F")
     assert cutoff is not None
 

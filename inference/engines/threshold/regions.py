@@ -90,6 +90,9 @@ class RegionParameters:
     vessels_in_front_mm: float = 15.0
     """From the femoral head centre down to the pubic symphysis, medial of ``anterior_medial_mm`` and this far in
     front of the head centre lie the femoral vessels, not muscle."""
+    genitals_below_symphysis_mm: float = 160.0
+    """How far below the pubic symphysis the genitals may hang between the thighs (002: 150 mm); below that the
+    thighs' hull is not needed and the gracilis, a small separate muscle at the thigh's medial edge, is kept."""
     muscle_hu: tuple[float, float] = (-29.0, 150.0)
     anal_half_width_mm: float = 35.0
     """From the femoral head centre to 30 mm below the ischial tuberosity, nothing behind the head centres within this
@@ -269,6 +272,9 @@ def region_labels(body: np.ndarray, bone: np.ndarray, skeleton: Skeleton, grid: 
     anal_band = _anal_band(skeleton, levels)
     ischia = [leg.ischial_tuberosity for leg in skeleton.legs if leg.ischial_tuberosity is not None]
     thighs_from = max(ischia) if ischia else None
+    genitals_end = perineum_from if perineum_from is not None else thighs_from
+    genitals_mm = params.genitals_below_symphysis_mm
+    thighs_to = n if genitals_end is None else genitals_end + round(genitals_mm / grid.spacing[0])
     for k in range(n):
         admitted = interior[k] & ~bone[k]
         if not admitted.any():
@@ -292,7 +298,7 @@ def region_labels(body: np.ndarray, bone: np.ndarray, skeleton: Skeleton, grid: 
                            & (row_index > anal_band[2]))
             if perineum_from is not None and k > perineum_from:
                 place &= np.abs(col_index - skeleton.midline[k]) * grid.spacing[2] > params.perineum_half_width_mm
-            if hu is not None and thighs_from is not None and k > thighs_from:
+            if hu is not None and thighs_from is not None and thighs_from < k <= thighs_to:
                 place &= _thigh_hull(place, hu[k], params.muscle_hu, skeleton.midline[k], grid)
             if levels[leg.side] is not None and levels[leg.side]["roof"] < k <= levels[leg.side]["ischium"]:
                 place &= ~_rotator_corridor(leg, bone[k] & half, k, row_index)
@@ -374,8 +380,8 @@ def _rotator_corridor(leg: LegSkeleton, bone_half: np.ndarray, k: int, row_index
 def _thigh_hull(place: np.ndarray, hu_slice: np.ndarray, window: tuple[float, float], midline: float,
                 grid: WorkGrid) -> np.ndarray:
     """The convex hull of one thigh's muscle on a slice: the muscle-window components of `place` (opened by one
-    pixel) of at least 25 % of the largest, and those lying wholly more than 40 mm from the midline (the genitals
-    lie nearer)."""
+    pixel) of at least 25 % of the largest, and those centred more than 30 mm from the midline (the genitals lie
+    nearer)."""
     rows, cols = np.nonzero(place)
     if rows.size == 0:
         return place
@@ -391,10 +397,10 @@ def _thigh_hull(place: np.ndarray, hu_slice: np.ndarray, window: tuple[float, fl
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     keep = sizes >= 0.25 * sizes.max()
-    far = 40.0 / grid.spacing[2]
-    for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is not None and (box[1].start - midline > far or midline - (box[1].stop - 1) > far):
-            keep[index] = True  # the whole component lies more than 40 mm from the midline
+    columns = np.arange(labels.shape[1])
+    centre_col = ndimage.mean(np.broadcast_to(columns, labels.shape), labels, index=np.arange(1, count + 1))
+    far = np.abs(np.asarray(centre_col) - midline) * grid.spacing[2] > 30.0
+    keep[1:] |= far  # centred more than 30 mm from the midline: the gracilis, not the genitals
     keep[0] = False
     rows, cols = np.nonzero(keep[labels])
     return _hull_mask(np.column_stack([rows + top, cols + left]), place.shape)
