@@ -380,8 +380,8 @@ def _rotator_corridor(leg: LegSkeleton, bone_half: np.ndarray, k: int, row_index
 def _thigh_hull(place: np.ndarray, hu_slice: np.ndarray, window: tuple[float, float], midline: float,
                 grid: WorkGrid) -> np.ndarray:
     """The convex hull of one thigh's muscle on a slice: the muscle-window components of `place` (opened by one
-    pixel) of at least 25 % of the largest, and those centred more than 30 mm from the midline (the genitals lie
-    nearer)."""
+    pixel) of at least 25 % of the largest, and those lying wholly more than 40 mm from the midline (the genitals
+    lie nearer)."""
     rows, cols = np.nonzero(place)
     if rows.size == 0:
         return place
@@ -397,10 +397,10 @@ def _thigh_hull(place: np.ndarray, hu_slice: np.ndarray, window: tuple[float, fl
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     keep = sizes >= 0.25 * sizes.max()
-    columns = np.arange(labels.shape[1])
-    centre_col = ndimage.mean(np.broadcast_to(columns, labels.shape), labels, index=np.arange(1, count + 1))
-    far = np.abs(np.asarray(centre_col) - midline) * grid.spacing[2] > 30.0
-    keep[1:] |= far  # centred more than 30 mm from the midline: the gracilis, not the genitals
+    far = 40.0 / grid.spacing[2]
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is not None and (box[1].start - midline > far or midline - (box[1].stop - 1) > far):
+            keep[index] = True  # the whole component lies more than 40 mm from the midline
     keep[0] = False
     rows, cols = np.nonzero(keep[labels])
     return _hull_mask(np.column_stack([rows + top, cols + left]), place.shape)
