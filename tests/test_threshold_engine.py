@@ -26,6 +26,7 @@ import pytest
 
 from sarcoscreen.inference.catalogue import CATALOGUE, Group, Kind
 from sarcoscreen.inference.density import DensityRule
+from sarcoscreen.inference.engines.base import Certainty
 from sarcoscreen.inference.engines.threshold import ThresholdEngine
 from sarcoscreen.inference.height import choose_height
 from sarcoscreen.inference.measure import Completeness, MeasurementReport, measure
@@ -175,3 +176,19 @@ def test_sides_are_the_patients_sides(tmp_path: Path) -> None:
             points = volume.affine @ np.vstack([k, i, j, np.ones_like(k)])
             xs[side] = points[0].mean()
         assert xs["left"] > xs["right"], anatomy
+
+
+def test_an_implausible_ankle_is_uncertain_and_yields_no_complete_group(tmp_path: Path) -> None:
+    # The synthetic subject of issue 10 whose ankle came out 75 % short of the tibia's length, called complete.
+    report, _, segmentation = _analyse(tmp_path, sex="F", height_m=1.595, muscle_scale=1.023, fat_mm=14.2,
+                                       fatty_infiltration=0.47, seed=59, matrix=128, slice_mm=5.0, age_years=72)
+    ankles = [lm for lm in segmentation.landmarks if lm.name == "ankle"]
+    assert ankles
+    for ankle in ankles:
+        assert ankle.certainty is Certainty.UNCERTAIN
+        assert "times the femur's length" in ankle.note
+    for side in ("left", "right", "both"):
+        assert report.group(Group.ALL, side).completeness is Completeness.UNCERTAIN
+        assert report.group(Group.ALL, side).smm_g is None
+    assert report.screening_of(Group.ALL).smi_kg_m2 is None
+    assert report.group(Group.ABOVE_KNEE, "both").completeness is Completeness.COMPLETE
