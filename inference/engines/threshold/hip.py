@@ -94,6 +94,13 @@ def find_femoral_heads(hu: np.ndarray, bone: np.ndarray, metal: np.ndarray, grid
     # acetabular roof holds none.
     n = bone.shape[0]
     heads = {side: h for side, h in heads.items() if h.k + 0.25 * h.radius_mm / grid.spacing[0] <= n - 1}
+    if len(heads) == 1:
+        # One hip joint alone: the other may be beyond the scan's end (a scan ending inside the heads, where a
+        # sphere in the acetabular roof can pass for a head) or missing; nothing confirms this one's level.
+        (side, head), = heads.items()
+        if head.certainty is Certainty.FOUND:
+            heads[side] = replace(head, certainty=Certainty.UNCERTAIN,
+                                  note="; ".join(x for x in (head.note, "the other hip joint was not found") if x))
     if len(heads) == 2:
         heads = _compare_sides(heads, grid)
     return heads
