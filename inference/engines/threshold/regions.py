@@ -264,9 +264,6 @@ def region_labels(body: np.ndarray, bone: np.ndarray, skeleton: Skeleton, grid: 
     col_index = np.arange(cols)[None, :]
     paraspinal = params.paraspinal_half_width_mm / grid.spacing[2]
     levels = {leg.side: gluteal_levels(leg, grid, params) for leg in legs}
-    for value in levels.values():
-        if value is not None:
-            value["symphysis"] = skeleton.pubic_symphysis
     perineum_from = _perineum_from(skeleton)
     sacrum = _sacrum_points(bone, skeleton, grid)
     anal_band = _anal_band(skeleton, levels)
@@ -303,7 +300,8 @@ def region_labels(body: np.ndarray, bone: np.ndarray, skeleton: Skeleton, grid: 
             if levels[leg.side] is not None and levels[leg.side]["roof"] < k <= levels[leg.side]["ischium"]:
                 place &= ~_rotator_corridor(leg, bone[k] & half, k, row_index)
             if region == "above_knee" and levels[leg.side] is not None:
-                gluteal, other = _hip_places(leg, k, levels[leg.side], grid, params, row_index, col_index)
+                gluteal, other = _hip_places(leg, k, levels[leg.side], skeleton.pubic_symphysis, grid, params,
+                                             row_index, col_index)
                 out[k][place & gluteal] = _label("gluteal_region_muscle", leg.side)
                 out[k][place & other & ~gluteal] = _label("hip_thigh_muscle", leg.side)
             elif region == "above_knee":
@@ -313,8 +311,9 @@ def region_labels(body: np.ndarray, bone: np.ndarray, skeleton: Skeleton, grid: 
     return out
 
 
-def _hip_places(leg: LegSkeleton, k: int, levels: dict[str, int], grid: WorkGrid, params: RegionParameters,
-                row_index: np.ndarray, col_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _hip_places(leg: LegSkeleton, k: int, levels: dict[str, int], symphysis: int | None, grid: WorkGrid,
+                params: RegionParameters, row_index: np.ndarray,
+                col_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The gluteal place and the hip-and-thigh place of slice `k` on a side with a femoral head."""
     shape = (row_index.shape[0], col_index.shape[1])
     everywhere = np.ones(shape, bool)
@@ -333,7 +332,7 @@ def _hip_places(leg: LegSkeleton, k: int, levels: dict[str, int], grid: WorkGrid
     medial_limit = head[1] - lateral * params.anterior_medial_mm / grid.spacing[2]
     outside_vessels = col_index * lateral > medial_limit * lateral
     if k > levels["head"]:
-        if levels.get("symphysis") is not None and k <= levels["symphysis"]:
+        if symphysis is not None and k <= symphysis:
             # Down to the pubic symphysis, the femoral vessels lie in front of the pectineus, medial of the hip.
             front = row_index < head[0] - params.vessels_in_front_mm / grid.spacing[1]
             return gluteal, ~(front & ~outside_vessels)
@@ -341,10 +340,9 @@ def _hip_places(leg: LegSkeleton, k: int, levels: dict[str, int], grid: WorkGrid
     # Above the head centre: in front of the hip only what lies lateral of the femoral vessels.
     other = np.broadcast_to(outside_vessels, shape)
     if k < levels["roof"]:
-        near_roof = k >= levels["roof"] - round(30.0 / grid.spacing[0])
-        angle = _angles(leg, head, grid, row_index, col_index)
-        anterior = angle < 0.0
-        other = other & anterior & near_roof
+        if k < levels["roof"] - round(30.0 / grid.spacing[0]):
+            return gluteal, nowhere
+        other = other & (row_index < head[0])  # in front of the head centre
     return gluteal, other
 
 
