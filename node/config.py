@@ -24,9 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from sarcoscreen.inference.density import DensityKind
+from sarcoscreen.inference.file_modes import FileModes, parse_mode
 from sarcoscreen.inference.sides import SideRule
 
 __all__ = [
@@ -112,6 +121,36 @@ class StorageSettings(_Section):
     retention_check_s: Annotated[float, Field(gt=0)] = Field(
         default=3600.0, description="How often 'serve'/'run' look for files whose retention period ended."
     )
+    file_mode: str = Field(
+        default="0600",
+        description="Permission bits (quoted octal text) of every file the node creates: spool, quarantine, outputs, "
+        "the SQLite database, the log. \"0640\" lets the group read (e.g. a backup account).",
+    )
+    dir_mode: str = Field(
+        default="0700", description="Permission bits (quoted octal text) of every folder the node creates."
+    )
+    strict_modes: bool = Field(
+        default=False,
+        description="Refuse to start when a storage folder or file (the roots and their immediate children) has "
+        "wider permissions than file_mode/dir_mode; otherwise each is logged as a warning with the fix.",
+    )
+
+    @field_validator("file_mode", "dir_mode", mode="before")
+    @classmethod
+    def _octal_mode(cls, value: object, info: ValidationInfo) -> str:
+        if not isinstance(value, str):
+            raise ValueError('write the mode as quoted octal text such as "0600" (a bare number is ambiguous)')
+        mode = parse_mode(value)
+        owner = 0o600 if info.field_name == "file_mode" else 0o700
+        if mode & owner != owner:
+            needs = "read and write" if info.field_name == "file_mode" else "read, write and enter"
+            raise ValueError(f"{value!r}: the owner must be able to {needs} (at least {owner:04o})")
+        return f"{mode:04o}"
+
+    @property
+    def modes(self) -> FileModes:
+        """The permission bits of what the node creates."""
+        return FileModes(file=parse_mode(self.file_mode), directory=parse_mode(self.dir_mode))
 
     @property
     def spool(self) -> Path:
