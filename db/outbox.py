@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from sarcoscreen.db.events import record_event
 from sarcoscreen.db.models import Delivery, DeliveryStatus, EventLevel, Job, Output
 from sarcoscreen.db.queue import backoff_seconds, db_now, write_session
+from sarcoscreen.inference.error_text import scrub_text
 
 __all__ = ["DestinationAddress", "DueDelivery", "add_deliveries", "claim_due", "record_outcome", "supersede"]
 
@@ -115,7 +116,7 @@ def record_outcome(engine: Engine, delivery: DueDelivery, *, accepted: bool, sta
             record_event(session, "delivery.sent", f"{where} accepted (status 0x{status_code or 0:04X}) in attempt "
                          f"{row.attempts}", series_id=delivery.series_id, job_id=delivery.job_id)
             return row.status
-        row.last_error = error[:_MAX_ERROR]
+        row.last_error = scrub_text(error)[:_MAX_ERROR]
         if max_attempts and row.attempts >= max_attempts:
             row.status = DeliveryStatus.FAILED
             record_event(session, "delivery.failed", f"{where} failed for good after {row.attempts} attempts: "

@@ -48,6 +48,7 @@ from sarcoscreen.db.models import (
     utcnow,
 )
 from sarcoscreen.db.session import BEGIN_IMMEDIATE, session_scope
+from sarcoscreen.inference.error_text import scrub_text
 
 __all__ = [
     "ClaimedJob",
@@ -216,6 +217,7 @@ def complete(session: Session, job_id: int, token: str, *, series_state: SeriesS
 
 def _end_attempt(session: Session, job: Job, error: str, now: datetime, backoff_s: float, backoff_max_s: float,
                  permanent: bool) -> JobStatus:
+    error = scrub_text(error)
     job.error = error[:_MAX_ERROR]
     job.lease_owner = None
     job.lease_expires_at = None

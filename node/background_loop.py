@@ -13,6 +13,8 @@ import threading
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from sarcoscreen.inference.error_text import error_text
+
 __all__ = ["BackgroundLoop"]
 
 logger = logging.getLogger(__name__)
@@ -53,8 +55,9 @@ class BackgroundLoop:
             except SQLAlchemyError as exc:
                 logger.error("%s: database error (%s); retrying in %g s", self.name, type(exc).__name__,
                              self.interval_s())
-            except Exception:
-                logger.exception("%s: unexpected error; retrying in %g s", self.name, self.interval_s())
+            except Exception as exc:  # the text only, scrubbed: a traceback's message can quote a DICOM value
+                logger.error("%s: unexpected error (%s); retrying in %g s", self.name, error_text(exc, location=True),
+                             self.interval_s())
             self._stop.wait(self.interval_s())
 
     def start(self) -> None:

@@ -23,6 +23,8 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_context, evt
 from pynetdicom.sop_class import Verification
 
+from sarcoscreen.inference.error_text import error_text
+
 __all__ = ["Destination", "DestinationError", "SendOutcome", "SendResult", "parse_destination", "send_files"]
 
 logger = logging.getLogger(__name__)
@@ -156,7 +158,8 @@ def send_files(paths: Sequence[Path], destination: Destination, timeout: float =
             sop_uid = str(ds.get("SOPInstanceUID", "") or ds.file_meta.get("MediaStorageSOPInstanceUID", ""))
             headers.append((path, sop_class, sop_uid, str(ds.file_meta.TransferSyntaxUID)))
         except (InvalidDicomError, AttributeError, OSError) as exc:
-            outcomes.append(SendOutcome(path, None, None, f"not a DICOM file with SOP Class/Instance UID: {exc}"))
+            reason = f"not a DICOM file with SOP Class/Instance UID: {error_text(exc)}"
+            outcomes.append(SendOutcome(path, None, None, reason))
     if not headers:
         return SendResult(destination, tuple(outcomes))
     # One presentation context per (SOP class, transfer syntax) of the files, so that an acceptor choosing one
@@ -186,7 +189,7 @@ def send_files(paths: Sequence[Path], destination: Destination, timeout: float =
             try:
                 status = assoc.send_c_store(_dataset_to_send(path))
             except ValueError as exc:  # no accepted presentation context for this file
-                outcomes.append(SendOutcome(path, sop_uid, None, str(exc)))
+                outcomes.append(SendOutcome(path, sop_uid, None, error_text(exc)))
                 continue
             code = int(status.Status) if "Status" in status else None
             error = "" if code is not None else "no response (timeout or aborted association)"

@@ -31,6 +31,7 @@ from sqlalchemy import Engine, select
 from sarcoscreen.db.events import record_event
 from sarcoscreen.db.models import EventLevel, Instance, InstanceState
 from sarcoscreen.db.queue import write_session
+from sarcoscreen.inference.error_text import error_text
 from sarcoscreen.node.instance_index import index_instance
 from sarcoscreen.node.received_header import dataset_attributes
 from sarcoscreen.node.scp import ReceivedInstance, instance_from_header
@@ -88,7 +89,7 @@ def _index_file(spool: Spool, series_uid: str, sop_uid: str, relative: str) -> R
     try:
         header = dcmread(path, stop_before_pixels=True)
     except (InvalidDicomError, OSError, ValueError, EOFError, KeyError) as exc:
-        _quarantine(spool, path, f"found in the spool at start-up, not readable as DICOM: {exc}")
+        _quarantine(spool, path, f"found in the spool at start-up, not readable as DICOM: {error_text(exc)}")
         return None
     meta = getattr(header, "file_meta", None)
     file_sop = str(header.get("SOPInstanceUID", "") or (meta.get("MediaStorageSOPInstanceUID", "") if meta else ""))

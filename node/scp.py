@@ -34,6 +34,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
+from sarcoscreen.inference.error_text import error_text
 from sarcoscreen.node.received_header import HeaderAttributes, read_header_attributes
 from sarcoscreen.node.spool import InsufficientStorageError, InvalidUidError, Spool, SpoolError
 
@@ -121,7 +122,8 @@ def read_header(encoded: bytes, request_class: str, request_instance: str) -> He
     try:
         header = read_header_attributes(encoded)
     except Exception as exc:  # the peer's bytes may be anything; pydicom raises many kinds of errors on them
-        raise RejectedInstanceError(STATUS_CANNOT_UNDERSTAND, f"the data set cannot be parsed: {exc}") from None
+        reason = f"the data set cannot be parsed: {error_text(exc)}"
+        raise RejectedInstanceError(STATUS_CANNOT_UNDERSTAND, reason) from None
     if header.sop_class_uid and header.sop_class_uid != request_class:
         raise RejectedInstanceError(STATUS_DATASET_MISMATCH,
                                     f"SOP Class UID {header.sop_class_uid} differs from the request's {request_class}")
@@ -260,7 +262,7 @@ class StorageSCP:
             encoded = event.encoded_dataset(include_meta=True)
         except Exception as exc:  # the peer's bytes may be anything: answer, don't crash
             logger.error("C-STORE of %s from %s: cannot encode the received data set: %s", request_instance,
-                         calling, exc)
+                         calling, error_text(exc))
             return STATUS_CANNOT_UNDERSTAND
         try:
             header = read_header(encoded, request_class, request_instance)

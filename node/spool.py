@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sarcoscreen.inference.error_text import scrub_text
+
 __all__ = [
     "InsufficientStorageError",
     "InvalidUidError",
@@ -151,7 +153,7 @@ class Spool:
             handle.write(encoded)
             handle.flush()
             os.fsync(handle.fileno())
-        note = {"reason": reason, "received": datetime.now(UTC).isoformat(timespec="seconds"), **facts}
+        note = {"reason": scrub_text(reason), "received": datetime.now(UTC).isoformat(timespec="seconds"), **facts}
         (folder / f"{name}.json").write_text(json.dumps(note, indent=2) + "\n", encoding="utf-8")
         return path
 
