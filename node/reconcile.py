@@ -11,8 +11,9 @@ Run by ``sarcoscreen serve`` / ``run`` before the SCP listens:
    file has another size (or, with
    `verify_checksums`, another SHA-256) are marked ``changed file``; a row marked before whose file is back
    and unchanged is ``stored`` again;
-4. a file that cannot be read as DICOM, or whose UIDs do not match its place in the spool, is moved to the
-   quarantine with the reason.
+4. a file that cannot be read as DICOM, is empty or cut short (`sarcoscreen.node.spool.file_damage`: a crash, a
+   full disk or a bad copy), or whose UIDs do not match its place in the spool, is moved to the quarantine with
+   the reason - never indexed. On a read-only spool it is left in place, not indexed, and logged.
 
 Every change is counted in the returned `ReconcileReport` and summarised in an event (no patient data).
 """
@@ -35,7 +36,7 @@ from sarcoscreen.inference.error_text import error_text
 from sarcoscreen.node.instance_index import index_instance
 from sarcoscreen.node.received_header import dataset_attributes
 from sarcoscreen.node.scp import ReceivedInstance, instance_from_header
-from sarcoscreen.node.spool import Spool
+from sarcoscreen.node.spool import Spool, SpoolError, file_damage
 
 __all__ = ["ReconcileReport", "reconcile"]
 
@@ -56,8 +57,8 @@ class ReconcileReport:
 
     def summary(self) -> str:
         return (f"spool reconciled: {self.indexed} unindexed files indexed, {self.missing} rows without file, "
-                f"{self.changed} changed files, {self.restored} files back, {self.quarantined} unreadable files "
-                f"quarantined, {self.incomplete_removed} incomplete writes removed")
+                f"{self.changed} changed files, {self.restored} files back, {self.quarantined} unreadable or "
+                f"incomplete files quarantined, {self.incomplete_removed} incomplete writes removed")
 
     @property
     def changes(self) -> int:
@@ -74,18 +75,25 @@ def _sha256(path: Path) -> str:
 
 def _quarantine(spool: Spool, path: Path, reason: str) -> None:
     """Move a spool file that cannot be indexed to the quarantine, with the reason beside it."""
+    if not spool.writable():  # it could be copied, not removed: a copy more at every start
+        logger.error("spool file %s not indexed and left in place (the spool is not writable): %s", path.name, reason)
+        return
     try:
         target = spool.quarantine(path.read_bytes(), reason, spool_path=str(path.relative_to(spool.root)))
-    except OSError as exc:
-        logger.error("cannot quarantine %s: %s", path.name, exc.strerror)
+        path.unlink(missing_ok=True)
+    except (OSError, SpoolError) as exc:
+        logger.error("cannot quarantine %s: %s", path.name, exc)
         return
-    path.unlink(missing_ok=True)
     logger.warning("spool file %s quarantined as %s: %s", path.name, target.name, reason)
 
 
 def _index_file(spool: Spool, series_uid: str, sop_uid: str, relative: str) -> ReceivedInstance | None:
     """The `ReceivedInstance` of an unindexed spool file, or ``None`` after quarantining it."""
     path = spool.path_of(relative)
+    damage = file_damage(path)
+    if damage is not None:
+        _quarantine(spool, path, f"found in the spool at start-up, {damage}")
+        return None
     try:
         header = dcmread(path, stop_before_pixels=True)
     except (InvalidDicomError, OSError, ValueError, EOFError, KeyError) as exc:

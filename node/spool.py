@@ -15,32 +15,49 @@ A second copy of a SOP Instance UID already in the spool is not written again: t
 resending a series is normal) and the caller is told it was a duplicate. Instances that cannot be accepted go to
 the quarantine folder with a JSON file giving the reason, so nothing acknowledged or refused is silently lost.
 
-The spool is the source of truth: on start the node reconciles it with the database (`Spool.walk`).
+Folders and files are created with the configured modes (``storage.dir_mode``/``file_mode``, 0700/0600 by default:
+`sarcoscreen.inference.file_modes`). A spool that cannot be written - a read-only file system (the kernel remounts a
+failing disk read-only), no permission - raises `SpoolNotWritableError` (the SCP answers 0xA700); what is in it stays
+readable, and a resent instance already kept is still a duplicate.
+
+The spool is the source of truth: on start the node reconciles it with the database (`Spool.walk`); `file_damage`
+tells a file that a crash or a bad copy left empty or cut short, so that it is quarantined rather than indexed.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+
 from sarcoscreen.inference.error_text import scrub_text
+from sarcoscreen.inference.file_modes import PRIVATE, FileModes
 
 __all__ = [
     "InsufficientStorageError",
     "InvalidUidError",
     "Spool",
     "SpoolError",
+    "SpoolNotWritableError",
     "StoredFile",
+    "file_damage",
     "is_valid_uid",
 ]
+
+logger = logging.getLogger(__name__)
 
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
 
@@ -55,6 +72,23 @@ class InsufficientStorageError(SpoolError):
 
 class InvalidUidError(SpoolError):
     """A UID that is not a valid DICOM UID (PS3.5 9.1); never used as a file name."""
+
+
+class SpoolNotWritableError(SpoolError):
+    """The spool (or quarantine) cannot be written: read-only file system, no permission."""
+
+
+_NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def _storage_error(exc: OSError, where: str) -> SpoolError:
+    """The `SpoolError` for an `OSError` while writing to `where` ("the spool", "the quarantine")."""
+    reason = os.strerror(exc.errno) if exc.errno is not None else str(exc)
+    if exc.errno == errno.ENOSPC:
+        return InsufficientStorageError(f"the disk of {where} is full ({reason.lower()})")
+    if exc.errno in _NOT_WRITABLE:
+        return SpoolNotWritableError(f"{where} is not writable ({reason.lower()})")
+    return SpoolError(f"cannot write to {where}: {reason}")
 
 
 def is_valid_uid(uid: str) -> bool:
@@ -86,13 +120,21 @@ def _fsync_dir(path: Path) -> None:
 class Spool:
     """A folder of received instances, one sub-folder per series."""
 
-    def __init__(self, root: Path, quarantine: Path, min_free_bytes: int = 0) -> None:
+    def __init__(self, root: Path, quarantine: Path, min_free_bytes: int = 0, *, modes: FileModes = PRIVATE) -> None:
         self.root = root
         self.quarantine_root = quarantine
         self.min_free_bytes = min_free_bytes
+        self.modes = modes
         self._incoming = root / ".incoming"
-        self._incoming.mkdir(parents=True, exist_ok=True)
-        quarantine.mkdir(parents=True, exist_ok=True)
+        for folder in (self._incoming, quarantine):
+            try:
+                modes.make_dirs(folder)
+            except OSError as exc:
+                raise SpoolNotWritableError(f"cannot create {folder}: {exc.strerror or exc}") from None
+
+    def writable(self) -> bool:
+        """Whether new files can be written into the spool now (``False`` on a read-only file system)."""
+        return os.access(self.root, os.W_OK) and os.access(self._incoming, os.W_OK)
 
     def relative_path(self, series_uid: str, sop_uid: str) -> str:
         for name, uid in (("SeriesInstanceUID", series_uid), ("SOPInstanceUID", sop_uid)):
@@ -123,12 +165,12 @@ class Spool:
         self.check_space(len(encoded))
         tmp = self._incoming / f"{uuid.uuid4().hex}.part"
         try:
-            with tmp.open("wb") as handle:
+            with os.fdopen(self.modes.create_file(tmp, exclusive=True), "wb") as handle:
                 handle.write(encoded)
                 handle.flush()
                 os.fsync(handle.fileno())
             if not final.parent.is_dir():
-                final.parent.mkdir(exist_ok=True)
+                self.modes.make_dirs(final.parent)
                 _fsync_dir(self.root)  # the new series folder's own entry must be durable too
             if final.exists():  # another association stored it meanwhile
                 tmp.unlink()
@@ -136,40 +178,80 @@ class Spool:
             os.replace(tmp, final)
             _fsync_dir(final.parent)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            if exc.errno == 28:  # ENOSPC
-                raise InsufficientStorageError(f"the spool's disk is full: {exc.strerror}") from None
-            raise SpoolError(f"cannot write to the spool: {exc.strerror}") from None
+            with suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise _storage_error(exc, "the spool") from None
         return StoredFile(final, relative, len(encoded), hashlib.sha256(encoded).hexdigest(), duplicate=False)
 
     def quarantine(self, encoded: bytes, reason: str, **facts: str) -> Path:
-        """Keep `encoded` with the reason it was not accepted; returns the quarantined file's path."""
+        """Keep `encoded` with the reason it was not accepted; returns the quarantined file's path.
+
+        Raises `SpoolError` (`SpoolNotWritableError`, `InsufficientStorageError`) when it cannot be kept."""
         day = datetime.now(UTC).strftime("%Y%m%d")
         folder = self.quarantine_root / day
-        folder.mkdir(parents=True, exist_ok=True)
         name = uuid.uuid4().hex
         path = folder / f"{name}.dcm"
-        with path.open("wb") as handle:
-            handle.write(encoded)
-            handle.flush()
-            os.fsync(handle.fileno())
         note = {"reason": scrub_text(reason), "received": datetime.now(UTC).isoformat(timespec="seconds"), **facts}
-        (folder / f"{name}.json").write_text(json.dumps(note, indent=2) + "\n", encoding="utf-8")
+        try:
+            self.modes.make_dirs(folder)
+            self.modes.write_bytes(path, encoded, durable=True)
+            self.modes.write_text(folder / f"{name}.json", json.dumps(note, indent=2) + "\n")
+        except OSError as exc:
+            raise _storage_error(exc, "the quarantine") from None
         return path
 
     def walk(self) -> Iterator[tuple[str, str, str]]:
         """(series UID, SOP Instance UID, relative path) of every file in the spool."""
         for series_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name != ".incoming"):
             for file in sorted(series_dir.glob("*.dcm")):
-                yield series_dir.name, file.stem, f"{series_dir.name}/{file.name}"
+                if file.is_file():  # a folder named like an instance is not one
+                    yield series_dir.name, file.stem, f"{series_dir.name}/{file.name}"
 
     def discard_incomplete(self) -> int:
-        """Remove temporary files left by a crash mid-write (never acknowledged); returns how many."""
-        removed = 0
+        """Remove temporary files left by a crash mid-write (never acknowledged); returns how many. Files that
+        cannot be removed now (a read-only spool) are logged and left for the next start."""
+        removed, kept = 0, 0
         for part in self._incoming.glob("*.part"):
-            part.unlink(missing_ok=True)
-            removed += 1
+            try:
+                part.unlink(missing_ok=True)
+                removed += 1
+            except OSError as exc:
+                kept += 1
+                reason = exc.strerror or str(exc)
+        if kept:
+            logger.warning("%d incomplete writes in %s cannot be removed (%s): left for the next start", kept,
+                           self._incoming, reason.lower())
         return removed
+
+
+def file_damage(path: Path) -> str | None:
+    """Why the PS3.10 file at `path` is not whole, or ``None`` when it is: empty, cut short (a data element's
+    length reaches beyond the end of the file, PS3.5 7.1; or it ends before its pixel data - every instance the
+    spool takes is an image, PS3.4 B.5), or not readable as DICOM at all.
+
+    The headers of all data elements are read, their values skipped (``defer_size=0``): a slice costs a few
+    hundred small reads, not its pixel data. A file cut exactly after its pixel data cannot be told from a whole one
+    (nothing after it is needed)."""
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return "empty (0 bytes)"
+        with path.open("rb") as handle:
+            dataset = dcmread(handle, defer_size=0)
+            end = handle.tell()
+    except InvalidDicomError as exc:  # pydicom's own words, no value of the file in them
+        return f"not readable as DICOM: {exc}"
+    except Exception as exc:  # the bytes may be anything; other errors' texts may quote values: their kind only
+        return f"not readable as DICOM ({type(exc).__name__})"
+    if end > size:
+        return f"truncated: {size} bytes, its data elements need {end}"
+    if not any(tag in dataset for tag in _PIXEL_DATA_TAGS):
+        return f"truncated: no pixel data in its {size} bytes"
+    return None
+
+
+_PIXEL_DATA_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
+"""Float Pixel Data, Double Float Pixel Data, Pixel Data."""
 
 
 def _sha256_of(path: Path) -> str:

@@ -1,4 +1,5 @@
-"""The spool: atomic durable writes, duplicates stored once, UIDs validated, disk reserve, quarantine."""
+"""The spool: atomic durable writes, duplicates stored once, UIDs validated, disk reserve, quarantine, a read-only
+disk (a real tmpfs remounted read-only: binds for root too), damaged files told from the file alone."""
 
 from __future__ import annotations
 
@@ -6,8 +7,17 @@ import json
 from pathlib import Path
 
 import pytest
+from ct_series_factory import write_ct_series
+from filesystems import read_only, small_filesystem
 
-from sarcoscreen.node.spool import InsufficientStorageError, InvalidUidError, Spool, is_valid_uid
+from sarcoscreen.node.spool import (
+    InsufficientStorageError,
+    InvalidUidError,
+    Spool,
+    SpoolNotWritableError,
+    file_damage,
+    is_valid_uid,
+)
 
 SERIES = "1.2.826.0.1.3680043.10.543.1"
 SOP = "1.2.826.0.1.3680043.10.543.1.7"
@@ -72,3 +82,37 @@ def test_incomplete_writes_from_a_crash_are_discarded(tmp_path: Path) -> None:
     (tmp_path / "spool" / ".incoming" / "dead.part").write_bytes(b"half")
     assert spool.discard_incomplete() == 1
     assert list(spool.walk()) == []
+
+
+def test_a_read_only_spool_refuses_with_the_reason_and_keeps_its_files(tmp_path: Path) -> None:
+    with small_filesystem(tmp_path / "disk") as disk:
+        spool = Spool(disk / "spool", disk / "quarantine")
+        kept = spool.store(b"first", SERIES, SOP)
+        (disk / "spool" / ".incoming" / "dead.part").write_bytes(b"half")
+        assert spool.writable()
+        read_only(disk)  # EROFS, as when the kernel remounts a failing disk: binds for root too
+        assert not spool.writable()
+        with pytest.raises(SpoolNotWritableError, match="read-only file system"):
+            spool.store(b"second", SERIES, SOP + "1")
+        with pytest.raises(SpoolNotWritableError, match="read-only file system"):
+            spool.quarantine(b"junk", "not DICOM (test)")
+        assert spool.discard_incomplete() == 0  # cannot be removed now; logged, left for the next start
+        again = spool.store(b"first", SERIES, SOP)  # what was kept is still a duplicate, not an error
+        assert again.duplicate
+        assert kept.path.read_bytes() == b"first"
+        # A spool folder that cannot be created is an error of its own, not a crash elsewhere later.
+        with pytest.raises(SpoolNotWritableError, match="cannot create"):
+            Spool(disk / "other", disk / "quarantine")
+
+
+def test_damage_is_told_from_the_file_alone(tmp_path: Path) -> None:
+    series = write_ct_series(tmp_path / "ct", 1, rows=8, columns=8)
+    data = series.files[0].read_bytes()
+    pixels = data.index(b"\xe0\x7f\x10\x00")
+    cases = {b"": "empty (0 bytes)", data: None, data[:-1]: "truncated", data[:pixels]: "truncated",
+             data[:pixels + 6]: "truncated", b"\0" * 132: "not readable as DICOM"}
+    for content, expected in cases.items():
+        path = tmp_path / "file.dcm"
+        path.write_bytes(content)
+        found = file_damage(path)
+        assert (found is None) if expected is None else (expected in (found or "")), (len(content), found)
