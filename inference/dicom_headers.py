@@ -77,6 +77,9 @@ class InstanceHeader:
     has_file_meta: bool
     pixel_keyword: str | None
     """``"PixelData"`` (or a float pixel data keyword) when the file holds pixel data, else ``None``."""
+    pixel_length: int | None
+    """Bytes of native pixel data (the element's value length); ``None`` when absent or encapsulated (undefined
+    length, PS3.5 A.4)."""
     photometric_interpretation: str
     samples_per_pixel: int
     rows: int | None
@@ -109,6 +112,8 @@ class FrameHeader:
     slice_thickness: float | None
     missing: tuple[str, ...]
     """Keywords of required geometry/rescale attributes that are absent or malformed in this frame."""
+    malformed: tuple[str, ...] = ()
+    """Keywords of optional attributes present with a value that is not a number (SliceThickness)."""
 
 
 def stored_value(value: int, bits_stored: int, signed: bool) -> int:
@@ -149,7 +154,7 @@ def read_header(path: Path) -> tuple[InstanceHeader, list[FrameHeader]] | None:
         return None
     if not found:  # before any attribute is accessed: access converts the raw elements
         _check_last_element(ds)
-    instance = _instance(ds, meta, path, found[0][0] if found else None)
+    instance = _instance(ds, meta, path, found[0] if found else None)
     _check_complete(instance, found[0] if found else None, size)
     return instance, _frames(ds, instance)
 
@@ -203,7 +208,7 @@ def _transfer_syntax(ds: Dataset, meta: Dataset) -> tuple[str, bool]:
     return (ExplicitVRLittleEndian if little else ExplicitVRBigEndian), False
 
 
-def _instance(ds: Dataset, meta: Dataset, path: Path, pixel_keyword: str | None) -> InstanceHeader:
+def _instance(ds: Dataset, meta: Dataset, path: Path, pixels: tuple[str, int, int] | None) -> InstanceHeader:
     tsyntax, has_meta = _transfer_syntax(ds, meta)
     bits_stored = _int(ds, "BitsStored")
     signed = _int(ds, "PixelRepresentation") == 1
@@ -221,7 +226,8 @@ def _instance(ds: Dataset, meta: Dataset, path: Path, pixel_keyword: str | None)
         modality=(_text(ds, "Modality") or "").upper(),
         transfer_syntax_uid=tsyntax,
         has_file_meta=has_meta,
-        pixel_keyword=pixel_keyword,
+        pixel_keyword=pixels[0] if pixels else None,
+        pixel_length=pixels[1] if pixels and pixels[1] != _UNDEFINED_LENGTH else None,
         photometric_interpretation=(_text(ds, "PhotometricInterpretation") or "").upper(),
         samples_per_pixel=_int(ds, "SamplesPerPixel") or 1,
         rows=_int(ds, "Rows"),
@@ -276,13 +282,15 @@ def _frame(
     spacing = floats(measures_item, "PixelSpacing", 2)
     slope = floats(rescale_item, "RescaleSlope", 1)
     intercept = floats(rescale_item, "RescaleIntercept", 1)
+    slice_thickness = _number(thickness)
+    malformed = ("SliceThickness",) if slice_thickness is None and _text_of(thickness) else ()
     return FrameHeader(
         instance=instance, index=index, frame_number=frame_number, image_type=image_type,
         position=position,  # type: ignore[arg-type]
         orientation=orientation,  # type: ignore[arg-type]
         pixel_spacing=spacing,  # type: ignore[arg-type]
         slope=slope[0] if slope else None, intercept=intercept[0] if intercept else None,
-        slice_thickness=_number(thickness), missing=tuple(missing),
+        slice_thickness=slice_thickness, missing=tuple(missing), malformed=malformed,
     )
 
 
@@ -340,6 +348,15 @@ def _text(ds: Dataset, keyword: str) -> str | None:
     text = "\\".join(str(v) for v in value) if isinstance(value, MultiValue | list) else str(value)
     text = text.strip()
     return text or None
+
+
+def _text_of(value: Any) -> str:
+    """`value` (a data element's value) as stripped text; empty for ``None``."""
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue | list | tuple):
+        return "\\".join(str(v) for v in value).strip()
+    return str(value).strip()
 
 
 def _strings(value: Any) -> tuple[str, ...]:

@@ -1,11 +1,12 @@
 """Stored pixel values of a validated series -> one array of Hounsfield units, decoded slice by slice.
 
-The series loader calls `check_pixel_encoding` before anything is decoded (so an unsupported encoding is refused
-early) and `decode_hu` once the slices are sorted (`series_geometry.SliceGrid`). The conversion follows PS3.3
-C.11.1 (Modality LUT Module) and C.8.2.1 (CT Image Module): ``HU = stored * RescaleSlope + RescaleIntercept`` per
-frame; padding (C.7.5.1.1.2) is compared in stored-value space and becomes `PADDING_HU`. Each frame is decoded by
-pydicom from the file path (only the pixel data of that frame is read), converted and written into its slot of
-one preallocated array, so the peak memory is the output array plus one slice.
+The series loader calls `check_pixel_encoding` before anything is decoded (so an unsupported encoding, or native
+pixel data shorter than Rows x Columns x BitsAllocated x frames declare, is refused early), `check_volume_size`
+before the volume is allocated, and `decode_hu` once the slices are sorted (`series_geometry.SliceGrid`). The
+conversion follows PS3.3 C.11.1 (Modality LUT Module) and C.8.2.1 (CT Image Module): ``HU = stored * RescaleSlope +
+RescaleIntercept`` per frame; padding (C.7.5.1.1.2) is compared in stored-value space and becomes `PADDING_HU`.
+Each frame is decoded by pydicom from the file path (only the pixel data of that frame is read), converted and
+written into its slot of one preallocated array, so the peak memory is the output array plus one slice.
 """
 
 from __future__ import annotations
@@ -19,18 +20,32 @@ from pydicom.pixels import get_decoder, iter_pixels, pixel_array
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from sarcoscreen.inference.dicom_headers import FrameHeader, InstanceHeader, transfer_syntax_name
+from sarcoscreen.inference.error_text import error_text
 from sarcoscreen.inference.series_errors import (
     ColourImageError,
     MissingTagError,
+    PixelDataLengthError,
     PixelDecodeError,
     UnsupportedImageError,
     UnsupportedTransferSyntaxError,
+    VolumeTooLargeError,
 )
 from sarcoscreen.inference.series_geometry import SliceGrid
 
-__all__ = ["PADDING_HU", "Progress", "check_pixel_encoding", "decodable_transfer_syntaxes", "decode_hu"]
+__all__ = [
+    "DEFAULT_MAX_VOLUME_BYTES",
+    "PADDING_HU",
+    "Progress",
+    "check_pixel_encoding",
+    "check_volume_size",
+    "decodable_transfer_syntaxes",
+    "decode_hu",
+    "hu_dtype",
+]
 
 PADDING_HU = -1024
+DEFAULT_MAX_VOLUME_BYTES = 8 << 30
+"""The largest HU array `load_series` allocates unless told otherwise (8 GiB: 4000 slices of 1024 x 1024 int16)."""
 Progress = Callable[[int, int], None]
 _NAMES_SHOWN = 5
 _INT16 = np.iinfo(np.int16)
@@ -78,6 +93,7 @@ def check_pixel_encoding(instances: list[InstanceHeader], warnings: list[str]) -
                                ("BitsAllocated", instance.bits_allocated), ("BitsStored", instance.bits_stored)):
             if not value:
                 raise MissingTagError(f"{keyword} is missing in {instance.path.name}", keyword)
+        _require_pixel_length(instance)
         if instance.has_modality_lut_sequence:
             raise UnsupportedImageError(
                 f"{instance.path.name} has a Modality LUT Sequence (0028,3000); CT HU must come from RescaleSlope "
@@ -89,6 +105,24 @@ def check_pixel_encoding(instances: list[InstanceHeader], warnings: list[str]) -
     if inverted:
         warnings.append(
             f"{inverted} image(s) are MONOCHROME1: that inverts only the display; HU are loaded unchanged"
+        )
+
+
+def _require_pixel_length(instance: InstanceHeader) -> None:
+    """Native pixel data must hold what Rows x Columns x SamplesPerPixel x BitsAllocated x NumberOfFrames declare
+    (PS3.5 8.1.1); encapsulated pixel data (undefined length) is checked by its decoder."""
+    if instance.pixel_length is None:
+        return
+    rows, columns, bits = instance.rows or 0, instance.columns or 0, instance.bits_allocated or 0
+    frame_bits = rows * columns * instance.samples_per_pixel * bits
+    declared = (frame_bits * instance.number_of_frames + 7) // 8
+    if instance.pixel_length < declared:
+        frames = f", {declared} for {instance.number_of_frames} frames" if instance.number_of_frames > 1 else ""
+        per_frame = (frame_bits + 7) // 8
+        raise PixelDataLengthError(
+            f"Rows x Columns {rows} x {columns} of {bits} bits declare {per_frame} bytes per frame{frames}, "
+            f"but the pixel data holds {instance.pixel_length} bytes ({instance.path.name}); the header does not "
+            "describe the pixel data"
         )
 
 
@@ -111,13 +145,40 @@ def _require_decodable(tsyntax: str) -> None:
 # -- decoding ------------------------------------------------------------------------------------------------------
 
 
+def hu_dtype(frames: tuple[FrameHeader, ...]) -> np.dtype:
+    """``int16`` when every slope and intercept is an integer, else ``float32`` (an int16 array becomes float32
+    later if a slice's HU do not fit)."""
+    integral = all(float(f.slope).is_integer() and float(f.intercept).is_integer()  # type: ignore[arg-type]
+                   for f in frames)
+    return np.dtype(np.int16 if integral else np.float32)
+
+
+def _size(n: int) -> str:
+    if n < 1 << 20:
+        return f"{n} bytes"
+    if n < 1 << 30:
+        return f"{n / (1 << 20):.1f} MiB"
+    return f"{n / (1 << 30):.1f} GiB"
+
+
+def check_volume_size(grid: SliceGrid, limit_bytes: int) -> None:
+    """Refuse, before allocating it, a volume whose HU array would take more than `limit_bytes`."""
+    frames = grid.frames
+    rows, columns = frames[0].instance.rows or 0, frames[0].instance.columns or 0
+    dtype = hu_dtype(frames)
+    needed = len(frames) * rows * columns * dtype.itemsize
+    if needed > limit_bytes:
+        raise VolumeTooLargeError(
+            f"the volume of {len(frames)} slices of {rows} x {columns} pixels would take {_size(needed)} as "
+            f"{dtype.name} HU, more than the limit of {_size(limit_bytes)}", needed, limit_bytes
+        )
+
+
 def decode_hu(grid: SliceGrid, progress: Progress | None) -> np.ndarray:
     """Decode every frame into its sorted slot of one preallocated array, converting to HU slice by slice."""
     frames = grid.frames
     rows, columns = frames[0].instance.rows, frames[0].instance.columns
-    integral = all(float(f.slope).is_integer() and float(f.intercept).is_integer()  # type: ignore[arg-type]
-                   for f in frames)
-    hu = np.empty((len(frames), rows, columns), np.int16 if integral else np.float32)  # type: ignore[arg-type]
+    hu = np.empty((len(frames), rows, columns), hu_dtype(frames))  # type: ignore[arg-type]
     slots: dict[InstanceHeader, list[tuple[int, FrameHeader]]] = {}
     for k, frame in enumerate(frames):
         slots.setdefault(frame.instance, []).append((k, frame))
@@ -151,11 +212,19 @@ def _stored_frames(instance: InstanceHeader, indices: list[int]) -> Iterator[np.
             yield pixel_array(src, **options)
         else:
             yield from iter_pixels(src, indices=indices, **options)
+    except OSError as exc:
+        if exc.errno is not None:  # reading the file failed (disk, network mount): not a problem of the data
+            raise
+        raise _undecodable(instance, exc) from exc
     except Exception as exc:
-        raise PixelDecodeError(
-            f"the pixel data of {instance.path.name} ({transfer_syntax_name(instance.transfer_syntax_uid)}) could "
-            f"not be decoded: {exc}"
-        ) from exc
+        raise _undecodable(instance, exc) from exc
+
+
+def _undecodable(instance: InstanceHeader, exc: Exception) -> PixelDecodeError:
+    return PixelDecodeError(
+        f"the pixel data of {instance.path.name} ({transfer_syntax_name(instance.transfer_syntax_uid)}) could not be "
+        f"decoded: {error_text(exc)}"
+    )
 
 
 def _put_slice(hu: np.ndarray, k: int, stored: np.ndarray, frame: FrameHeader) -> np.ndarray:

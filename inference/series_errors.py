@@ -1,9 +1,11 @@
 """Why a set of DICOM files could not be loaded as one CT volume: one exception type per condition.
 
 Every type derives from `SeriesLoadError`, so callers that only report the reason catch that one class; callers
-that route (the node skips a non-CT series but retries an unreadable one) catch the specific type. Messages state
-the reason in words and carry no patient names or identifiers; a UID or a file name appears only where it is
-needed to find the offending input.
+that route catch the specific type. Each is a problem of the input: loading the same files again gives the same
+error, so the node's worker fails such a job at once instead of retrying it (docs/node.md, "Failed attempts"). An
+I/O error while reading (an `OSError` with an errno) is not one of them: it propagates as it is. Messages state the
+reason in words and carry no patient names or identifiers; a UID or a file name appears only where it is needed to
+find the offending input, and a value only when it is geometry (spacing, orientation, positions).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ __all__ = [
     "GantryTiltError",
     "GeometryError",
     "InvalidOrientationError",
+    "InvalidRescaleError",
+    "InvalidSpacingError",
     "MissingSlicesError",
     "MissingTagError",
     "MixedOrientationError",
@@ -23,12 +27,14 @@ __all__ = [
     "NoImageSeriesError",
     "NonUniformSpacingError",
     "NotCTError",
+    "PixelDataLengthError",
     "PixelDecodeError",
     "SeriesLoadError",
     "SeriesNotFoundError",
     "TooFewSlicesError",
     "UnsupportedImageError",
     "UnsupportedTransferSyntaxError",
+    "VolumeTooLargeError",
 ]
 
 
@@ -95,6 +101,27 @@ class PixelDecodeError(SeriesLoadError):
     """The pixel data of an image could not be decoded (truncated or corrupt file)."""
 
 
+class PixelDataLengthError(PixelDecodeError):
+    """Rows, Columns, BitsAllocated and NumberOfFrames declare more bytes than the (native) pixel data holds: the
+    header does not describe the pixel data, and nothing is allocated for it."""
+
+
+class InvalidRescaleError(SeriesLoadError):
+    """RescaleSlope (0028,1053) is 0: every voxel would have the same HU (PS3.3 C.11.1.1.2)."""
+
+    keyword = "RescaleSlope"
+
+
+class VolumeTooLargeError(SeriesLoadError):
+    """The volume the header declares would take more memory than the limit given to `load_series`; checked before
+    anything is allocated. `needed_bytes` and `limit_bytes` say by how much."""
+
+    def __init__(self, message: str, needed_bytes: int, limit_bytes: int) -> None:
+        super().__init__(message)
+        self.needed_bytes = needed_bytes
+        self.limit_bytes = limit_bytes
+
+
 class GeometryError(SeriesLoadError):
     """The images do not form one regular grid of parallel, evenly spaced slices."""
 
@@ -104,7 +131,18 @@ class TooFewSlicesError(GeometryError):
 
 
 class InvalidOrientationError(GeometryError):
-    """ImageOrientationPatient is not a pair of orthogonal unit vectors."""
+    """ImageOrientationPatient of an image is not a pair of orthogonal unit vectors."""
+
+    keyword = "ImageOrientationPatient"
+
+
+class InvalidSpacingError(GeometryError):
+    """PixelSpacing is not two positive numbers, or SliceThickness is present and not a positive number (the
+    engines divide by the spacing); `keyword` names the attribute."""
+
+    def __init__(self, message: str, keyword: str) -> None:
+        super().__init__(message)
+        self.keyword = keyword
 
 
 class MixedOrientationError(GeometryError):

@@ -8,9 +8,12 @@ that normal (never by file name or InstanceNumber, C.7.6.2.1.1). The checks, in 
    are excluded, then frames whose orientation differs from the majority's when they are few (at most
    `MAX_STRAY_LOCALIZERS` images and under a quarter of the series); each exclusion is a warning.
 2. **Required attributes** - ImagePositionPatient, ImageOrientationPatient, PixelSpacing, RescaleSlope and
-   RescaleIntercept in every remaining frame (`MissingTagError` names the attribute).
-3. **Orientation** - unit, orthogonal direction cosines (within 1e-3); all frames within
-   `ORIENTATION_TOLERANCE_DEG` of each other.
+   RescaleIntercept in every remaining frame (`MissingTagError` names the attribute), with values that can place
+   the slices and compute HU in every frame: PixelSpacing two positive numbers and SliceThickness, when present, a
+   positive number (`InvalidSpacingError`; the engines divide by the spacing), RescaleSlope not 0
+   (`InvalidRescaleError`), ImageOrientationPatient unit, orthogonal direction cosines within 1e-3
+   (`InvalidOrientationError`).
+3. **Orientation** - all frames within `ORIENTATION_TOLERANCE_DEG` of each other.
 4. **Pixel grid** - the same Rows, Columns and PixelSpacing (within 1e-3 mm) in every frame.
 5. **At least two slices** (`MIN_SLICES`): a single slice has no slice spacing, and screening refuses it.
 6. **Duplicates** - two different images within `DUPLICATE_TOLERANCE_MM` along the normal.
@@ -33,6 +36,8 @@ from sarcoscreen.inference.series_errors import (
     DuplicatePositionError,
     GantryTiltError,
     InvalidOrientationError,
+    InvalidRescaleError,
+    InvalidSpacingError,
     MissingSlicesError,
     MissingTagError,
     MixedOrientationError,
@@ -85,6 +90,7 @@ def arrange_slices(frames: list[FrameHeader], where: str = "") -> SliceGrid:
     warnings: list[str] = []
     frames = _exclude_typed_localizers(frames, warnings)
     _require_attributes(frames, where)
+    _require_usable_values(frames, where)
     frames = _exclude_stray_orientations(frames, warnings)
     if len(frames) < MIN_SLICES:
         excluded = f" ({'; '.join(warnings)})" if warnings else ""
@@ -132,6 +138,39 @@ def _require_attributes(frames: list[FrameHeader], where: str) -> None:
                 f"{name} is missing or malformed in {len(lacking)} of {len(frames)} images{where} "
                 f"(e.g. {example}{frame}); it is required to place the slices and compute HU", keyword
             )
+
+
+def _example(frames: list[FrameHeader]) -> str:
+    frame = f" frame {frames[0].frame_number}" if frames[0].frame_number else ""
+    return f"{frames[0].instance.path.name}{frame}"
+
+
+def _require_usable_values(frames: list[FrameHeader], where: str) -> None:
+    """Values present but unusable: a spacing or thickness that is not positive, a slope of 0, an orientation that
+    is not a pair of orthogonal unit vectors - in any frame, not only the first."""
+    spacing = [f for f in frames if min(f.pixel_spacing) <= 0]  # type: ignore[type-var]
+    if spacing:
+        raise InvalidSpacingError(
+            f"{_TAG_NAMES['PixelSpacing']} is not two positive numbers in {len(spacing)} of {len(frames)} images"
+            f"{where} (e.g. {_example(spacing)}: {'/'.join(f'{v:g}' for v in spacing[0].pixel_spacing)} mm); the "
+            "pixel spacing places and sizes every voxel", "PixelSpacing")  # type: ignore[union-attr]
+    thickness = [f for f in frames if "SliceThickness" in f.malformed
+                 or (f.slice_thickness is not None and f.slice_thickness <= 0)]
+    if thickness:
+        raise InvalidSpacingError(
+            f"SliceThickness (0018,0050) is not a positive number in {len(thickness)} of {len(frames)} images{where} "
+            f"(e.g. {_example(thickness)}); leave it empty when unknown", "SliceThickness")
+    flat = [f for f in frames if f.slope == 0]
+    if flat:
+        raise InvalidRescaleError(
+            f"{_TAG_NAMES['RescaleSlope']} is 0 in {len(flat)} of {len(frames)} images{where} (e.g. "
+            f"{_example(flat)}): every voxel would have the same HU (HU = stored value x slope + intercept)")
+    iop = np.array([f.orientation for f in frames], dtype=np.float64).reshape(-1, 6)
+    rows, cols = iop[:, :3], iop[:, 3:]
+    bad = ((np.abs(np.linalg.norm(rows, axis=1) - 1) > 1e-3) | (np.abs(np.linalg.norm(cols, axis=1) - 1) > 1e-3)
+           | (np.abs(np.einsum("ij,ij->i", rows, cols)) > 1e-3))
+    if bad.any():
+        _directions(frames[int(np.argmax(bad))])
 
 
 def _directions(frame: FrameHeader) -> tuple[np.ndarray, np.ndarray]:

@@ -40,10 +40,15 @@ no image among them, several image series, a series not found, non-CT modality, 
 malformed required attributes, an undecodable transfer syntax or corrupt pixel data, and the geometry refusals of
 `series_geometry` - fewer than two slices (a single slice is refused: screening needs a volume), mixed
 orientations, mixed pixel grids, duplicate positions, gantry tilt (*rejected* with its angle, never resampled),
-missing slices and non-uniform spacing. Tolerated conditions are corrected and described in `Volume.warnings`:
-localizers excluded, unreadable or non-DICOM files skipped (when the remaining files form a valid series; the
-warning says how many), non-image objects and image series not chosen set aside, duplicate copies of one SOP
-instance dropped, missing UIDs.
+missing slices and non-uniform spacing - and the values no geometry or HU can come from: a PixelSpacing or
+SliceThickness that is not positive, a RescaleSlope of 0, an orientation that is not two orthogonal unit vectors
+(in any slice). Two checks protect the memory before anything is allocated: native pixel data shorter than Rows x
+Columns x BitsAllocated declare (`PixelDataLengthError`, e.g. a header claiming 65535 x 65535), and a volume larger
+than ``max_volume_bytes`` (`VolumeTooLargeError`, 8 GiB by default; the node's ``worker.max_volume_mb``). Every
+refusal is a problem of the input: loading the same files again gives the same error. Tolerated conditions are
+corrected and described in `Volume.warnings`: localizers excluded, unreadable or non-DICOM files skipped (when the
+remaining files form a valid series; the warning says how many), non-image objects and image series not chosen set
+aside, duplicate copies of one SOP instance dropped, missing UIDs.
 """
 
 from __future__ import annotations
@@ -59,9 +64,11 @@ from sarcoscreen.inference.dicom_headers import (
     read_header,
 )
 from sarcoscreen.inference.hu_decoding import (
+    DEFAULT_MAX_VOLUME_BYTES,
     PADDING_HU,
     Progress,
     check_pixel_encoding,
+    check_volume_size,
     decodable_transfer_syntaxes,
     decode_hu,
 )
@@ -71,6 +78,8 @@ from sarcoscreen.inference.series_errors import (
     GantryTiltError,
     GeometryError,
     InvalidOrientationError,
+    InvalidRescaleError,
+    InvalidSpacingError,
     MissingSlicesError,
     MissingTagError,
     MixedOrientationError,
@@ -80,24 +89,29 @@ from sarcoscreen.inference.series_errors import (
     NoImageSeriesError,
     NonUniformSpacingError,
     NotCTError,
+    PixelDataLengthError,
     PixelDecodeError,
     SeriesLoadError,
     SeriesNotFoundError,
     TooFewSlicesError,
     UnsupportedImageError,
     UnsupportedTransferSyntaxError,
+    VolumeTooLargeError,
 )
 from sarcoscreen.inference.series_geometry import SliceGrid, arrange_slices
 from sarcoscreen.inference.series_selection import choose_series
 from sarcoscreen.inference.volume import SeriesInfo, SliceRef, Volume
 
 __all__ = [
+    "DEFAULT_MAX_VOLUME_BYTES",
     "PADDING_HU",
     "ColourImageError",
     "DuplicatePositionError",
     "GantryTiltError",
     "GeometryError",
     "InvalidOrientationError",
+    "InvalidRescaleError",
+    "InvalidSpacingError",
     "MissingSlicesError",
     "MissingTagError",
     "MixedOrientationError",
@@ -107,12 +121,14 @@ __all__ = [
     "NoImageSeriesError",
     "NonUniformSpacingError",
     "NotCTError",
+    "PixelDataLengthError",
     "PixelDecodeError",
     "SeriesLoadError",
     "SeriesNotFoundError",
     "TooFewSlicesError",
     "UnsupportedImageError",
     "UnsupportedTransferSyntaxError",
+    "VolumeTooLargeError",
     "decodable_transfer_syntaxes",
     "load_series",
 ]
@@ -125,6 +141,7 @@ def load_series(
     *,
     progress: Progress | None = None,
     series_instance_uid: str | None = None,
+    max_volume_bytes: int = DEFAULT_MAX_VOLUME_BYTES,
 ) -> Volume:
     """Load one CT series from a folder (searched recursively: a case folder with ``ct/`` and ``rtstruct/``
     subfolders is one input) or a list of files.
@@ -134,6 +151,8 @@ def load_series(
     form a valid series. Non-image objects (SR, RT Structure Set, SEG, ...) are set aside, and so are the image
     series not chosen, each with a warning. When the files hold several image series, `MultipleSeriesError` lists
     them unless `series_instance_uid` chooses one. `progress(done, total)` is called after each decoded slice.
+    A volume whose HU array would take more than `max_volume_bytes` is refused before it is allocated
+    (`VolumeTooLargeError`).
 
     Raises a `SeriesLoadError` subclass naming the reason when the files are not one loadable CT volume.
     """
@@ -150,6 +169,7 @@ def load_series(
     warnings += grid.warnings
     instances = list(dict.fromkeys(frame.instance for frame in grid.frames))
     check_pixel_encoding(instances, warnings)
+    check_volume_size(grid, max_volume_bytes)
     hu = decode_hu(grid, progress)
     info = grid.frames[0].instance.info
     _warn_missing_uids(grid, info, warnings)

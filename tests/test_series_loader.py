@@ -8,12 +8,15 @@ are in `test_series_loader_codecs.py`.
 from __future__ import annotations
 
 import shutil
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 from ct_series_factory import assert_matches, edit_file, hu_pattern, write_ct_series
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
 from pydicom.sequence import Sequence as DicomSequence
@@ -25,6 +28,8 @@ from sarcoscreen.inference.series_loader import (
     DuplicatePositionError,
     GantryTiltError,
     InvalidOrientationError,
+    InvalidRescaleError,
+    InvalidSpacingError,
     MissingSlicesError,
     MissingTagError,
     MixedOrientationError,
@@ -33,11 +38,13 @@ from sarcoscreen.inference.series_loader import (
     NoDicomFilesError,
     NonUniformSpacingError,
     NotCTError,
+    PixelDataLengthError,
     SeriesLoadError,
     SeriesNotFoundError,
     TooFewSlicesError,
     UnsupportedImageError,
     UnsupportedTransferSyntaxError,
+    VolumeTooLargeError,
     load_series,
 )
 
@@ -541,6 +548,77 @@ def test_non_orthogonal_orientation(tmp_path: Path) -> None:
                                                                           [1, 0, 0, 0.5, 0.8, 0]))
     with pytest.raises(InvalidOrientationError, match="orthogonal unit vectors"):
         load_series(tmp_path)
+
+
+def _raw(keyword: str, text: str) -> RawDataElement:
+    """`keyword` with the raw bytes of `text` (pydicom refuses to set malformed numbers)."""
+    tag = pydicom.datadict.tag_for_keyword(keyword)
+    data = text.encode() + b" " * (len(text) % 2)
+    return RawDataElement(tag, pydicom.datadict.dictionary_VR(tag), len(data), data, 0, False, True)
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "error", "phrase"),
+    [
+        ("PixelSpacing", "0\\0", InvalidSpacingError, r"PixelSpacing \(0028,0030\) is not two positive numbers"),
+        ("PixelSpacing", "-0.7\\0.8", InvalidSpacingError, r"PixelSpacing \(0028,0030\) is not two positive"),
+        ("SliceThickness", "0", InvalidSpacingError, r"SliceThickness \(0018,0050\) is not a positive number"),
+        ("SliceThickness", "-2.5", InvalidSpacingError, r"SliceThickness \(0018,0050\) is not a positive number"),
+        ("SliceThickness", "thick", InvalidSpacingError, r"SliceThickness \(0018,0050\) is not a positive number"),
+        ("RescaleSlope", "0", InvalidRescaleError, r"RescaleSlope \(0028,1053\) is 0"),
+        ("ImageOrientationPatient", "0\\0\\0\\0\\0\\0", InvalidOrientationError, "orthogonal unit vectors"),
+        ("ImageOrientationPatient", "1\\0\\0\\0\\1\\0.5", InvalidOrientationError, "orthogonal unit vectors"),
+    ],
+    ids=["spacing-0", "spacing-negative", "thickness-0", "thickness-negative", "thickness-word", "slope-0",
+         "orientation-0", "orientation-not-unit"],
+)
+def test_values_that_break_the_geometry_or_the_rescale_are_refused(
+        tmp_path: Path, keyword: str, value: str, error: type[SeriesLoadError], phrase: str) -> None:
+    """Issue 11: PixelSpacing 0\\0 loaded and made the engine divide by zero. Every slice's spacing, thickness,
+    slope and orientation is checked, here in one slice that is not the first."""
+    series = write_ct_series(tmp_path, n_slices=4, shuffle=False)
+    edit_file(series.files[2], lambda ds: ds.__setitem__(pydicom.datadict.tag_for_keyword(keyword),
+                                                         _raw(keyword, value)))
+    with pytest.raises(error, match=phrase) as caught:
+        load_series(tmp_path)
+    assert caught.value.keyword == keyword
+
+
+def _peak_bytes(call: Callable[[], object]) -> tuple[BaseException | None, int]:
+    """What `call` raised and the peak of memory allocated meanwhile (numpy reports its arrays to tracemalloc)."""
+    tracemalloc.start()
+    try:
+        call()
+    except Exception as exc:  # returned to the test
+        raised: BaseException | None = exc
+    else:
+        raised = None
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return raised, peak
+
+
+def test_rows_and_columns_beyond_the_pixel_data_are_refused_before_allocating(tmp_path: Path) -> None:
+    """Issue 11: Rows x Columns 65535 x 65535 made the loader allocate 24 GiB for three slices of 12 x 10 pixels."""
+    write_ct_series(tmp_path, n_slices=3, transform=lambda ds, n: setattr(ds, "Rows", 65535) or setattr(
+        ds, "Columns", 65535))
+    raised, peak = _peak_bytes(lambda: load_series(tmp_path))
+    assert isinstance(raised, PixelDataLengthError), raised
+    assert "Rows x Columns 65535 x 65535 of 16 bits declare 8589672450 bytes per frame" in str(raised)
+    assert "the pixel data holds 240 bytes" in str(raised)
+    assert peak < 64 << 20
+
+
+def test_a_volume_beyond_the_limit_is_refused_before_allocating_and_the_error_names_the_limit(tmp_path: Path) -> None:
+    write_ct_series(tmp_path, n_slices=3, rows=12, columns=10)
+    assert load_series(tmp_path, max_volume_bytes=720).hu.nbytes == 720  # int16: exactly the limit
+    raised, peak = _peak_bytes(lambda: load_series(tmp_path, max_volume_bytes=719))
+    assert isinstance(raised, VolumeTooLargeError), raised
+    assert str(raised) == ("the volume of 3 slices of 12 x 10 pixels would take 720 bytes as int16 HU, more than "
+                           "the limit of 719 bytes")
+    assert (raised.needed_bytes, raised.limit_bytes) == (720, 719)
+    assert peak < 1 << 20
 
 
 def test_modality_lut_sequence_is_refused(tmp_path: Path) -> None:
