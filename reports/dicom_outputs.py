@@ -2,7 +2,9 @@
 
 Used by ``sarcoscreen analyze --dicom-out DIR`` and by the node's worker. The objects share the source's
 patient and study, reference the source series, and get deterministic UIDs (`sarcoscreen.reports.dicom_uids`)
-from (source series, engine name + version, settings digest), so a re-run writes the same UIDs.
+from (source series, engine name + version, settings digest) and digests of their content, and the source's
+date and time (`sarcoscreen.reports.output_dates`): a re-run with the same inputs writes the same bytes under the
+same UIDs, and any change of an object's content gives it new UIDs.
 
 Files: ``seg.dcm``, ``sr.dcm`` and ``key_image.dcm`` in the output folder, each written to a temporary name and
 renamed, so a reader never sees half a file. What is not written is listed with the reason in
@@ -18,6 +20,7 @@ missing) raises `DicomOutputError` and nothing is written.
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -25,14 +28,23 @@ from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 from pydicom import Dataset
 
 from sarcoscreen.inference.engines.base import Segmentation
 from sarcoscreen.inference.measure import MeasurementReport
 from sarcoscreen.inference.volume import Volume
-from sarcoscreen.reports.dicom_uids import DEFAULT_ROOT, OutputUids, output_uids, source_identity
+from sarcoscreen.reports.dicom_uids import (
+    DEFAULT_ROOT,
+    OutputContent,
+    OutputUids,
+    content_digest,
+    output_uids,
+    source_identity,
+)
 from sarcoscreen.reports.key_image import KeyImageKind, KeyImageOptions, build_key_image, patient_orientation
+from sarcoscreen.reports.output_dates import output_datetime
 from sarcoscreen.reports.overlay import choose_slices, render_overlay
 from sarcoscreen.reports.seg import NoSegmentsError, SegOptions, SegSegment, build_seg
 from sarcoscreen.reports.source_attributes import SourceReferenceError, read_source_instances
@@ -120,11 +132,14 @@ def _write(source: Path | Sequence[Path], volume: Volume, segmentation: Segmenta
     seg_options = replace(options.seg, software_version=options.seg.software_version or version)
     sr_options = replace(options.sr, software_version=options.sr.software_version or version)
     key_options = replace(options.key_image, software_version=options.key_image.software_version or version)
+    writer = (version, repr(replace(options, seg=seg_options, sr=sr_options, key_image=key_options)))
     uids = output_uids(
         options.uid_root,
         source_identity(instances.series_instance_uid, [s.sop_instance_uid for s in volume.slices]),
         segmentation.engine_name, segmentation.engine_version, settings_digest,
+        _content(volume, segmentation, report, writer),
     )
+    created = output_datetime(instances.datasets)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {kind: out_dir / name for kind, name in FILE_NAMES.items()}
     omitted: list[tuple[str, str]] = []
@@ -137,7 +152,7 @@ def _write(source: Path | Sequence[Path], volume: Volume, segmentation: Segmenta
             instances, volume, segmentation, series_instance_uid=uids.seg_series,
             sop_instance_uid=uids.seg_instance,
             tracking_uids={s.key: uids.tracking_uid(s.key) for s in segmentation.structures},
-            options=seg_options,
+            options=seg_options, dimension_organization_uid=uids.dimension_organization, created=created,
         )
         seg_path = _save(seg, paths["seg"])
     except NoSegmentsError as exc:
@@ -146,7 +161,7 @@ def _write(source: Path | Sequence[Path], volume: Volume, segmentation: Segmenta
         raise DicomOutputError(str(exc)) from None
 
     sr = build_sr(instances, report, uids, seg=seg, segments=segments,
-                  uncertainty_threshold=segmentation.uncertainty_threshold, options=sr_options)
+                  uncertainty_threshold=segmentation.uncertainty_threshold, options=sr_options, created=created)
     sr_path = _save(sr, paths["sr"])
 
     key_path: Path | None = None
@@ -159,12 +174,24 @@ def _write(source: Path | Sequence[Path], volume: Volume, segmentation: Segmenta
         key = build_key_image(picture, instances, shown, series_instance_uid=uids.key_image_series,
                               sop_instance_uid=uids.key_image_instance,
                               orientation=patient_orientation(volume.row_direction, volume.column_direction),
-                              options=key_options)
+                              options=key_options, created=created)
         if key is not None:
             key_path = _save(key, paths["key_image"])
     for kind, _ in omitted:
         paths[kind].unlink(missing_ok=True)
     return DicomOutputs(out_dir, uids, sr_path, seg_path, key_path, segments, tuple(omitted))
+
+
+def _content(volume: Volume, segmentation: Segmentation, report: MeasurementReport,
+             writer: tuple[str, str]) -> OutputContent:
+    """Digests of what the objects are made of (`dicom_uids.OutputContent`): the SEG of the label map on the source
+    instances, the SR and key image also of every measured value and the uncertainty threshold; both of the
+    writer (sarcoscreen's version and the output options)."""
+    labels = np.ascontiguousarray(segmentation.labels)
+    instances = "\n".join(s.sop_instance_uid for s in volume.slices)
+    seg = content_digest(*writer, instances, str(labels.shape), labels.reshape(-1).data)
+    measured = json.dumps(report.to_dict(), sort_keys=True, default=str)
+    return OutputContent(seg=seg, report=content_digest(*writer, measured, repr(segmentation.uncertainty_threshold)))
 
 
 def _instance_index(volume: Volume, slice_index: int) -> int:

@@ -14,7 +14,6 @@ Annotation is ``YES`` (C.7.6.1.1.7 / C.24.2: identifying text in the pixels must
 
 from __future__ import annotations
 
-import datetime
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
+from sarcoscreen.reports.output_dates import OutputDateTime, output_datetime, stamp
 from sarcoscreen.reports.source_attributes import TYPE2_COPIED, SourceInstances
 
 __all__ = ["ENCAPSULATED_PDF_STORAGE", "KeyImageKind", "KeyImageOptions", "build_key_image", "build_pdf",
@@ -83,8 +83,10 @@ def _referenced(ds: Dataset) -> Dataset:
 
 def build_secondary_capture(picture: Image.Image, source: SourceInstances, shown: Sequence[Dataset], *,
                             series_instance_uid: str, sop_instance_uid: str, orientation: tuple[str, str],
-                            options: KeyImageOptions) -> hd.sc.SCImage:
-    """Secondary Capture of `picture` in the source's study; `shown` are the source instances in the picture."""
+                            options: KeyImageOptions, created: OutputDateTime | None = None) -> hd.sc.SCImage:
+    """Secondary Capture of `picture` in the source's study; `shown` are the source instances in the picture.
+    `created`: every date and time written (by default the source's, `output_datetime`)."""
+    when = created or output_datetime(source.datasets)
     if options.burn_in_patient_name:
         picture = _with_patient_name(picture, source)
     pixels = np.asarray(picture.convert("RGB"), dtype=np.uint8)
@@ -103,7 +105,13 @@ def build_secondary_capture(picture: Image.Image, source: SourceInstances, shown
         series_description=_TITLE,
         manufacturer_model_name=options.model_name,
         software_versions=options.software_version or "unknown",
+        content_date=when.date,
+        content_time=when.time,
+        series_date=when.date,
+        series_time=when.time,
     )
+    stamp(sc, when)
+    sc.DateOfSecondaryCapture, sc.TimeOfSecondaryCapture = when.date, when.time
     sc.ConversionType = "SYN"
     # The picture shows both sides: Image Laterality B (C.7.6.1.1.5), which also satisfies the condition of
     # the General Series Laterality (Type 2C, C.7.3.1: needed only without Image Laterality).
@@ -114,19 +122,24 @@ def build_secondary_capture(picture: Image.Image, source: SourceInstances, shown
     return sc
 
 
-def _pdf_bytes(picture: Image.Image) -> bytes:
+def _pdf_bytes(picture: Image.Image, when: OutputDateTime) -> bytes:
+    """The picture as a one-page PDF whose creation and modification dates are `when` (Pillow would write the
+    clock's)."""
     buffer = io.BytesIO()
-    picture.convert("RGB").save(buffer, format="PDF", resolution=96.0, title=_TITLE, author="sarcoscreen")
+    pdf_date = when.moment.replace(microsecond=0).timetuple()
+    picture.convert("RGB").save(buffer, format="PDF", resolution=96.0, title=_TITLE, author="sarcoscreen",
+                                creationDate=pdf_date, modDate=pdf_date)
     return buffer.getvalue()
 
 
 def build_pdf(picture: Image.Image, source: SourceInstances, *, series_instance_uid: str, sop_instance_uid: str,
-              options: KeyImageOptions) -> Dataset:
-    """Encapsulated PDF of `picture` in the source's study (PS3.3 A.45.1)."""
+              options: KeyImageOptions, created: OutputDateTime | None = None) -> Dataset:
+    """Encapsulated PDF of `picture` in the source's study (PS3.3 A.45.1). `created`: every date and time written
+    (by default the source's, `output_datetime`)."""
+    when = created or output_datetime(source.datasets)
     if options.burn_in_patient_name:
         picture = _with_patient_name(picture, source)
     first = source.first
-    now = datetime.datetime.now()
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ENCAPSULATED_PDF_STORAGE
     meta.MediaStorageSOPInstanceUID = sop_instance_uid
@@ -138,6 +151,7 @@ def build_pdf(picture: Image.Image, source: SourceInstances, *, series_instance_
         ds.SpecificCharacterSet = first.SpecificCharacterSet
     # SOP Common
     ds.SOPClassUID, ds.SOPInstanceUID = ENCAPSULATED_PDF_STORAGE, sop_instance_uid
+    ds.InstanceCreationDate, ds.InstanceCreationTime = when.date, when.time
     # Patient and General Study (copied; Type 2 present, empty when the source lacks them)
     for keyword in TYPE2_COPIED:
         setattr(ds, keyword, first.get(keyword))
@@ -146,6 +160,7 @@ def build_pdf(picture: Image.Image, source: SourceInstances, *, series_instance_
     ds.Modality = "DOC"
     ds.SeriesInstanceUID, ds.SeriesNumber = series_instance_uid, options.series_number
     ds.SeriesDescription = _TITLE
+    ds.SeriesDate, ds.SeriesTime = when.date, when.time
     # General Equipment, SC Equipment
     ds.Manufacturer = options.manufacturer
     ds.ManufacturerModelName = options.model_name
@@ -153,14 +168,14 @@ def build_pdf(picture: Image.Image, source: SourceInstances, *, series_instance_
     ds.ConversionType = "SYN"
     # Encapsulated Document
     ds.InstanceNumber = options.instance_number
-    ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    ds.ContentDate, ds.ContentTime = when.date, when.time
     ds.AcquisitionDateTime = None
     ds.BurnedInAnnotation = "YES" if options.burn_in_patient_name else "NO"
     ds.SourceInstanceSequence = [_referenced(d) for d in source.datasets]
     ds.DocumentTitle = _TITLE
     ds.ConceptNameCodeSequence = []
     ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
-    document = _pdf_bytes(picture)
+    document = _pdf_bytes(picture, when)
     ds.EncapsulatedDocumentLength = len(document)  # before the padding
     ds.EncapsulatedDocument = document + b"\x00" * (len(document) % 2)  # OB: even length (PS3.5 7.1.1)
     return ds
@@ -168,12 +183,13 @@ def build_pdf(picture: Image.Image, source: SourceInstances, *, series_instance_
 
 def build_key_image(picture: Image.Image, source: SourceInstances, shown: Sequence[Dataset], *,
                     series_instance_uid: str, sop_instance_uid: str, orientation: tuple[str, str],
-                    options: KeyImageOptions) -> Dataset | None:
+                    options: KeyImageOptions, created: OutputDateTime | None = None) -> Dataset | None:
     """The key image of the configured kind, or ``None`` for ``none``."""
     if options.kind is KeyImageKind.NONE:
         return None
     if options.kind is KeyImageKind.PDF:
         return build_pdf(picture, source, series_instance_uid=series_instance_uid,
-                         sop_instance_uid=sop_instance_uid, options=options)
+                         sop_instance_uid=sop_instance_uid, options=options, created=created)
     return build_secondary_capture(picture, source, shown, series_instance_uid=series_instance_uid,
-                                   sop_instance_uid=sop_instance_uid, orientation=orientation, options=options)
+                                   sop_instance_uid=sop_instance_uid, orientation=orientation, options=options,
+                                   created=created)

@@ -36,6 +36,7 @@ from sarcoscreen.inference.catalogue import CATALOGUE, Anatomy, Structure
 from sarcoscreen.inference.coding import PRIVATE_SCHEME, PRIVATE_SCHEME_NAME
 from sarcoscreen.inference.engines.base import Segmentation
 from sarcoscreen.inference.volume import Volume
+from sarcoscreen.reports.output_dates import OutputDateTime, output_datetime, stamp
 from sarcoscreen.reports.source_attributes import SourceInstances, SourceReferenceError
 from sarcoscreen.reports.sr_codes import ANATOMICAL_STRUCTURE, coded
 
@@ -185,8 +186,13 @@ def build_seg(
     sop_instance_uid: str,
     tracking_uids: dict[str, str],
     options: SegOptions = SegOptions(),
+    dimension_organization_uid: str | None = None,
+    created: OutputDateTime | None = None,
 ) -> tuple[hd.seg.Segmentation, tuple[SegSegment, ...]]:
-    """The SEG dataset and its segments. `tracking_uids` maps structure keys to Tracking UIDs.
+    """The SEG dataset and its segments. `tracking_uids` maps structure keys to Tracking UIDs;
+    `dimension_organization_uid` replaces the random one highdicom draws; `created` is the Content, Series and
+    Instance Creation Date/Time (by default the source's, `output_datetime`): with both given, the same input
+    gives the same bytes.
 
     Raises `NoSegmentsError` when the label map is empty and `SourceReferenceError` when the source consists of
     several multi-frame instances (highdicom derives a SEG from one multi-frame or many single-frame images).
@@ -199,6 +205,7 @@ def build_seg(
         raise SourceReferenceError("the source consists of several multi-frame instances; a SEG can be derived "
                                    "from one multi-frame instance or from single-frame instances")
     labelmap = options.seg_type is SegType.LABELMAP
+    when = created or output_datetime(source.datasets)
     # Segment numbers run 1..N in catalogue label order for both types: BINARY requires it (C.8.20.2.4), and
     # validators and viewers that predate the Label Map SOP class apply the same rule to LABELMAP.
     segments = tuple(SegSegment(n, s, tracking_uids[s.key]) for n, s in enumerate(structures, start=1))
@@ -234,5 +241,22 @@ def build_seg(
         plane_positions=positions,
         omit_empty_frames=options.omit_empty_frames,
         coding_schemes=schemes,
+        content_date=when.date,
+        content_time=when.time,
+        series_date=when.date,
+        series_time=when.time,
     )
+    stamp(seg, when)
+    if dimension_organization_uid is not None:
+        _set_dimension_organization(seg, dimension_organization_uid)
     return seg, segments
+
+
+def _set_dimension_organization(seg: hd.seg.Segmentation, uid: str) -> None:
+    """Replace the Dimension Organization UID (0020,9164) that highdicom 0.28 draws at random (it takes none as a
+    parameter) wherever it is: the Dimension Organization Sequence and every Dimension Index Sequence item
+    (C.7.6.17)."""
+    for item in seg.DimensionOrganizationSequence:
+        item.DimensionOrganizationUID = uid
+    for item in seg.get("DimensionIndexSequence", []):
+        item.DimensionOrganizationUID = uid

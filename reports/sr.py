@@ -51,6 +51,7 @@ from sarcoscreen.inference.measure import (
 from sarcoscreen.inference.sides import SideRule
 from sarcoscreen.reports import sr_codes as codes_
 from sarcoscreen.reports.dicom_uids import OutputUids
+from sarcoscreen.reports.output_dates import OutputDateTime, output_datetime, stamp
 from sarcoscreen.reports.seg import SegSegment, anatomy_concept, private_coding_scheme
 from sarcoscreen.reports.source_attributes import SourceInstances
 from sarcoscreen.reports.sr_codes import coded
@@ -258,9 +259,12 @@ def build_sr(
     segments: Sequence[SegSegment] = (),
     uncertainty_threshold: float | None = None,
     options: SrOptions = SrOptions(),
+    created: OutputDateTime | None = None,
 ) -> hd.sr.ComprehensiveSR:
     """The SR of `report`. `seg` and `segments` are the written SEG (``None`` when no SEG was written: then no
-    structure group is written, as a TID 1411 group must reference its region)."""
+    structure group is written, as a TID 1411 group must reference its region). `created` is the Content, Series
+    and Instance Creation Date/Time (by default the source's, `output_datetime`)."""
+    when = created or output_datetime(source.datasets)
     algorithm = hd.sr.AlgorithmIdentification(name=report.engine_name, version=report.engine_version)
     by_key = {m.key: m for m in report.structures}
     groups: list[hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
@@ -286,7 +290,7 @@ def build_sr(
     )
     content[0].ContentSequence.append(_overall(report))
     evidence = [*source.datasets, *([seg] if seg is not None else [])]
-    return hd.sr.ComprehensiveSR(
+    sr = hd.sr.ComprehensiveSR(
         evidence=evidence,
         content=content[0],
         series_instance_uid=uids.sr_series,
@@ -299,4 +303,10 @@ def build_sr(
         coding_schemes=[private_coding_scheme()],
         manufacturer_model_name=options.model_name,
         software_versions=options.software_version or "unknown",
+        content_date=when.date,
+        content_time=when.time,
+        series_date=when.date,
+        series_time=when.time,
     )
+    stamp(sr, when)
+    return sr

@@ -5,19 +5,21 @@ our reader, re-run deterministically, and stored by a real Orthanc over C-STORE.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from dicom_output_fixtures import Crafted, crafted_analysis
 from dicom_validation import dciodvfy, dsrdump
 from orthanc_peer import orthanc
 
 from sarcoscreen.inference.catalogue import CATALOGUE, Group, Kind
 from sarcoscreen.inference.engines.base import Segmentation
 from sarcoscreen.inference.height import choose_height
-from sarcoscreen.inference.measure import measure
+from sarcoscreen.inference.measure import MeasurementReport, measure
 from sarcoscreen.node.analyze_command import (
     AnalysisResult,
     analyze_series,
@@ -28,9 +30,9 @@ from sarcoscreen.node.analyze_command import (
 from sarcoscreen.node.cli import main
 from sarcoscreen.node.config import ConfigError, Settings, load_settings
 from sarcoscreen.node.dicom_sender import Destination, send_files
-from sarcoscreen.reports.dicom_outputs import write_dicom_outputs
+from sarcoscreen.reports.dicom_outputs import DicomOutputOptions, DicomOutputs, write_dicom_outputs
 from sarcoscreen.reports.dicom_reader import read_seg, read_sr
-from sarcoscreen.reports.key_image import KeyImageKind
+from sarcoscreen.reports.key_image import KeyImageKind, KeyImageOptions
 from sarcoscreen.reports.seg import SegCompression, SegType
 from sarcoscreen.reports.sr_codes import GROUP_FINDINGS
 
@@ -219,3 +221,66 @@ def test_options_from_configuration(settings: Settings) -> None:
         load_settings(environ={"SARCOSCREEN_OUTPUTS__SEG_COMPRESSION": "rle"})
     with pytest.raises(ConfigError, match=r"outputs\.key_image"):
         load_settings(environ={"SARCOSCREEN_OUTPUTS__KEY_IMAGE": "png"})
+
+
+# --- issue 11, defect 10: an object re-sent under the same UID must be identical ----------------------------------
+
+_ROOT = "1.2.826.0.1.3680043.10.543"
+_SERIES_DATE = {"SeriesDate": "20240102", "SeriesTime": "103000",
+                "AcquisitionDate": "20240102", "AcquisitionTime": "103512.25"}
+
+
+@pytest.fixture(scope="module")
+def dated(tmp_path_factory: pytest.TempPathFactory) -> Crafted:
+    """The crafted analysis on a series that records its series and acquisition date and time."""
+    return crafted_analysis(tmp_path_factory.mktemp("dated") / "ct", **_SERIES_DATE)
+
+
+def _write_crafted(crafted: Crafted, out: Path, kind: KeyImageKind = KeyImageKind.SECONDARY_CAPTURE,
+                   report: MeasurementReport | None = None, segmentation: Segmentation | None = None) -> DicomOutputs:
+    options = DicomOutputOptions(uid_root=_ROOT, key_image=KeyImageOptions(kind))
+    return write_dicom_outputs(crafted.folder, crafted.volume, segmentation or crafted.segmentation,
+                               report or crafted.report, out, settings_digest="same", options=options)
+
+
+@pytest.mark.parametrize("kind", [KeyImageKind.SECONDARY_CAPTURE, KeyImageKind.PDF])
+def test_the_same_analysis_written_twice_gives_byte_identical_files(dated: Crafted, tmp_path: Path,
+                                                                   kind: KeyImageKind) -> None:
+    first, second = _write_crafted(dated, tmp_path / "first", kind), _write_crafted(dated, tmp_path / "second", kind)
+    assert [p.name for p in first.files] == ["seg.dcm", "sr.dcm", "key_image.dcm"]
+    for a, b in zip(first.files, second.files, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
+    seg = pydicom.dcmread(first.seg, stop_before_pixels=True)
+    organisations = {str(seg.DimensionOrganizationSequence[0].DimensionOrganizationUID),
+                     *(str(item.DimensionOrganizationUID) for item in seg.DimensionIndexSequence)}
+    (organisation,) = organisations
+    assert organisation.startswith(_ROOT + ".")  # the configured root, not highdicom's
+    # every date and time of the outputs is the source's latest (the acquisition here), none the clock's
+    for path in first.files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        for prefix in ("Content", "InstanceCreation", "Series", "DateOfSecondaryCapture"):
+            date_keyword, time_keyword = (("DateOfSecondaryCapture", "TimeOfSecondaryCapture")
+                                          if prefix == "DateOfSecondaryCapture" else (f"{prefix}Date", f"{prefix}Time"))
+            if date_keyword in ds:
+                assert (ds[date_keyword].value, ds[time_keyword].value) == ("20240102", "103512.25"), (
+                    path.name, date_keyword)
+        assert "ContentDate" in ds
+
+
+def test_other_content_gets_other_uids(dated: Crafted, tmp_path: Path) -> None:
+    """Same source, engine, version and settings, but a corrected height (another SR and key image) or another
+    label map (the labelmap engine reads a file the settings do not name): what changed gets new UIDs; what did
+    not keeps its UIDs and bytes."""
+    base = _write_crafted(dated, tmp_path / "base")
+    taller = replace(dated.report, height_m=1.70)
+    corrected = _write_crafted(dated, tmp_path / "height", report=taller)
+    assert corrected.uids.seg_instance == base.uids.seg_instance
+    assert corrected.seg.read_bytes() == base.seg.read_bytes()
+    assert corrected.uids.sr_instance != base.uids.sr_instance
+    assert corrected.uids.key_image_instance != base.uids.key_image_instance
+    labels = dated.segmentation.labels.copy()
+    labels[labels == CATALOGUE.by_key("gluteus_minimus_left").label] = 0
+    other = replace(dated.segmentation, labels=labels)
+    relabelled = _write_crafted(dated, tmp_path / "labels", segmentation=other)
+    assert relabelled.uids.seg_instance != base.uids.seg_instance
+    assert relabelled.uids.sr_instance != base.uids.sr_instance
