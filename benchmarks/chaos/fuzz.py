@@ -1,0 +1,166 @@
+"""The fuzz run: the corpus of `chaos.fuzz_corpus` sent to a running node over real associations.
+
+Cases go out in batches: each batch is a fresh template series of four slices in one transfer syntax (the
+syntaxes taken in turn, the ones the node decodes twice as often), whose first and last slice are mutated (one
+case each) and the middle ones sent intact. When the node refuses a mutated slice the rest is still a regular
+series: it reaches the routing rules and a worker decodes whatever got through. The node runs ``sarcoscreen run``
+with one worker and one attempt per job (a fuzzed series fails the same way every time).
+
+Checked: the node answers every case (no crash, C-ECHO at the end, no worker process dying); every acknowledged
+instance is indexed with its spool file; every refused one (0xA900, 0xC000) is in the quarantine; the intact
+instances of each syntax are acknowledged; the node goes idle within the deadline (no job hangs); no patient value
+reaches a log, the database's text or the command output.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from node_support import NodeConfig
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from chaos.databases import Backend, fresh_database
+from chaos.dicom_io import echo, store
+from chaos.fuzz_corpus import SYNTAXES, FuzzCase, mutate, write_template
+from chaos.kill_trials import node_sections
+from chaos.ledger import IdleState, InstanceLedger, instance_ledger, wait_idle
+from chaos.node_control import NodeStartError, NodeUnderTest
+from chaos.phi import PATIENTS, PhiHit, scan_cli, scan_database, scan_text
+from sarcoscreen.db.models import Series
+
+__all__ = ["FuzzResult", "fuzz_sections", "run_fuzz", "series_states"]
+
+REFUSED = (0xA900, 0xC000)
+
+
+def fuzz_sections() -> dict[str, dict[str, object]]:
+    """Node settings for the fuzz and malformed runs: series of a few slices are analysed, one attempt per job."""
+    sections = node_sections(stable_age_s=1.0)
+    sections["queue"]["max_attempts"] = 1
+    sections["routing"] = {"min_slices": 3}
+    return sections
+
+
+@dataclass
+class FuzzResult:
+    backend: str
+    cases: int
+    statuses: Counter[str] = field(default_factory=Counter)
+    """C-STORE outcome of the mutated instances: ``0x0000``, ``0xA900``, ``0xC000``, ``none``..."""
+    by_syntax: dict[str, Counter[str]] = field(default_factory=dict)
+    intact_refused: list[str] = field(default_factory=list)
+    """Unmutated template instances the node did not acknowledge (syntax: status)."""
+    unquarantined: int = 0
+    """Refused cases without a quarantine entry."""
+    instances: InstanceLedger | None = None
+    idle: IdleState | None = None
+    series_states: Counter[str] = field(default_factory=Counter)
+    crashes: list[str] = field(default_factory=list)
+    phi: list[PhiHit] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _status_name(status: int | None) -> str:
+    return "none" if status is None else f"0x{status:04X}"
+
+
+def _quarantined_uids(folder: Path) -> Counter[str]:
+    found: Counter[str] = Counter()
+    for note in folder.rglob("*.json"):
+        try:
+            found[str(json.loads(note.read_text(encoding="utf-8")).get("sop_instance_uid", ""))] += 1
+        except (OSError, ValueError):
+            found["<unreadable note>"] += 1
+    return found
+
+
+def run_fuzz(backend: Backend, work: Path, *, cases: int, seed: int, intact_per_batch: int = 2,
+             settle_s: float = 240.0) -> FuzzResult:
+    """`cases` mutated instances (see the module) against one node on a fresh database."""
+    started = time.monotonic()
+    rng = random.Random(seed)
+    result = FuzzResult(backend.label, cases)
+    corpus = work / "corpus"
+    with fresh_database(backend, work) as url:
+        config = NodeConfig(work / "node", url, sections=fuzz_sections())
+        node = NodeUnderTest(config)
+        acknowledged: set[str] = set()
+        refused: list[str] = []
+        case_number = 0
+        batch = 0
+        try:
+            node.start()
+            schedule = [s for s in SYNTAXES for _ in range(2 if s.decodable else 1)]
+            while case_number < cases:
+                syntax = schedule[batch % len(schedule)]
+                count = min(2, cases - case_number)
+                folder = corpus / f"batch-{batch:04d}"
+                templates = write_template(folder, syntax, 2 + intact_per_batch, PATIENTS[batch % len(PATIENTS)],
+                                           seed * 100_003 + batch)
+                # The mutated instances are the first and the last slice: when the node refuses one, the rest is
+                # still a regular series, and the worker decodes the others.
+                ends = [templates[0], templates[-1]][:count]
+                fuzzed: list[FuzzCase] = [
+                    mutate(template, folder / f"case-{case_number + k:05d}.dcm", syntax, case_number + k, seed)
+                    for k, template in enumerate(ends)]
+                intact = [t for t in templates if t not in ends]
+                items = [*(c.path for c in fuzzed), *intact]
+                rng.shuffle(items)
+                sent = store(config.port, items, timeout=20.0)
+                if not sent.connected:
+                    result.unfinished.append(f"batch {batch} ({syntax.name}): no association")
+                counts = result.by_syntax.setdefault(syntax.name, Counter())
+                for case in fuzzed:
+                    status = sent.statuses.get(case.sop_instance_uid)
+                    result.statuses[_status_name(status)] += 1
+                    counts[_status_name(status)] += 1
+                    if status == 0x0000:
+                        acknowledged.add(case.sop_instance_uid)
+                    elif status in REFUSED:
+                        refused.append(case.sop_instance_uid)
+                fuzzed_uids = {c.sop_instance_uid for c in fuzzed}
+                for uid, status in sent.statuses.items():
+                    if status == 0x0000:
+                        acknowledged.add(uid)
+                    elif uid not in fuzzed_uids:
+                        result.intact_refused.append(f"{syntax.name}: {_status_name(status)}")
+                if not node.alive():
+                    result.crashes.append(f"the node ended during batch {batch} ({syntax.name})")
+                    node.start()
+                case_number += count
+                batch += 1
+            engine = config.engine()
+            try:
+                result.idle = wait_idle(engine, settle_s)
+                if not result.idle.idle:
+                    result.unfinished.append(f"not idle after {settle_s:g} s: {result.idle}")
+                if not echo(config.port):
+                    result.crashes.append("the node did not answer C-ECHO after the fuzz cases")
+                node.stop()
+                result.instances = instance_ledger(engine, config.folder / "data" / "spool", acknowledged)
+                result.series_states = series_states(engine)
+            finally:
+                engine.dispose()
+            quarantined = _quarantined_uids(config.folder / "data" / "quarantine")
+            result.unquarantined = sum(1 for uid in refused if not quarantined.get(uid))
+            result.phi = [*scan_text("node log", node.log_text()), *scan_database(url), *scan_cli(config.path, url)]
+        except NodeStartError as exc:
+            result.unfinished.append(str(exc).splitlines()[0])
+        finally:
+            node.close()
+            result.crashes += node.all_crashes()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def series_states(engine: Engine) -> Counter[str]:
+    """How many series ended in each state."""
+    with Session(engine) as session:
+        return Counter(str(state) for state in session.execute(select(Series.state)).scalars())
