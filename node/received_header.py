@@ -10,6 +10,12 @@
 * `dataset_attributes`, from a pydicom `Dataset`: for everything `scan_header` declines (pydicom then parses the
   whole header and says what is wrong with it), and for the start-up reconciliation, which reads spool files.
 
+Either way the data set must be encoded in the VR encoding (Implicit or Explicit) of the transfer syntax its File
+Meta Information names - for a received instance, the presentation context's (PS3.5 10.1): pydicom reads one
+that is not with a warning only, and the file would then say one thing and hold another, so
+`read_header_attributes` raises `TransferSyntaxMismatchError` (`check_vr_encoding`: pydicom's own test on the first
+element - a VR of two upper-case letters after its tag means Explicit VR).
+
 The scanner exists for speed: the C-STORE handler runs it for every instance before answering, and it is several
 times faster than `pydicom.dcmread` followed by attribute access (`benchmarks/ingest_steps.py`). Its results are
 checked against `dataset_attributes` on every DICOM file of the test data (tests/test_received_header.py).
@@ -25,15 +31,17 @@ from __future__ import annotations
 
 import contextlib
 import struct
+import zlib
 from dataclasses import dataclass
 from io import BytesIO
 
 from pydicom import Dataset, dcmread
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.multival import MultiValue
-from pydicom.uid import AllTransferSyntaxes
+from pydicom.uid import UID, AllTransferSyntaxes
 
-__all__ = ["HeaderAttributes", "dataset_attributes", "read_header_attributes", "scan_header"]
+__all__ = ["HeaderAttributes", "TransferSyntaxMismatchError", "check_vr_encoding", "dataset_attributes",
+           "read_header_attributes", "scan_header"]
 
 _LONG_LENGTH_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT",
                               b"UV"})
@@ -61,6 +69,10 @@ _TAG = struct.Struct("<HH")
 _TAG_LENGTH = struct.Struct("<HHI")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
+
+
+class TransferSyntaxMismatchError(ValueError):
+    """The data set is encoded in the other VR encoding than its transfer syntax says (PS3.5 10.1)."""
 
 
 @dataclass(frozen=True)
@@ -125,11 +137,37 @@ _TAGS = {tag_for_keyword(keyword): (name, dictionary_VR(keyword).encode()) for n
 
 def read_header_attributes(encoded: bytes) -> HeaderAttributes:
     """The attributes of `encoded` (a complete PS3.10 file): `scan_header`, else pydicom. Raises whatever pydicom
-    raises for a header it cannot parse."""
+    raises for a header it cannot parse, and `TransferSyntaxMismatchError` for a data set not encoded in the VR
+    encoding of its transfer syntax."""
+    check_vr_encoding(encoded)
     scanned = scan_header(encoded)
     if scanned is not None:
         return scanned
     return dataset_attributes(dcmread(BytesIO(encoded), stop_before_pixels=True))
+
+
+def check_vr_encoding(encoded: bytes) -> None:
+    """Raise `TransferSyntaxMismatchError` when the first element of the data set in `encoded` (a PS3.10 file) is
+    not encoded in the VR encoding of the transfer syntax its File Meta Information names (inflated first for the
+    deflated syntaxes). Files without File Meta, and private transfer syntaxes, are left to pydicom."""
+    located = _data_set_start(encoded)
+    if located is None:
+        return
+    position, text = located
+    syntax = UID(text)
+    if not syntax.is_transfer_syntax:
+        return
+    first = encoded[position:position + 6]
+    if syntax.is_deflated:
+        try:
+            first = zlib.decompressobj(-zlib.MAX_WBITS).decompress(encoded[position:position + 4096], 6)
+        except zlib.error:
+            return  # pydicom says what is wrong with it
+    if len(first) < 6 or _looks_explicit(first, 0) != syntax.is_implicit_VR:
+        return
+    found, expected = ("Explicit", "Implicit") if syntax.is_implicit_VR else ("Implicit", "Explicit")
+    raise TransferSyntaxMismatchError(f"the data set is encoded in {found} VR, but its transfer syntax {syntax} "
+                                      f"({syntax.name}) is {expected} VR (PS3.5 10.1)")
 
 
 def dataset_attributes(ds: Dataset) -> HeaderAttributes:
@@ -168,11 +206,25 @@ def _multiple(value: object) -> tuple[str, ...]:
 
 def scan_header(encoded: bytes) -> HeaderAttributes | None:
     """The attributes of `encoded` by the single-pass scanner; ``None`` when it declines (see the module)."""
+    located = _data_set_start(encoded)
+    if located is None:
+        return None
+    position, syntax = located
+    implicit = syntax == _IMPLICIT_VR_LITTLE_ENDIAN
+    if not implicit and syntax not in _EXPLICIT_LITTLE_ENDIAN_SYNTAXES:
+        return None
+    raw = _Scanner(encoded, implicit=implicit).top_level(position)
+    return None if raw is None else _decode(raw, syntax)
+
+
+def _data_set_start(encoded: bytes) -> tuple[int, str] | None:
+    """(where the data set starts, the Transfer Syntax UID) of a PS3.10 file, from its File Meta Information
+    (always Explicit VR Little Endian, PS3.10 7.1); ``None`` without one or when it is not plausible."""
     if len(encoded) < 132 or encoded[128:132] != b"DICM":
         return None
     meta = _Scanner(encoded, implicit=False)
     position, syntax = 132, ""
-    while position + 8 <= meta.size:  # File Meta Information: Explicit VR Little Endian
+    while position + 8 <= meta.size:
         group, element = _TAG.unpack_from(meta.buffer, position)
         if group != 0x0002:
             break
@@ -185,11 +237,14 @@ def scan_header(encoded: bytes) -> HeaderAttributes | None:
         if element == 0x0010:
             syntax = encoded[start:start + length].decode("ascii", "replace").strip(_PADDING)
         position = start + length
-    implicit = syntax == _IMPLICIT_VR_LITTLE_ENDIAN
-    if not implicit and syntax not in _EXPLICIT_LITTLE_ENDIAN_SYNTAXES:
-        return None
-    raw = _Scanner(encoded, implicit=implicit).top_level(position)
-    return None if raw is None else _decode(raw, syntax)
+    return position, syntax
+
+
+def _looks_explicit(encoded: bytes, position: int) -> bool:
+    """Whether the element at `position` carries an Explicit VR: two upper-case letters after the tag (pydicom's
+    test; in Implicit VR these are the low bytes of the length, which would have to exceed 16 kB)."""
+    vr = encoded[position + 4:position + 6]
+    return len(vr) == 2 and all(0x41 <= c <= 0x5A for c in vr)
 
 
 _EXPLICIT_LITTLE_ENDIAN_SYNTAXES = frozenset(

@@ -5,9 +5,11 @@ Image, in every transfer syntax pynetdicom knows (compressed ones included: they
 transcoded), and Verification (Annex A). What happens to one C-STORE request, on the association's thread:
 
 1. the header is read from the received bytes (`sarcoscreen.node.received_header`: a single-pass scanner for
-   the common transfer syntaxes, pydicom for the rest; pixel data is never decoded); the data set's SOP Class and
-   Instance UIDs must agree with the request's (Affected SOP Class/Instance UID), and Study/Series Instance
-   UIDs must be present - otherwise 0xA900 and the instance is quarantined with the reason;
+   the common transfer syntaxes, pydicom for the rest; pixel data is never decoded) - a data set that cannot be
+   parsed, or is not in the VR encoding of the presentation context's transfer syntax, is 0xC000; its SOP
+   Class, SOP Instance, Study and Series Instance UIDs must be present (Type 1), be UIDs (PS3.5 9.1) and the
+   first two agree with the request's (Affected SOP Class/Instance UID) - otherwise 0xA900. A refused data set
+   is quarantined with the reason;
 2. `Spool.store` writes it durably (fsync, atomic rename) - below the disk reserve: 0xA700;
 3. the index records it in the database - when the database is unavailable: 0xA700 (the file stays in the
    spool and is indexed by the start-up reconciliation);
@@ -22,11 +24,12 @@ from __future__ import annotations
 
 import logging
 import ssl
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, Association, evt
 from pynetdicom.sop_class import (
     CTImageStorage,
     EnhancedCTImageStorage,
@@ -35,8 +38,8 @@ from pynetdicom.sop_class import (
 )
 
 from sarcoscreen.inference.error_text import error_text
-from sarcoscreen.node.received_header import HeaderAttributes, read_header_attributes
-from sarcoscreen.node.spool import InsufficientStorageError, InvalidUidError, Spool, SpoolError
+from sarcoscreen.node.received_header import HeaderAttributes, TransferSyntaxMismatchError, read_header_attributes
+from sarcoscreen.node.spool import InsufficientStorageError, InvalidUidError, Spool, SpoolError, is_valid_uid
 
 __all__ = [
     "STATUS_CANNOT_UNDERSTAND",
@@ -121,20 +124,33 @@ def read_header(encoded: bytes, request_class: str, request_instance: str) -> He
     Instance UID are Type 1. Raises `RejectedInstanceError` with the status to answer."""
     try:
         header = read_header_attributes(encoded)
+    except TransferSyntaxMismatchError as exc:
+        raise RejectedInstanceError(STATUS_CANNOT_UNDERSTAND, str(exc)) from None
     except Exception as exc:  # the peer's bytes may be anything; pydicom raises many kinds of errors on them
         reason = f"the data set cannot be parsed: {error_text(exc)}"
         raise RejectedInstanceError(STATUS_CANNOT_UNDERSTAND, reason) from None
-    if header.sop_class_uid and header.sop_class_uid != request_class:
+    identifying = (("SOPClassUID", header.sop_class_uid), ("SOPInstanceUID", header.sop_instance_uid),
+                   ("StudyInstanceUID", header.study_instance_uid), ("SeriesInstanceUID", header.series_instance_uid))
+    missing = [name for name, value in identifying if not value]
+    if missing:
+        raise RejectedInstanceError(STATUS_DATASET_MISMATCH, f"{_names(missing)} missing or empty (Type 1)")
+    invalid = [name for name, value in identifying if not is_valid_uid(value)]
+    if invalid:  # the value is not repeated: it is not a UID, so it may be anything
+        raise RejectedInstanceError(STATUS_DATASET_MISMATCH,
+                                    f"{_names(invalid)} {'is' if len(invalid) == 1 else 'are'} not a valid UID "
+                                    "(PS3.5 9.1)")
+    if header.sop_class_uid != request_class:
         raise RejectedInstanceError(STATUS_DATASET_MISMATCH,
                                     f"SOP Class UID {header.sop_class_uid} differs from the request's {request_class}")
-    if header.sop_instance_uid and header.sop_instance_uid != request_instance:
+    if header.sop_instance_uid != request_instance:
         raise RejectedInstanceError(STATUS_DATASET_MISMATCH,
                                     "SOP Instance UID differs from the request's Affected SOP Instance UID")
-    missing = [name for name, value in (("StudyInstanceUID", header.study_instance_uid),
-                                        ("SeriesInstanceUID", header.series_instance_uid)) if not value]
-    if missing:
-        raise RejectedInstanceError(STATUS_DATASET_MISMATCH, f"{' and '.join(missing)} missing or empty (Type 1)")
     return header
+
+
+def _names(names: Sequence[str]) -> str:
+    """'A', 'A and B', 'A, B and C'."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def instance_from_header(header: HeaderAttributes, *, sop_class: str, sop_instance: str, relative_path: str,
@@ -173,6 +189,17 @@ def _is_axial(orientation: tuple[str, ...]) -> bool:
     return len(values) == 6 and abs(values[0]) > 0.95 and abs(values[4]) > 0.95
 
 
+_UNLIMITED = 1 << 30
+
+
+def _reject(assoc: Association, result: int, source: int, reason: int) -> None:
+    """Send A-ASSOCIATE-RJ from the EVT_REQUESTED handler and, as pynetdicom's own negotiation does, mark the
+    association rejected so that it stops there."""
+    assoc.acse.send_reject(result, source, reason)
+    assoc.is_rejected = True
+    assoc.kill()
+
+
 def _caller_allowed(allowed: Sequence[str], calling_ae: str, address: str) -> bool:
     if not allowed:
         return True
@@ -206,8 +233,14 @@ class StorageSCP:
         self.port = port
         self.allowed_calling = tuple(allowed_calling)
         self.tls = tls
+        self.max_associations = max_associations
+        self._admitted: set[Association] = set()
+        self._admission = threading.Lock()
         ae = AE(ae_title=ae_title)
-        ae.maximum_associations = max_associations
+        # pynetdicom counts every acceptor thread against its limit, including connections that never sent an
+        # A-ASSOCIATE-RQ (a port probe's thread waits for one for the ACSE timeout): the node admits by its own
+        # count (`_admit`), so pynetdicom's must never be the one reached.
+        ae.maximum_associations = _UNLIMITED
         ae.maximum_pdu_size = max_pdu_bytes
         ae.require_called_aet = require_called_ae_title
         for sop_class in STORAGE_SOP_CLASSES:
@@ -244,11 +277,25 @@ class StorageSCP:
         address = assoc.requestor.address
         if not _caller_allowed(self.allowed_calling, calling, address):
             logger.warning("association from %s at %s rejected: calling AE title not allowed", calling, address)
-            # Rejected-permanent, service-user, calling AE title not recognized (PS3.8 Table 9-21); as pynetdicom's
-            # own negotiation does, mark the association rejected so that it stops there.
-            assoc.acse.send_reject(0x01, 0x01, 0x03)
-            assoc.is_rejected = True
-            assoc.kill()
+            # Rejected-permanent, service-user, calling AE title not recognized (PS3.8 Table 9-21).
+            _reject(assoc, 0x01, 0x01, 0x03)
+            return
+        if not self._admit(assoc):
+            logger.warning("association from %s at %s rejected: %d associations open (network.max_associations)",
+                           calling, address, self.max_associations)
+            # Rejected-transient, service-provider (presentation), local limit exceeded (PS3.8 Table 9-21).
+            _reject(assoc, 0x02, 0x03, 0x02)
+
+    def _admit(self, assoc: Association) -> bool:
+        """Count `assoc` among the open associations unless `max_associations` are open already. Open: admitted
+        here and neither released, aborted nor ended (an association whose negotiation then fails ends at once)."""
+        with self._admission:
+            self._admitted = {a for a in self._admitted if a.is_alive() and not (a.is_released or a.is_aborted
+                                                                                   or a.is_rejected)}
+            if len(self._admitted) >= self.max_associations:
+                return False
+            self._admitted.add(assoc)
+            return True
 
     def _on_c_echo(self, event: evt.Event) -> int:
         return STATUS_SUCCESS
@@ -283,7 +330,7 @@ class StorageSCP:
         except SpoolError as exc:
             logger.error("C-STORE of %s from %s failed (0xA700): %s", request_instance, calling, exc)
             return STATUS_OUT_OF_RESOURCES
-        instance = instance_from_header(header, sop_class=header.sop_class_uid or request_class,
+        instance = instance_from_header(header, sop_class=header.sop_class_uid,
                                         sop_instance=request_instance, relative_path=stored.relative_path,
                                         size=stored.size, sha256=stored.sha256, calling_ae_title=calling,
                                         duplicate=stored.duplicate)

@@ -11,19 +11,31 @@ from __future__ import annotations
 
 import io
 import random
+import zlib
 from dataclasses import fields
 from pathlib import Path
 
 import pydicom
+import pydicom.filewriter
 import pytest
 from pydicom import Dataset, dcmread
 from pydicom.dataset import FileMetaDataset
+from pydicom.filebase import DicomBytesIO
 from pydicom.sequence import Sequence
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from pydicom.uid import (
+    CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    generate_uid,
+)
 
 from sarcoscreen.inference.phantom import PhantomParameters, make_phantom
 from sarcoscreen.node.received_header import (
     HeaderAttributes,
+    TransferSyntaxMismatchError,
+    check_vr_encoding,
     dataset_attributes,
     read_header_attributes,
     scan_header,
@@ -206,3 +218,54 @@ def test_the_phantom_slice_is_read_by_the_scanner(phantom_slice: bytes) -> None:
     assert result.modality == "CT"
     assert result.study_instance_uid
     assert result.series_instance_uid
+
+
+def ps10_bytes(ds: Dataset, declared_syntax: str, *, body_implicit: bool, deflate: bool = False) -> bytes:
+    """A PS3.10 file whose File Meta names `declared_syntax` and whose data set is encoded in Implicit or Explicit VR
+    Little Endian as told (raw-deflated with `deflate`) - which need not agree."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    meta.TransferSyntaxUID = declared_syntax
+    head = DicomBytesIO()
+    head.write(b"\0" * 128 + b"DICM")
+    pydicom.filewriter.write_file_meta_info(head, meta, enforce_standard=True)
+    body = DicomBytesIO()
+    body.is_implicit_VR, body.is_little_endian = body_implicit, True
+    pydicom.filewriter.write_dataset(body, ds)
+    data = body.getvalue()
+    if deflate:
+        packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        data = packer.compress(data) + packer.flush()
+    return head.getvalue() + data
+
+
+@pytest.mark.parametrize(("declared", "body_implicit", "deflate", "mismatch"), [
+    (ExplicitVRLittleEndian, True, False, "Implicit"),
+    (ImplicitVRLittleEndian, False, False, "Explicit"),
+    (JPEGBaseline8Bit, True, False, "Implicit"),
+    (DeflatedExplicitVRLittleEndian, True, True, "Implicit"),
+    (ExplicitVRLittleEndian, False, False, None),
+    (ImplicitVRLittleEndian, True, False, None),
+    (DeflatedExplicitVRLittleEndian, False, True, None),
+], ids=["implicit-as-explicit", "explicit-as-implicit", "implicit-as-jpeg", "implicit-as-deflated", "explicit",
+        "implicit", "deflated"])
+def test_a_data_set_in_the_other_vr_encoding_than_its_transfer_syntax_is_named(
+        declared: str, body_implicit: bool, deflate: bool, mismatch: str | None) -> None:
+    """pydicom reads such a data set with a warning only; `read_header_attributes` raises (PS3.5 10.1)."""
+    ds = dcmread(io.BytesIO(_crafted(ExplicitVRLittleEndian, undefined_lengths=False)))
+    del ds.file_meta
+    data = ps10_bytes(ds, declared, body_implicit=body_implicit, deflate=deflate)
+    if mismatch is None:
+        check_vr_encoding(data)
+        assert read_header_attributes(data).patient_id == "PAT-1"
+        return
+    with pytest.raises(TransferSyntaxMismatchError, match=f"encoded in {mismatch} VR, but its transfer syntax "
+                                                          f"{declared} "):
+        read_header_attributes(data)
+
+
+def test_pydicoms_jpeg_file_with_an_implicit_vr_data_set_is_named() -> None:
+    """pydicom's test file SC_rgb_jpeg.dcm says JPEG Baseline (Explicit VR) and is Implicit VR: the one file of
+    the corpus that `check_vr_encoding` refuses."""
+    with pytest.raises(TransferSyntaxMismatchError, match="encoded in Implicit VR"):
+        check_vr_encoding((PYDICOM_DATA / "test_files" / "SC_rgb_jpeg.dcm").read_bytes())

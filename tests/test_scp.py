@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +16,12 @@ import pydicom
 import pydicom.filebase
 import pydicom.filewriter
 import pytest
+from ct_series_factory import edit_file, write_ct_series
 from dicom_peers import free_port
 from pynetdicom import AE
+from pynetdicom import _config as pynetdicom_config
+from pynetdicom.sop_class import Verification
+from test_received_header import ps10_bytes
 
 from sarcoscreen.node.dicom_sender import parse_destination, send_files
 from sarcoscreen.node.scp import (
@@ -51,6 +56,22 @@ def node(tmp_path: Path) -> Iterator[tuple[StorageSCP, RecordingIndex, Spool]]:
     scp.start()
     yield scp, index, spool
     scp.stop()
+
+
+def _send_as_is(scp: StorageSCP, file: Path, syntax: str = pydicom.uid.ExplicitVRLittleEndian) -> int:
+    """C-STORE of `file` by pynetdicom, which sends a file given by path as it is (the request's UIDs and the
+    presentation context from its File Meta Information, the data set's bytes not decoded); the status."""
+    ae = AE(ae_title="SCANNER")
+    ae.add_requested_context(pydicom.uid.CTImageStorage, syntax)
+    assoc = ae.associate("127.0.0.1", scp.port, ae_title="SARCO")
+    assert assoc.is_established
+    before = pynetdicom_config.STORE_SEND_CHUNKED_DATASET
+    pynetdicom_config.STORE_SEND_CHUNKED_DATASET = True  # the bytes as they are in the file, never decoded
+    try:
+        return int(assoc.send_c_store(file).Status)
+    finally:
+        pynetdicom_config.STORE_SEND_CHUNKED_DATASET = before
+        assoc.release()
 
 
 def _storescu(scp: StorageSCP, *files: Path, calling: str = "STORESCU", called: str = "SARCO") -> str:
@@ -175,4 +196,86 @@ def test_full_disk_and_dead_database_answer_out_of_resources(tmp_path: Path, sha
         # Not acknowledged, but durable: the start-up reconciliation will index it.
         assert len(list(spool.walk())) == 1
     finally:
+        scp.stop()
+
+
+_TOO_LONG_UID = "1.2." + "3" * 61  # 65 characters
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    (lambda ds: delattr(ds, "SOPInstanceUID"), "SOPInstanceUID missing or empty (Type 1)"),
+    (lambda ds: delattr(ds, "SOPClassUID"), "SOPClassUID missing or empty (Type 1)"),
+    (lambda ds: setattr(ds, "StudyInstanceUID", "../../1.2.3"), "StudyInstanceUID is not a valid UID"),
+    (lambda ds: setattr(ds, "StudyInstanceUID", "1.2.03.4"), "StudyInstanceUID is not a valid UID"),
+    (lambda ds: setattr(ds, "StudyInstanceUID", _TOO_LONG_UID), "StudyInstanceUID is not a valid UID"),
+], ids=["no-sop-instance", "no-sop-class", "study-dotdot", "study-leading-zero", "study-too-long"])
+def test_identifying_uids_missing_or_invalid_are_refused(
+        node: tuple[StorageSCP, RecordingIndex, Spool], tmp_path: Path, change: object, reason: str) -> None:
+    """The data set's own SOP Class/Instance UID are Type 1 (the request's are not a substitute: PS3.4 B.2.3) and
+    Study, Series, SOP Class and SOP Instance UID must be UIDs (PS3.5 9.1): 0xA900, quarantined, nothing stored."""
+    scp, index, spool = node
+    series = write_ct_series(tmp_path / "ct", 1, rows=4, columns=4)
+    edit_file(series.files[0], change)  # type: ignore[arg-type]
+    assert _send_as_is(scp, series.files[0]) == STATUS_DATASET_MISMATCH
+    assert list(spool.walk()) == []
+    assert index.instances == []
+    (note,) = (tmp_path / "quarantine").rglob("*.json")
+    assert reason in note.read_text(encoding="utf-8")
+    assert "../" not in note.read_text(encoding="utf-8")  # the invalid value itself is not repeated
+
+
+@pytest.mark.parametrize(("meta_syntax", "body_implicit"), [
+    (pydicom.uid.ExplicitVRLittleEndian, True), (pydicom.uid.ImplicitVRLittleEndian, False)],
+    ids=["implicit-body-in-explicit-context", "explicit-body-in-implicit-context"])
+def test_a_data_set_not_in_the_negotiated_transfer_syntax_is_refused(
+        node: tuple[StorageSCP, RecordingIndex, Spool], tmp_path: Path, meta_syntax: str,
+        body_implicit: bool) -> None:
+    """PS3.5 10: the data set is encoded in the transfer syntax of its presentation context. One encoded in the
+    other VR encoding is 0xC000 (pydicom would read it anyway, with a warning, and the file would lie)."""
+    scp, index, spool = node
+    series = write_ct_series(tmp_path / "ct", 1, rows=4, columns=4)
+    mismatched = tmp_path / "mismatched.dcm"
+    mismatched.write_bytes(ps10_bytes(pydicom.dcmread(series.files[0]), meta_syntax, body_implicit=body_implicit))
+    assert _send_as_is(scp, mismatched, meta_syntax) == STATUS_CANNOT_UNDERSTAND
+    assert list(spool.walk()) == []
+    assert index.instances == []
+    (note,) = (tmp_path / "quarantine").rglob("*.json")
+    assert "encoded in " + ("Implicit" if body_implicit else "Explicit") in note.read_text(encoding="utf-8")
+    # The same data set in the syntax it is encoded in is stored.
+    matching = tmp_path / "matching.dcm"
+    matching.write_bytes(ps10_bytes(pydicom.dcmread(series.files[0]), meta_syntax, body_implicit=not body_implicit))
+    assert _send_as_is(scp, matching, meta_syntax) == 0x0000
+    assert len(list(spool.walk())) == 1
+
+
+def test_max_associations_counts_associations_not_connections(tmp_path: Path) -> None:
+    """`network.max_associations` open associations are admitted; one more is rejected-transient, local limit
+    exceeded (PS3.8 Table 9-21). A TCP connection that never sent an A-ASSOCIATE-RQ (a port probe, a load
+    balancer's health check) is not an association: pynetdicom counts its thread for up to the ACSE timeout."""
+    spool = Spool(tmp_path / "spool", tmp_path / "quarantine")
+    scp = StorageSCP(spool, RecordingIndex(), ae_title="SARCO", host="127.0.0.1", port=free_port(),
+                     max_associations=2)
+    scp.start()
+    ae = AE(ae_title="SCANNER")
+    ae.add_requested_context(Verification)
+    opened = []
+    try:
+        with socket.create_connection(("127.0.0.1", scp.port)):
+            pass  # a probe: connect, close
+        silent = socket.create_connection(("127.0.0.1", scp.port))  # connected, says nothing
+        opened = [ae.associate("127.0.0.1", scp.port, ae_title="SARCO") for _ in range(2)]
+        assert [a.is_established for a in opened] == [True, True]
+        refused = ae.associate("127.0.0.1", scp.port, ae_title="SARCO")
+        assert refused.is_rejected
+        answer = refused.acceptor.primitive
+        assert (answer.result, answer.result_source, answer.diagnostic) == (0x02, 0x03, 0x02)
+        opened[0].release()
+        again = ae.associate("127.0.0.1", scp.port, ae_title="SARCO")  # a released association frees its place
+        assert again.is_established
+        opened[0] = again
+        silent.close()
+    finally:
+        for assoc in opened:
+            if assoc.is_established:
+                assoc.release()
         scp.stop()
