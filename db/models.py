@@ -378,8 +378,9 @@ class StructureMeasurement(Base):
     sd_hu: Mapped[float | None] = mapped_column(Float)
     fraction_in_window: Mapped[float | None] = mapped_column(Float)
     """Fraction of voxels inside the muscle HU window (lower: fattier muscle)."""
-    mass_g: Mapped[float] = mapped_column(Float)
-    """Mass of the structure's voxels: for a truncated structure, of its part inside the scan."""
+    mass_g: Mapped[float | None] = mapped_column(Float)
+    """Mass of the structure's voxels: for a truncated structure, of its part inside the scan. Muscle only:
+    ``NULL`` for a bone (0005; the density rule is muscle's density)."""
     truncated: Mapped[bool] = mapped_column()
     """The scan cuts the structure: it touches the first or last slice, or the engine says its extent reaches beyond
     the scan."""

@@ -3,8 +3,10 @@
 From a `Volume` and an engine's `Segmentation`:
 
 * per structure and side: voxels, volume (cm^3), mean and SD HU, the fraction of voxels inside the skeletal-
-  muscle HU window (an intramuscular-fat indicator: lower means fattier muscle), mass (g) by the `DensityRule`,
-  and whether the structure touches the first or last slice (cut off by the scan);
+  muscle HU window (an intramuscular-fat indicator: lower means fattier muscle), and whether the structure touches
+  the first or last slice (cut off by the scan); for muscle (`Structure.is_muscle`: a muscle or a muscle region)
+  also the mass (g) by the `DensityRule`. A bone has no mass: the rule is muscle's density, and a femur at
+  1.04 g/cm3 is no bone's mass;
 * per group (gluteal, above knee, all, and the landmark-bounded upper gluteal group) and side (left, right,
   both): skeletal muscle mass (SMM, g) and SMI = SMM / height^2 (kg/m^2) - only when the scan holds the group's
   whole extent. A group the scan cuts is *truncated*: its in-scan mass and, where the engine can estimate it, how
@@ -74,7 +76,8 @@ class StructureMeasurement:
     mean_hu: float | None
     sd_hu: float | None
     fraction_in_window: float | None
-    mass_g: float
+    mass_g: float | None
+    """By the density rule, for muscle only (``None`` for a bone: the rule is muscle's density)."""
     truncated: bool
     """The scan cuts the structure: it touches the first or last slice, or the engine says its extent reaches
     beyond the scan (`engines.base.StructureExtent`)."""
@@ -228,7 +231,8 @@ def _measure_structures(volume: Volume, segmentation: Segmentation, rule: Densit
         results.append(StructureMeasurement(
             key=structure.key, label=label, name=structure.name, side=structure.side, voxels=n,
             volume_cm3=n * voxel_mm3 / 1000.0, mean_hu=mean, sd_hu=sd, fraction_in_window=fraction,
-            mass_g=sums.mass_g(label, rule, voxel_mm3), truncated=touching or beyond, uncertainty=uncertainty,
+            mass_g=sums.mass_g(label, rule, voxel_mm3) if structure.is_muscle else None,
+            truncated=touching or beyond, uncertainty=uncertainty,
             qa_flag=qa_flag,
             extent_uncertain=extent is not None and extent.status is ExtentStatus.UNCERTAIN,
             shortfall_mm=extent.shortfall_mm if beyond else None,
@@ -255,6 +259,13 @@ def _group_members(group: Group, side: Side | None,
                         if s.anatomy.kind is Kind.MUSCLE_REGION and s.key not in produced_keys)
         return members, missing
     return members, ()
+
+
+def _muscle_mass(m: StructureMeasurement) -> float:
+    """The mass of a group member (a group's members are muscle, `Structure.is_muscle`: each has its mass)."""
+    if m.mass_g is None:
+        raise ValueError(f"{m.key} has no mass: a bone cannot be a member of a muscle group")
+    return m.mass_g
 
 
 def _names(items: list[str]) -> str:
@@ -291,7 +302,7 @@ def _measure_group(group: Group, side: str, found: tuple[tuple[Structure, ...], 
     absent = [by_key[k].name for k in keys if by_key[k].voxels == 0]
     cut = [by_key[k] for k in keys if by_key[k].truncated]
     unsure = [by_key[k] for k in keys if by_key[k].extent_uncertain and not by_key[k].truncated]
-    in_scan = sum(by_key[k].mass_g for k in keys)
+    in_scan = sum(_muscle_mass(by_key[k]) for k in keys)
     if cut:
         # The scan cuts through the group; members beyond the cut are absent for the same reason.
         touching = [m.name for m in cut if not m.extent_note]

@@ -430,7 +430,7 @@ def test_0004_keeps_rows_adds_the_extent_columns_and_goes_back(db_url: str) -> N
         with pytest.raises(IntegrityError), engine.begin() as connection:
             connection.execute(insert_group, _group_row(job_id, "above_knee", "uncertain"))
         migrate.upgrade(db_url)
-        assert migrate.current(db_url) == migrate.head() == "0004"
+        assert migrate.current(db_url) == migrate.head()
     finally:
         engine.dispose()
 

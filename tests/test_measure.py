@@ -344,3 +344,21 @@ def test_an_uncertain_extent_never_gives_a_complete_group() -> None:
     assert report.group(Group.ALL, "right").completeness is Completeness.COMPLETE
     assert report.group(Group.ABOVE_KNEE, "left").completeness is Completeness.COMPLETE
     assert report.screening_of(Group.ALL).classification is Classification.NOT_CLASSIFIED
+
+
+def test_bones_get_volume_and_hu_but_no_mass() -> None:
+    """Issue 11, defect 11: a femur was given a mass at muscle density (465 cm3 reported as
+    484 g). A bone has volume and attenuation only; muscle keeps its mass, and the groups are unchanged."""
+    hu, labels = _region_phantom()
+    femur = CATALOGUE.by_key("femur_left")
+    labels[2:8, 10:12, 0:12] = femur.label
+    hu[2:8, 10:12, 0:12] = 700
+    structures = (*REGIONS, femur)
+    report = measure(_volume(hu), _segmentation(labels, structures), DensityRule(), TALL)
+    bone = next(m for m in report.structures if m.key == "femur_left")
+    values = hu[labels == femur.label].astype(np.float64)
+    assert (bone.voxels, bone.volume_cm3, bone.mean_hu) == (values.size, values.size * 2.0 / 1000, 700.0)
+    assert bone.mass_g is None
+    assert all(m.mass_g is not None and m.mass_g > 0 for m in report.structures if m.key != "femur_left")
+    without = measure(_volume(hu), _segmentation(labels), DensityRule(), TALL)
+    assert [g.smm_g for g in report.groups] == [g.smm_g for g in without.groups]

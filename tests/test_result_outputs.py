@@ -123,6 +123,19 @@ def test_measurement_files_carry_the_in_scan_mass_shortfall_and_landmarks(crafte
     assert rows[("group", "upper_gluteal", "left")]["status"] == "complete"
 
 
+def test_a_bone_has_volume_and_attenuation_but_no_mass_in_the_files(crafted: Crafted, tmp_path: Path) -> None:
+    """Issue 11: the femur was written with a mass at muscle density."""
+    files = write_result_files(tmp_path, crafted.volume, crafted.segmentation, crafted.report, None).files
+    femur = {s["key"]: s for s in json.loads(files["json"].read_text())["structures"]}["femur_left"]
+    assert femur["voxels"] > 0
+    assert femur["volume_cm3"] > 0
+    assert femur["mean_hu"] is not None
+    assert femur["mass_g"] is None
+    with files["csv"].open() as handle:
+        row = next(r for r in csv.DictReader(handle) if r["key"] == "femur_left")
+    assert (row["mass_g"], row["volume_cm3"] != "") == ("", True)
+
+
 def test_the_study_never_takes_the_in_scan_mass_for_the_group_mass(crafted: Crafted, tmp_path: Path) -> None:
     files = write_result_files(tmp_path, crafted.volume, crafted.segmentation, crafted.report, None).files
     for path in (files["json"], files["csv"]):
