@@ -2,7 +2,9 @@
 
 `SqlInstanceIndex.add` records a stored instance (`sarcoscreen.node.scp.ReceivedInstance`): its study and series
 (created on first sight, with the attributes routing and measurement need) and the instance row pointing at the
-spool file. A SOP Instance UID already indexed is not recorded again (a resent instance is stored once).
+spool file. A SOP Instance UID already indexed is not recorded again (a resent instance is stored once); one
+indexed under another series raises `InstanceConflictError` and records nothing but an ``instance.conflict`` event
+(the SCP refuses it).
 
 A new instance of a series that had already been decided (queued, skipped, processed, failed) puts the series
 back to ``receiving``: once it is idle again the series watcher decides it anew, and - when
@@ -30,10 +32,19 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from sarcoscreen.db.events import record_event
-from sarcoscreen.db.models import Instance, InstanceState, Series, SeriesState, Study, UTCDateTime, utcnow
+from sarcoscreen.db.models import (
+    EventLevel,
+    Instance,
+    InstanceState,
+    Series,
+    SeriesState,
+    Study,
+    UTCDateTime,
+    utcnow,
+)
 from sarcoscreen.db.queue import db_now, write_session
 from sarcoscreen.db.session import BEGIN_IMMEDIATE, create_engine_from_url
-from sarcoscreen.node.scp import IndexUnavailableError, ReceivedInstance
+from sarcoscreen.node.scp import IndexUnavailableError, InstanceConflictError, ReceivedInstance
 
 __all__ = ["SqlInstanceIndex", "index_engine", "index_instance"]
 
@@ -110,11 +121,18 @@ def _now(session: Session) -> Any:
     return utcnow()
 
 
-def _restore_if_back(session: Session, instance: ReceivedInstance) -> None:
-    """A resent instance whose spool file had gone missing, changed or been purged: the spool has it again, and its
-    series is decided again (a purged series received anew is analysed anew)."""
+def _resent(session: Session, instance: ReceivedInstance, series_id: int) -> None:
+    """A SOP Instance UID indexed before. Under another series: `InstanceConflictError` (a SOP Instance UID
+    identifies one instance, PS3.3 C.12.1.1.1; the caller's transaction is rolled back). In the same series, a
+    resend whose spool file had gone missing, changed or been purged: the spool has it again, and its series is
+    decided again (a purged series received anew is analysed anew)."""
     existing = session.execute(
         select(Instance).where(Instance.sop_instance_uid == instance.sop_instance_uid)).scalar_one_or_none()
+    if existing is not None and existing.series_id != series_id:
+        stored_series = session.execute(select(Series.series_instance_uid).where(Series.id == existing.series_id)
+                                        ).scalar_one()
+        raise InstanceConflictError(instance.sop_instance_uid, stored_series, instance.series_instance_uid,
+                                    existing.series_id)
     if existing is not None and existing.state is not InstanceState.STORED \
             and existing.spool_path == instance.relative_path:
         previous = existing.state
@@ -200,7 +218,7 @@ def index_instance(session: Session, instance: ReceivedInstance, *,
     inserted = session.execute(statements.insert_instance, _instance_row(instance, series_id, times)).first() \
         is not None
     if not inserted:  # indexed before (a resend), or by another association a moment ago
-        _restore_if_back(session, instance)
+        _resent(session, instance, series_id)
         return False, ids
     if session.execute(statements.count_instance, {"b_series": series_id, **times}).rowcount:
         return True, ids
@@ -266,6 +284,9 @@ class SqlInstanceIndex:
                     raise
                 with write_session(self.engine) as session:
                     _, ids = index_instance(session, instance)
+        except InstanceConflictError as conflict:
+            self._record_conflict(conflict, instance)
+            raise
         except SQLAlchemyError as exc:
             # The driver's text may quote SQL; name the kind of error only (bound values are hidden anyway).
             raise IndexUnavailableError(f"database error ({type(exc).__name__})") from exc
@@ -273,6 +294,20 @@ class SqlInstanceIndex:
             if len(self._ids) >= self._CACHE_SIZE:
                 self._ids.clear()
             self._ids[key] = ids
+
+    def _record_conflict(self, conflict: InstanceConflictError, instance: ReceivedInstance) -> None:
+        """An ``instance.conflict`` event on the series that keeps the instance (its own transaction: the
+        instance's was rolled back); the refusal stands when the event cannot be written."""
+        message = (f"instance {conflict.sop_instance_uid} received under series {conflict.received_series_uid} "
+                   f"from {instance.calling_ae_title or 'an unknown AE'}: refused, that SOP Instance UID is stored "
+                   "under this series (the first copy is kept; the data set received is in the quarantine)")
+        try:
+            with write_session(self.engine) as session:
+                record_event(session, "instance.conflict", message, level=EventLevel.WARNING,
+                             series_id=conflict.stored_series_id)
+        except SQLAlchemyError as exc:
+            logger.error("the conflict of instance %s could not be recorded: database error (%s)",
+                         conflict.sop_instance_uid, type(exc).__name__)
 
     def _add_to_receiving_series(self, instance: ReceivedInstance, series_id: int) -> bool:
         """The common case in one transaction; ``False`` (rolled back) when it is not that case."""

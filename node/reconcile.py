@@ -13,7 +13,10 @@ Run by ``sarcoscreen serve`` / ``run`` before the SCP listens:
    and unchanged is ``stored`` again;
 4. a file that cannot be read as DICOM, is empty or cut short (`sarcoscreen.node.spool.file_damage`: a crash, a
    full disk or a bad copy), or whose UIDs do not match its place in the spool, is moved to the quarantine with
-   the reason - never indexed. On a read-only spool it is left in place, not indexed, and logged.
+   the reason - never indexed. On a read-only spool it is left in place, not indexed, and logged;
+5. a file whose SOP Instance UID is indexed under another series, or is in the spool under another series in an
+   older file, is quarantined with the reason and an ``instance.conflict`` event: the first received is kept
+   (older versions acknowledged and stored such a second copy, then never indexed it; the SCP now refuses it).
 
 Every change is counted in the returned `ReconcileReport` and summarised in an event (no patient data).
 """
@@ -30,7 +33,7 @@ from pydicom.errors import InvalidDicomError
 from sqlalchemy import Engine, select
 
 from sarcoscreen.db.events import record_event
-from sarcoscreen.db.models import EventLevel, Instance, InstanceState
+from sarcoscreen.db.models import EventLevel, Instance, InstanceState, Series
 from sarcoscreen.db.queue import write_session
 from sarcoscreen.inference.error_text import error_text
 from sarcoscreen.node.instance_index import index_instance
@@ -54,15 +57,18 @@ class ReconcileReport:
     changed: int = 0
     restored: int = 0
     quarantined: int = 0
+    conflicts: int = 0
+    """Files quarantined because their SOP Instance UID is indexed, or also in the spool, under another series."""
 
     def summary(self) -> str:
         return (f"spool reconciled: {self.indexed} unindexed files indexed, {self.missing} rows without file, "
                 f"{self.changed} changed files, {self.restored} files back, {self.quarantined} unreadable or "
-                f"incomplete files quarantined, {self.incomplete_removed} incomplete writes removed")
+                f"incomplete files quarantined, {self.incomplete_removed} incomplete writes removed, {self.conflicts} "
+                "SOP Instance UIDs found under a second series quarantined")
 
     @property
     def changes(self) -> int:
-        return self.indexed + self.missing + self.changed + self.restored + self.quarantined
+        return self.indexed + self.missing + self.changed + self.restored + self.quarantined + self.conflicts
 
 
 def _sha256(path: Path) -> str:
@@ -111,28 +117,75 @@ def _index_file(spool: Spool, series_uid: str, sop_uid: str, relative: str) -> R
         size=path.stat().st_size, sha256=_sha256(path), calling_ae_title="", duplicate=False)
 
 
+@dataclass(frozen=True)
+class _Conflict:
+    """A spool file whose SOP Instance UID the index holds (`where` = "indexed"), or the spool holds in a file
+    received earlier (`where` = "also in the spool"), under `kept_series_uid`: the first copy is kept."""
+
+    instance: ReceivedInstance
+    kept_series_uid: str
+    where: str
+
+    @property
+    def reason(self) -> str:
+        return (f"found in the spool at start-up under series {self.instance.series_instance_uid}, but its SOP "
+                f"Instance UID is {self.where} under series {self.kept_series_uid} (a SOP Instance UID identifies "
+                "one instance, PS3.3 C.12.1.1.1; the first received is kept)")
+
+    def event_message(self) -> str:
+        return (f"instance {self.instance.sop_instance_uid}: a second copy under series "
+                f"{self.instance.series_instance_uid} found in the spool at start-up went to the quarantine; this "
+                "series keeps the first")
+
+
+def _received_before(spool: Spool, one: ReceivedInstance, other: ReceivedInstance) -> bool:
+    """Whether the spool file of `one` is older than that of `other` (modification time: written once, by the
+    rename that stored it)."""
+    return spool.path_of(one.relative_path).stat().st_mtime_ns < spool.path_of(other.relative_path).stat().st_mtime_ns
+
+
 def reconcile(engine: Engine, spool: Spool, *, verify_checksums: bool = False) -> ReconcileReport:
     """Bring the index in line with the spool; see the module docstring."""
     report = ReconcileReport(incomplete_removed=spool.discard_incomplete())
     with write_session(engine) as session:
         rows = {row.spool_path: row for row in session.execute(
             select(Instance.id, Instance.spool_path, Instance.size_bytes, Instance.sha256, Instance.state,
-                   Instance.series_id)).all()}
+                   Instance.series_id, Instance.sop_instance_uid, Series.series_instance_uid)
+            .join(Series, Series.id == Instance.series_id)).all()}
     on_disk = {relative: (series_uid, sop_uid) for series_uid, sop_uid, relative in spool.walk()}
+    indexed = {row.sop_instance_uid: row for row in rows.values()}
 
-    pending: list[ReceivedInstance] = []
+    pending: dict[str, ReceivedInstance] = {}
+    conflicts: list[_Conflict] = []
     for relative, (series_uid, sop_uid) in sorted(on_disk.items()):
         if relative in rows:
             continue
         instance = _index_file(spool, series_uid, sop_uid, relative)
         if instance is None:
             report.quarantined += 1
+            continue
+        known = indexed.get(sop_uid)
+        first = pending.get(sop_uid)
+        if known is not None:  # under another series: the same one would be the same path
+            conflicts.append(_Conflict(instance, known.series_instance_uid, "indexed"))
+        elif first is None:
+            pending[sop_uid] = instance
+        elif _received_before(spool, instance, first):
+            conflicts.append(_Conflict(first, series_uid, "also in the spool"))
+            pending[sop_uid] = instance
         else:
-            pending.append(instance)
-    for start in range(0, len(pending), _BATCH):
+            conflicts.append(_Conflict(instance, first.series_instance_uid, "also in the spool"))
+    for conflict in conflicts:
+        _quarantine(spool, spool.path_of(conflict.instance.relative_path), conflict.reason)
+    report.conflicts = len(conflicts)
+    series_of: dict[str, int] = {uid: row.series_id for uid, row in indexed.items()}
+    ordered = list(pending.values())
+    for start in range(0, len(ordered), _BATCH):
         with write_session(engine) as session:
-            for instance in pending[start:start + _BATCH]:
-                report.indexed += index_instance(session, instance)[0]
+            for instance in ordered[start:start + _BATCH]:
+                new, (_, series_id) = index_instance(session, instance)
+                report.indexed += new
+                series_of[instance.sop_instance_uid] = series_id
 
     updates: dict[int, tuple[InstanceState, int]] = {}
     for relative, row in rows.items():
@@ -164,8 +217,11 @@ def reconcile(engine: Engine, spool: Spool, *, verify_checksums: bool = False) -
                 bad = any(s is not InstanceState.STORED for s in counts)
                 record_event(session, "spool.reconciled", f"start-up reconciliation: {text}",
                              level=EventLevel.WARNING if bad else EventLevel.INFO, series_id=series_id)
+            for conflict in conflicts:
+                record_event(session, "instance.conflict", conflict.event_message(), level=EventLevel.WARNING,
+                             series_id=series_of.get(conflict.instance.sop_instance_uid))
             record_event(session, "spool.reconciled", report.summary(),
                          level=EventLevel.WARNING if report.missing or report.changed or report.quarantined
-                         else EventLevel.INFO)
+                         or report.conflicts else EventLevel.INFO)
     logger.info(report.summary())
     return report

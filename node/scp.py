@@ -13,7 +13,9 @@ transcoded), and Verification (Annex A). What happens to one C-STORE request, on
 2. `Spool.store` writes it durably (fsync, atomic rename) - below the disk reserve: 0xA700;
 3. the index records it in the database - when the database is unavailable: 0xA700 (the file stays in the
    spool and is indexed by the start-up reconciliation);
-4. only then Success 0x0000. A SOP Instance UID already received is Success too and stored once.
+4. only then Success 0x0000. A SOP Instance UID already received in the same series is Success too and stored
+   once; one the index holds under another series is refused with 0xC001, quarantined, and recorded as an
+   ``instance.conflict`` event (the first copy is kept: `StorageSCP._refuse_conflict`).
 
 Nothing slow runs here: series stability, routing and analysis run elsewhere. Access control: the Called AE
 Title must be ours (configurable) and, when an allow-list is set, the Calling AE Title (optionally with the
@@ -39,14 +41,23 @@ from pynetdicom.sop_class import (
 
 from sarcoscreen.inference.error_text import error_text
 from sarcoscreen.node.received_header import HeaderAttributes, TransferSyntaxMismatchError, read_header_attributes
-from sarcoscreen.node.spool import InsufficientStorageError, InvalidUidError, Spool, SpoolError, is_valid_uid
+from sarcoscreen.node.spool import (
+    InsufficientStorageError,
+    InvalidUidError,
+    Spool,
+    SpoolError,
+    StoredFile,
+    is_valid_uid,
+)
 
 __all__ = [
     "STATUS_CANNOT_UNDERSTAND",
     "STATUS_DATASET_MISMATCH",
     "STATUS_OUT_OF_RESOURCES",
+    "STATUS_SOP_INSTANCE_CONFLICT",
     "STATUS_SUCCESS",
     "IndexUnavailableError",
+    "InstanceConflictError",
     "InstanceIndex",
     "ReceivedInstance",
     "RejectedInstanceError",
@@ -62,12 +73,28 @@ STATUS_SUCCESS = 0x0000
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_DATASET_MISMATCH = 0xA900
 STATUS_CANNOT_UNDERSTAND = 0xC000
+STATUS_SOP_INSTANCE_CONFLICT = 0xC001
+"""A SOP Instance UID the node holds under another series: in the "Cannot understand" range (C000-CFFF) of
+Table B.2-1, distinct from 0xC000 so that the sender's log tells the two apart."""
 
 STORAGE_SOP_CLASSES = (CTImageStorage, EnhancedCTImageStorage, LegacyConvertedEnhancedCTImageStorage)
 
 
 class IndexUnavailableError(Exception):
     """The instance index (database) could not record an instance."""
+
+
+class InstanceConflictError(Exception):
+    """The index holds the SOP Instance UID under another series; nothing about it was recorded or changed."""
+
+    def __init__(self, sop_instance_uid: str, stored_series_uid: str, received_series_uid: str,
+                 stored_series_id: int | None = None) -> None:
+        super().__init__(f"SOP Instance UID {sop_instance_uid} received under series {received_series_uid} is "
+                         f"already stored under series {stored_series_uid}")
+        self.sop_instance_uid = sop_instance_uid
+        self.stored_series_uid = stored_series_uid
+        self.received_series_uid = received_series_uid
+        self.stored_series_id = stored_series_id
 
 
 @dataclass(frozen=True)
@@ -106,7 +133,8 @@ class InstanceIndex(Protocol):
     """Where received instances are recorded (the database)."""
 
     def add(self, instance: ReceivedInstance) -> None:
-        """Record `instance`; raise `IndexUnavailableError` when that is not possible."""
+        """Record `instance`; raise `IndexUnavailableError` when that is not possible, `InstanceConflictError`
+        (recording nothing) when its SOP Instance UID is recorded under another series."""
         ...
 
 
@@ -336,8 +364,26 @@ class StorageSCP:
                                         duplicate=stored.duplicate)
         try:
             self.index.add(instance)
+        except InstanceConflictError as conflict:
+            return self._refuse_conflict(encoded, stored, conflict, calling)
         except IndexUnavailableError as exc:
             logger.error("C-STORE of %s: stored in the spool but not indexed (0xA700): %s", instance.sop_instance_uid,
                          exc)
             return STATUS_OUT_OF_RESOURCES
         return STATUS_SUCCESS
+
+    def _refuse_conflict(self, encoded: bytes, stored: StoredFile, conflict: InstanceConflictError,
+                         calling: str) -> int:
+        """The SOP Instance UID is held under another series: keep the first copy, quarantine this one (before its
+        spool file, just written, is removed: the bytes are always somewhere) and refuse it. A copy that was in
+        the spool already (`stored.duplicate`) is left to the start-up reconciliation."""
+        reason = (f"the SOP Instance UID is already stored under series {conflict.stored_series_uid}; received "
+                  f"under series {conflict.received_series_uid}, refused (a SOP Instance UID identifies one "
+                  "instance, PS3.3 C.12.1.1.1; the first copy is kept)")
+        path = self.spool.quarantine(encoded, reason, sop_instance_uid=conflict.sop_instance_uid,
+                                     calling_ae_title=calling)
+        if not stored.duplicate:
+            stored.path.unlink(missing_ok=True)
+        logger.warning("C-STORE of %s from %s refused (0x%04X): %s; quarantined as %s", conflict.sop_instance_uid,
+                       calling, STATUS_SOP_INSTANCE_CONFLICT, conflict, path.name)
+        return STATUS_SOP_INSTANCE_CONFLICT

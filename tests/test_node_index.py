@@ -7,12 +7,13 @@ late instances); the watcher's decisions are checked on index rows written by th
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pydicom
 import pytest
-from ct_series_factory import write_ct_series
+from ct_series_factory import edit_file, write_ct_series
 from dicom_peers import free_port
 from node_support import add_series, jobs_of, rows, storescu
 from sqlalchemy import Engine, select
@@ -22,8 +23,9 @@ from sarcoscreen.db.models import Event, Instance, InstanceState, JobStatus, Ser
 from sarcoscreen.db.queue import claim, complete, write_session
 from sarcoscreen.node.instance_index import SqlInstanceIndex, index_engine
 from sarcoscreen.node.reconcile import reconcile
+from sarcoscreen.node.dicom_sender import parse_destination, send_files
 from sarcoscreen.node.routing import RoutingRules
-from sarcoscreen.node.scp import StorageSCP
+from sarcoscreen.node.scp import STATUS_SOP_INSTANCE_CONFLICT, StorageSCP
 from sarcoscreen.node.spool import Spool
 from sarcoscreen.node.stability import decide_stable_series
 
@@ -206,3 +208,89 @@ def test_results_and_jobs_for_qa(engine: Engine) -> None:
     with pytest.raises(ValueError, match="expected a date"):
         parse_since("yesterday")
     assert parse_since("2026-11-01") == datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _under_series(source: Path, target: Path, series_uid: str) -> Path:
+    """A copy of `source` with another Series Instance UID and the same SOP Instance UID."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    edit_file(target, lambda ds: setattr(ds, "SeriesInstanceUID", series_uid))
+    return target
+
+
+@needs_dcmtk
+def test_the_same_sop_instance_uid_under_another_series_is_refused_and_recorded(engine: Engine, db_url: str,
+                                                                                 tmp_path: Path) -> None:
+    """A SOP Instance UID identifies one instance (PS3.3 C.12.1.1.1): received again under another series it is
+    refused (0xC001, in PS3.4's "Cannot understand" range), its bytes quarantined and an event names both
+    series. The first copy stays as it was; the second series' other instances are stored."""
+    first = write_ct_series(tmp_path / "a", 2, rows=4, columns=4, Modality="CT")
+    second = write_ct_series(tmp_path / "b", 1, rows=4, columns=4, Modality="CT")
+    copy = _under_series(first.files[0], tmp_path / "b2" / "copy.dcm", second.series_instance_uid)
+    spool = Spool(tmp_path / "spool", tmp_path / "quarantine")
+    index_db = index_engine(db_url)
+    scp = StorageSCP(spool, SqlInstanceIndex(index_db), ae_title="SARCO", host="127.0.0.1", port=free_port())
+    scp.start()
+    try:
+        destination = parse_destination(f"SARCO@127.0.0.1:{scp.port}", "SCANNER")
+        assert send_files(first.files, destination).sent == 2
+        result = send_files([second.files[0], copy], destination)
+        # A PACS resending the conflicting instance hears the same answer.
+        again = send_files([copy], destination)
+    finally:
+        scp.stop()
+        index_db.dispose()
+    assert [o.status for o in result.outcomes] == [0x0000, STATUS_SOP_INSTANCE_CONFLICT]
+    assert [o.status for o in again.outcomes] == [STATUS_SOP_INSTANCE_CONFLICT]
+    sop = first.sop_instance_uids[0]
+    assert {relative for _, _, relative in spool.walk()} == {
+        f"{first.series_instance_uid}/{sop}.dcm", f"{first.series_instance_uid}/{first.sop_instance_uids[1]}.dcm",
+        f"{second.series_instance_uid}/{second.sop_instance_uids[0]}.dcm"}
+    (kept,) = rows(engine, select(Instance).where(Instance.sop_instance_uid == sop))
+    assert kept.spool_path == f"{first.series_instance_uid}/{sop}.dcm"
+    assert _series(engine, second.series_instance_uid).instance_count == 1
+    notes = sorted((tmp_path / "quarantine").rglob("*.json"))
+    assert len(notes) == 2
+    note = json.loads(notes[0].read_text(encoding="utf-8"))
+    assert f"already stored under series {first.series_instance_uid}" in note["reason"]
+    assert note["sop_instance_uid"] == sop
+    events = rows(engine, select(Event).where(Event.kind == "instance.conflict"))
+    assert len(events) == 2
+    assert events[0].series_id == _series(engine, first.series_instance_uid).id
+    assert sop in events[0].message and second.series_instance_uid in events[0].message
+    assert "CRAFTED" not in events[0].message  # the patient ID of the factory's data sets
+
+
+def test_reconciliation_quarantines_a_sop_instance_uid_found_under_a_second_series(engine: Engine,
+                                                                                   tmp_path: Path) -> None:
+    """A spool from an older version may hold one SOP Instance UID under two series folders (it acknowledged
+    both). The first received stays - the one indexed, or of two unindexed the older file - and the other goes to
+    the quarantine with the reason and an event; nothing is lost, and the next start has nothing to do."""
+    one = write_ct_series(tmp_path / "one", 2, rows=4, columns=4, Modality="CT")
+    two = write_ct_series(tmp_path / "two", 1, rows=4, columns=4, Modality="CT")
+    spool = Spool(tmp_path / "spool", tmp_path / "quarantine")
+    for path, uid in zip(one.files, one.sop_instance_uids, strict=True):
+        spool.store(path.read_bytes(), one.series_instance_uid, uid)
+    assert reconcile(engine, spool).indexed == 2
+    # The older version's second copies: one of an indexed instance, and a pair neither of which is indexed.
+    sop = one.sop_instance_uids[0]
+    late = spool.store(_under_series(one.files[0], tmp_path / "x" / "late.dcm", "1.2.826.0.1.99.1").read_bytes(),
+                       "1.2.826.0.1.99.1", sop)
+    earlier = spool.store(two.files[0].read_bytes(), two.series_instance_uid, two.sop_instance_uids[0])
+    later = spool.store(_under_series(two.files[0], tmp_path / "x" / "later.dcm", "1.2.826.0.1.99.2").read_bytes(),
+                        "1.2.826.0.1.99.2", two.sop_instance_uids[0])
+    os.utime(earlier.path, ns=(later.path.stat().st_mtime_ns - 10**9,) * 2)
+    report = reconcile(engine, spool)
+    assert (report.conflicts, report.indexed, report.quarantined) == (2, 1, 0)
+    assert not late.path.exists() and not later.path.exists() and earlier.path.exists()
+    (kept,) = rows(engine, select(Instance).where(Instance.sop_instance_uid == two.sop_instance_uids[0]))
+    assert kept.spool_path == earlier.relative_path
+    reasons = sorted(json.loads(n.read_text(encoding="utf-8"))["reason"]
+                     for n in (tmp_path / "quarantine").rglob("*.json"))
+    assert len(reasons) == 2
+    assert any(f"indexed under series {one.series_instance_uid}" in r for r in reasons)
+    assert any(f"also in the spool under series {two.series_instance_uid}" in r for r in reasons)
+    events = rows(engine, select(Event).where(Event.kind == "instance.conflict"))
+    assert len(events) == 2 and all(e.series_id is not None for e in events)
+    assert "2 SOP Instance UIDs found under a second series quarantined" in report.summary()
+    assert reconcile(engine, spool).changes == 0
