@@ -1,10 +1,13 @@
 """Database engines and sessions from a URL: SQLite (embedded default) or PostgreSQL (several workers).
 
-* SQLite: the parent folder of the file is created; every connection gets ``PRAGMA foreign_keys=ON`` (SQLite
-  ignores foreign keys otherwise), ``journal_mode=WAL`` (readers never block the one writer) and a busy timeout,
-  and SQLAlchemy emits ``BEGIN`` itself so that transactions cover DDL and SELECTs too (the sqlite3 driver's
-  legacy mode does not). A connection with the execution option ``sqlite_begin_immediate=True`` starts with
-  ``BEGIN IMMEDIATE`` (takes the write lock at once: use it for read-then-write steps such as claiming a job).
+* SQLite: the parent folder and the (empty) database file are created private, 0700/0600
+  (`prepare_sqlite_file`; the node creates them first with its configured ``storage`` modes), and SQLite gives
+  the ``-wal``, ``-shm`` and ``-journal`` files the database file's mode; every connection gets
+  ``PRAGMA foreign_keys=ON`` (SQLite ignores foreign keys otherwise), ``journal_mode=WAL`` (readers never block
+  the one writer) and a busy timeout, and SQLAlchemy emits ``BEGIN`` itself so that transactions cover DDL and
+  SELECTs too (the sqlite3 driver's legacy mode does not). A connection with the execution option
+  ``sqlite_begin_immediate=True`` starts with ``BEGIN IMMEDIATE`` (takes the write lock at once: use it for
+  read-then-write steps such as claiming a job).
 * PostgreSQL: always through psycopg 3 (``postgresql://`` is read as ``postgresql+psycopg://``), with
   ``pool_pre_ping`` so a restarted server does not break a long-running node.
 
@@ -25,11 +28,14 @@ from sqlalchemy.engine import URL, Connection, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session
 
+from sarcoscreen.inference.file_modes import PRIVATE, FileModes
+
 __all__ = [
     "BEGIN_IMMEDIATE",
     "SQLITE_BUSY_TIMEOUT_MS",
     "create_engine_from_url",
     "mask_url",
+    "prepare_sqlite_file",
     "session_scope",
     "sqlite_file",
 ]
@@ -83,10 +89,18 @@ def sqlite_file(url: str | URL) -> Path | None:
     return Path(database)
 
 
+def prepare_sqlite_file(url: str | URL, modes: FileModes = PRIVATE) -> Path | None:
+    """Create the folder and the empty database file of a file-based SQLite URL with `modes`, unless the file
+    exists (an empty file is an empty SQLite database); returns the file, ``None`` for other databases."""
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        modes.make_dirs(path.parent)
+        modes.touch(path)
+    return path
+
+
 def _sqlite_engine(parsed: URL, **kwargs: Any) -> Engine:
-    path = sqlite_file(parsed)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    path = prepare_sqlite_file(parsed)
     engine = create_engine(parsed, hide_parameters=True, **kwargs)
 
     @event.listens_for(engine, "connect")

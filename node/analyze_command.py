@@ -177,7 +177,7 @@ def analyze_series(
     height: Height = choose_height(height_m, volume.info.patient_size_m, registry_height_for_series(settings, series))
     report = measure(volume, segmentation, density_rule_from(settings), height, calibration=calibration,
                      side_rule=settings.measurement.side_rule)
-    written = write_result_files(out_dir, volume, segmentation, report, calibration)
+    written = write_result_files(out_dir, volume, segmentation, report, calibration, modes=settings.storage.modes)
     files, picture = written.files, written.picture
     logger.info("analysed series %s with %s %s", volume.info.series_instance_uid or "(no UID)", engine.name,
                 engine.version)
@@ -188,7 +188,8 @@ def analyze_series(
     try:
         outputs = write_dicom_outputs(series, volume, segmentation, report, dicom_out,
                                       settings_digest=settings_digest(settings, calibration),
-                                      options=dicom_options_from(settings), picture=picture)
+                                      options=dicom_options_from(settings), picture=picture,
+                                      modes=settings.storage.modes)
     except DicomOutputError as exc:
         logger.warning("DICOM outputs not written: %s", exc)
         return AnalysisResult(volume, segmentation, report, files, dicom_error=str(exc))

@@ -539,7 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "needs_settings", True):
             overrides = {"logging": {"level": args.log_level}} if args.log_level else None
             settings = load_settings(args.config, overrides=overrides)
-            configure_logging(settings.logging.level, settings.logging.file)
+            configure_logging(settings.logging.level, settings.logging.file, modes=settings.storage.modes)
         else:
             configure_logging(args.log_level or "INFO")
         return int(args.handler(args, settings))

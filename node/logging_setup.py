@@ -2,26 +2,54 @@
 
 Log lines carry UIDs where needed and never patient names, identifiers or birth dates: modules log UIDs, counts
 and reasons only. `configure_logging` is called once by the command-line entry point.
+
+The log file is private like the rest of the node's storage: its folder and every file the daily rotation opens
+are created with ``storage.dir_mode``/``file_mode`` (`sarcoscreen.inference.file_modes`); rotated files keep
+their mode when renamed. A log file of an earlier run is appended to as it is.
 """
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import sys
 from pathlib import Path
+from typing import IO
 
-__all__ = ["configure_logging"]
+from sarcoscreen.inference.file_modes import PRIVATE, FileModes
+
+__all__ = ["PrivateRotatingFileHandler", "configure_logging"]
 
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
-def configure_logging(level: str = "INFO", file: Path | None = None) -> None:
-    """Send sarcoscreen's log records to stderr (and to `file`, rotated daily, when given)."""
+class PrivateRotatingFileHandler(logging.handlers.TimedRotatingFileHandler):
+    """A daily rotated log file whose every new file is created with `modes` (the handler opens a new one at each
+    rotation, by name)."""
+
+    def __init__(self, file: Path, modes: FileModes, **options: object) -> None:
+        self.modes = modes
+        super().__init__(file, **options)  # type: ignore[arg-type]
+
+    def _open(self) -> IO[str]:
+        def opener(path: str, flags: int) -> int:
+            try:
+                fd = os.open(path, flags | os.O_EXCL, self.modes.file)
+            except FileExistsError:  # the log of an earlier run: left as it is (the start-up check tells its mode)
+                return os.open(path, flags)
+            os.fchmod(fd, self.modes.file)  # exact, whatever the umask
+            return fd
+
+        return open(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors, opener=opener)
+
+
+def configure_logging(level: str = "INFO", file: Path | None = None, *, modes: FileModes = PRIVATE) -> None:
+    """Send sarcoscreen's log records to stderr (and to `file`, rotated daily, when given: created with `modes`)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.handlers.TimedRotatingFileHandler(file, when="midnight", backupCount=30))
+        modes.make_dirs(file.parent)
+        handlers.append(PrivateRotatingFileHandler(file, modes, when="midnight", backupCount=30))
     formatter = logging.Formatter(_FORMAT)
     for handler in handlers:
         handler.setFormatter(formatter)

@@ -14,7 +14,9 @@ configured in ``[storage]`` (0 keeps for ever):
   is pending or failed; its ``outputs`` rows get ``purged_at``. The results stay in the database.
 
 Rows change first (one transaction per batch), then the files go: a crash in between leaves files that no row
-needs, never a row pointing at a file that is needed and gone. `serve` and `run` sweep every
+needs, never a row pointing at a file that is needed and gone. A spool or outputs folder that cannot be written
+(a read-only file system) is not swept at all - its rows would say ``purged`` of files still there - and says so
+in one warning per sweep. `serve` and `run` sweep every
 ``retention_check_s`` seconds (`RetentionSweeper`); ``sarcoscreen purge [--dry-run]`` sweeps once.
 """
 
@@ -46,6 +48,7 @@ from sarcoscreen.db.queue import db_now, write_session
 from sarcoscreen.db.session import session_scope
 from sarcoscreen.node.background_loop import BackgroundLoop
 from sarcoscreen.node.config import Settings
+from sarcoscreen.node.storage_setup import unwritable_reason
 
 __all__ = ["RetentionReport", "RetentionSweeper", "purge_expired"]
 
@@ -79,7 +82,7 @@ class RetentionReport:
         if not self.dry_run:
             text += f"; {self.bytes_freed / 2**20:.1f} MiB freed"
         if self.errors:
-            text += f"; {self.errors} files could not be deleted (see the log)"
+            text += f"; {self.errors} files or folders could not be deleted (see the log)"
         return text
 
 
@@ -87,13 +90,25 @@ def purge_expired(engine: Engine, settings: Settings, *, dry_run: bool = False) 
     """One sweep: everything whose retention period has ended (see the module docstring)."""
     report = RetentionReport(dry_run=dry_run)
     storage = settings.storage
-    if storage.retention_days > 0:
+    if storage.retention_days > 0 and _can_delete_in(storage.spool, "the spool", "files", report):
         _purge_series(engine, storage.spool, storage.retention_days, report)
-    if storage.outputs_retention_days > 0:
+    if storage.outputs_retention_days > 0 and _can_delete_in(storage.outputs, "the outputs folder", "folders",
+                                                             report):
         _purge_outputs(engine, storage.outputs, storage.outputs_retention_days, report)
     if report.series or report.jobs or report.errors:
         logger.info(report.summary())
     return report
+
+
+def _can_delete_in(folder: Path, what: str, kind: str, report: RetentionReport) -> bool:
+    """Whether `folder` can be swept; when it cannot (and this is no dry run) say so once and count an error."""
+    reason = unwritable_reason(folder)
+    if reason is None or report.dry_run:
+        return True
+    logger.warning("retention: %s %s is not writable (%s): its expired %s stay until it is", what, folder, reason,
+                   kind)
+    report.errors += 1
+    return False
 
 
 def _expired_series(session: Session, days: float, limit: int | None) -> list[Series]:

@@ -1,7 +1,9 @@
 """Wiring of the node: ``sarcoscreen serve`` (SCP + series watcher + sender) and ``sarcoscreen run`` (the same
 plus worker processes), with a clean shutdown on SIGTERM/SIGINT.
 
-Start-up order: migrate the database (``database.migrate_on_start``), reconcile the spool with the index
+Start-up order: prepare the storage (`sarcoscreen.node.storage_setup`: folders and the SQLite file created with the
+configured modes, wider modes of what exists logged - or refused with ``storage.strict_modes`` - and a spool that
+cannot be written told), migrate the database (``database.migrate_on_start``), reconcile the spool with the index
 (`sarcoscreen.node.reconcile`), then start the series watcher, the sender, the retention sweeper
 (`sarcoscreen.node.retention`), the workers (``run``) and last the Storage SCP, so that nothing is acknowledged
 before the node can record it. Shutdown runs in reverse: the SCP stops accepting associations first (an
@@ -27,8 +29,8 @@ from sarcoscreen.node.reconcile import reconcile
 from sarcoscreen.node.retention import RetentionSweeper
 from sarcoscreen.node.scp import StorageSCP
 from sarcoscreen.node.sender import Sender
-from sarcoscreen.node.spool import Spool
 from sarcoscreen.node.stability import SeriesWatcher
+from sarcoscreen.node.storage_setup import StorageSetupError, prepare_storage
 from sarcoscreen.node.tls import TlsConfigError, server_context
 from sarcoscreen.node.worker import WorkerPool
 
@@ -62,6 +64,10 @@ class NodeService:
     def start(self) -> None:
         settings = self.settings
         network = settings.network
+        try:
+            spool = prepare_storage(settings)
+        except StorageSetupError as exc:
+            raise ServiceError(str(exc)) from None
         if settings.database.migrate_on_start:
             from sarcoscreen.db.migrate import MigrationError
 
@@ -70,8 +76,6 @@ class NodeService:
             except MigrationError as exc:
                 raise ServiceError(str(exc)) from None
         self.db = create_engine_from_url(settings.database_url)
-        spool = Spool(settings.storage.spool, settings.storage.quarantine, settings.storage.min_free_mb * 2**20)
-        settings.storage.outputs.mkdir(parents=True, exist_ok=True)
         try:
             reconcile(self.db, spool)
         except SQLAlchemyError as exc:

@@ -328,14 +328,15 @@ class Worker:
                          side_rule=settings.measurement.side_rule)
         step("measure")
         folder = settings.storage.outputs / claimed.series_instance_uid / f"job-{claimed.id}"
-        written = write_result_files(folder, volume, segmentation, report, calibration)
+        written = write_result_files(folder, volume, segmentation, report, calibration, modes=settings.storage.modes)
         result_files, picture = written.files, written.picture
         step("files")
         beat.check()
         try:
             outputs = write_dicom_outputs(files, volume, segmentation, report, folder,
                                           settings_digest=settings_digest(settings, calibration),
-                                          options=dicom_options_from(settings), picture=picture)
+                                          options=dicom_options_from(settings), picture=picture,
+                                          modes=settings.storage.modes)
         except DicomOutputError as exc:
             raise AttemptFailedError(f"DICOM outputs not written: {exc}") from None
         for kind, path in (("seg", outputs.seg), ("sr", outputs.sr), ("key_image", outputs.key_image)):
@@ -436,7 +437,7 @@ def _child_main(settings: Settings, index: int, parent_pid: int) -> None:
     """Entry point of a worker process started by `WorkerPool`."""
     from sarcoscreen.node.logging_setup import configure_logging
 
-    configure_logging(settings.logging.level, settings.logging.file)
+    configure_logging(settings.logging.level, settings.logging.file, modes=settings.storage.modes)
     worker = Worker(settings)
     stop_on_signals(worker.stop)
 

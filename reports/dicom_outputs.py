@@ -7,7 +7,9 @@ date and time (`sarcoscreen.reports.output_dates`): a re-run with the same input
 same UIDs, and any change of an object's content gives it new UIDs.
 
 Files: ``seg.dcm``, ``sr.dcm`` and ``key_image.dcm`` in the output folder, each written to a temporary name and
-renamed, so a reader never sees half a file. What is not written is listed with the reason in
+renamed, so a reader never sees half a file; folder and files are created with `modes` (0700/0600 unless the
+node's ``storage`` settings say otherwise). A file that cannot be written (a full disk) raises `FileWriteError`
+naming it, and leaves no temporary file. What is not written is listed with the reason in
 `DicomOutputs.omitted` (and a stale file of that name from an earlier run is removed):
 
 * no SEG when the engine labelled nothing (a SEG needs at least one segment); the SR is still written and says
@@ -21,7 +23,6 @@ missing) raises `DicomOutputError` and nothing is written.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -33,6 +34,7 @@ from PIL import Image
 from pydicom import Dataset
 
 from sarcoscreen.inference.engines.base import Segmentation
+from sarcoscreen.inference.file_modes import PRIVATE, FileModes
 from sarcoscreen.inference.measure import MeasurementReport
 from sarcoscreen.inference.volume import Volume
 from sarcoscreen.reports.dicom_uids import (
@@ -90,10 +92,9 @@ def _software_version() -> str:
         return "sarcoscreen (not installed)"
 
 
-def _save(ds: Dataset, path: Path) -> Path:
-    temporary = path.with_name(f".{path.name}.tmp")
-    ds.save_as(temporary, enforce_file_format=True)
-    os.replace(temporary, path)
+def _save(ds: Dataset, path: Path, modes: FileModes) -> Path:
+    with modes.atomic(path) as handle:
+        ds.save_as(handle, enforce_file_format=True)
     return path
 
 
@@ -107,23 +108,25 @@ def write_dicom_outputs(
     settings_digest: str,
     options: DicomOutputOptions = DicomOutputOptions(),
     picture: Image.Image | None = None,
+    modes: FileModes = PRIVATE,
 ) -> DicomOutputs:
     """Write the SEG, SR and key image of one analysis into `out_dir`.
 
     `source` is the series folder (or its files) that `volume` was loaded from; `settings_digest` identifies the
-    settings the analysis ran with (part of the UIDs); `picture` is the overlay if already rendered.
+    settings the analysis ran with (part of the UIDs); `picture` is the overlay if already rendered; `modes` are the
+    permission bits of the folder and the files.
 
     highdicom warns about person names it finds unusual, quoting them; such warnings would put patient names in
     logs, so they are silenced while writing.
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*person name.*", category=UserWarning)
-        return _write(source, volume, segmentation, report, out_dir, settings_digest, options, picture)
+        return _write(source, volume, segmentation, report, out_dir, settings_digest, options, picture, modes)
 
 
 def _write(source: Path | Sequence[Path], volume: Volume, segmentation: Segmentation, report: MeasurementReport,
            out_dir: Path, settings_digest: str, options: DicomOutputOptions,
-           picture: Image.Image | None) -> DicomOutputs:
+           picture: Image.Image | None, modes: FileModes) -> DicomOutputs:
     try:
         instances = read_source_instances(source, volume)
     except SourceReferenceError as exc:
@@ -140,7 +143,7 @@ def _write(source: Path | Sequence[Path], volume: Volume, segmentation: Segmenta
         _content(volume, segmentation, report, writer),
     )
     created = output_datetime(instances.datasets)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    modes.make_dirs(out_dir)
     paths = {kind: out_dir / name for kind, name in FILE_NAMES.items()}
     omitted: list[tuple[str, str]] = []
 
@@ -154,7 +157,7 @@ def _write(source: Path | Sequence[Path], volume: Volume, segmentation: Segmenta
             tracking_uids={s.key: uids.tracking_uid(s.key) for s in segmentation.structures},
             options=seg_options, dimension_organization_uid=uids.dimension_organization, created=created,
         )
-        seg_path = _save(seg, paths["seg"])
+        seg_path = _save(seg, paths["seg"], modes)
     except NoSegmentsError as exc:
         omitted.append(("seg", str(exc)))
     except SourceReferenceError as exc:
@@ -162,7 +165,7 @@ def _write(source: Path | Sequence[Path], volume: Volume, segmentation: Segmenta
 
     sr = build_sr(instances, report, uids, seg=seg, segments=segments,
                   uncertainty_threshold=segmentation.uncertainty_threshold, options=sr_options, created=created)
-    sr_path = _save(sr, paths["sr"])
+    sr_path = _save(sr, paths["sr"], modes)
 
     key_path: Path | None = None
     if key_options.kind is KeyImageKind.NONE:
@@ -176,7 +179,7 @@ def _write(source: Path | Sequence[Path], volume: Volume, segmentation: Segmenta
                               orientation=patient_orientation(volume.row_direction, volume.column_direction),
                               options=key_options, created=created)
         if key is not None:
-            key_path = _save(key, paths["key_image"])
+            key_path = _save(key, paths["key_image"], modes)
     for kind, _ in omitted:
         paths[kind].unlink(missing_ok=True)
     return DicomOutputs(out_dir, uids, sr_path, seg_path, key_path, segments, tuple(omitted))

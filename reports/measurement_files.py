@@ -6,13 +6,14 @@ it is one of the reference study's); the CSV is long-format, one row per structu
 spreadsheets and QA scripts. A group's mass (``smm_g``) is there only when the group is complete; the mass of its
 muscle inside the scan (``in_scan_smm_g``: a lower bound for a truncated or uncertain group) and the scan's
 shortfall (``shortfall_mm``) have their own fields. Neither file contains patient name, identifier or birth date.
+Both are written atomically (a temporary name, then a rename; none left behind when writing fails: `FileWriteError`)
+and created with `modes` (0600 unless the node's ``storage.file_mode`` says otherwise).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import asdict
 from datetime import UTC, datetime
 from enum import Enum
@@ -22,6 +23,7 @@ from typing import Any
 
 from sarcoscreen.inference.catalogue import Group
 from sarcoscreen.inference.engines.base import Landmark
+from sarcoscreen.inference.file_modes import PRIVATE, FileModes
 from sarcoscreen.inference.measure import MeasurementReport, StructureMeasurement
 
 __all__ = ["CSV_COLUMNS", "group_definitions", "landmark_json", "report_as_json", "write_measurements_csv",
@@ -80,16 +82,10 @@ def report_as_json(report: MeasurementReport, **provenance: Any) -> dict[str, An
     }
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_measurements_json(report: MeasurementReport, path: Path, **provenance: Any) -> Path:
-    _atomic_write(path, json.dumps(report_as_json(report, **provenance), indent=2) + "\n")
-    return path
+def write_measurements_json(report: MeasurementReport, path: Path, *, modes: FileModes = PRIVATE,
+                            **provenance: Any) -> Path:
+    modes.make_dirs(path.parent)
+    return modes.write_text(path, json.dumps(report_as_json(report, **provenance), indent=2) + "\n")
 
 
 def _fmt(value: float | None, digits: int) -> str:
@@ -104,7 +100,7 @@ def _structure_status(m: StructureMeasurement) -> str:
     return "uncertain" if m.extent_uncertain else "complete"
 
 
-def write_measurements_csv(report: MeasurementReport, path: Path) -> Path:
+def write_measurements_csv(report: MeasurementReport, path: Path, *, modes: FileModes = PRIVATE) -> Path:
     """One row per structure and per group and side, columns `CSV_COLUMNS`."""
     engine = f"{report.engine_name} {report.engine_version}"
     rows: list[dict[str, str]] = []
@@ -132,11 +128,9 @@ def write_measurements_csv(report: MeasurementReport, path: Path) -> Path:
             "side": s.side_rule.value, "smi_kg_m2": _fmt(s.smi_kg_m2, 4), "status": s.classification.value,
             "reason": s.reason, "density_rule": report.density_rule, "engine": engine,
         })
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+    modes.make_dirs(path.parent)
+    with modes.atomic(path, "text", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, restval="")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
     return path

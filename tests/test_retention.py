@@ -4,10 +4,12 @@ dating the rows back (the database's own time decides, as in the node)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from filesystems import read_only, small_filesystem
 from node_support import SARCOSCREEN, add_series, received, rows
 from sqlalchemy import Engine, select, update
 
@@ -225,3 +227,28 @@ def test_the_sweeper_thread_purges_on_its_own(db_url: str, engine: Engine, tmp_p
     finally:
         sweeper.stop()
     assert list(spool.walk()) == []
+
+
+def test_a_read_only_disk_is_not_purged_and_the_rows_stay(db_url: str, engine: Engine, tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """Rows change before files go: on a disk that cannot delete, no row may say 'purged' for a file still there
+    (and one warning per folder, not one error per file)."""
+    with small_filesystem(tmp_path / "data", 1024) as data:
+        settings = _settings(tmp_path, db_url)
+        spool = Spool(settings.storage.spool, settings.storage.quarantine)
+        series_id = _series(engine, spool, "1.2.826.0.1.80", age_days=40)
+        job_id, folder = _job_with_outputs(engine, settings.storage.outputs, "1.2.826.0.1.81", age_days=40,
+                                           deliveries=(DeliveryStatus.SENT,))
+        read_only(data)
+        with caplog.at_level(logging.WARNING, logger="sarcoscreen"):
+            report = purge_expired(engine, settings)
+        assert (report.series, report.jobs, report.errors) == (0, 0, 2)
+        assert _states(engine, series_id) == {InstanceState.STORED}
+        assert rows(engine, select(Output.purged_at).where(Output.job_id == job_id)) == [None, None]
+        assert len(list(spool.walk())) == SLICES
+        assert folder.is_dir()
+        assert [r.getMessage() for r in caplog.records] == [
+            f"retention: the spool {settings.storage.spool} is not writable (read-only file system): its expired "
+            "files stay until it is",
+            f"retention: the outputs folder {settings.storage.outputs} is not writable (read-only file system): its "
+            "expired folders stay until it is"]
