@@ -140,6 +140,9 @@ class MeasurementReport:
     screening: tuple[GroupScreening, ...]
     primary_group: Group | None = None
     notes: tuple[str, ...] = field(default=())
+    uncertainty_measure: str | None = None
+    """Which uncertainty the structures' `StructureMeasurement.uncertainty` is (`engines.base.UNCERTAINTY_MEASURES`:
+    ``variance`` or ``entropy``); ``None`` when the engine gives none."""
 
     def group(self, group: Group, side: str = "both") -> GroupMeasurement:
         return next(g for g in self.groups if g.group is group and g.side == side)
@@ -472,4 +475,5 @@ def measure(
         screening=tuple(screening),
         primary_group=calibration.primary_group if calibration else None,
         notes=segmentation.notes,
+        uncertainty_measure=segmentation.uncertainty_measure,
     )

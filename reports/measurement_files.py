@@ -31,12 +31,14 @@ __all__ = ["CSV_COLUMNS", "group_definitions", "landmark_json", "report_as_json"
 
 CSV_COLUMNS = (
     "series_instance_uid", "kind", "key", "side", "voxels", "volume_cm3", "mean_hu", "sd_hu", "fraction_in_window",
-    "mass_g", "smm_g", "smi_kg_m2", "in_scan_smm_g", "shortfall_mm", "status", "reason", "uncertainty", "qa_flag",
-    "density_rule", "engine",
+    "mass_g", "smm_g", "smi_kg_m2", "in_scan_smm_g", "shortfall_mm", "status", "reason", "uncertainty",
+    "uncertainty_measure", "qa_flag", "density_rule", "engine",
 )
-"""``smm_g``/``smi_kg_m2``: a complete group's mass and SMI only. ``in_scan_smm_g``: a group's muscle inside the
-scan (a lower bound unless ``status`` is ``complete``). ``shortfall_mm``: how far the scan falls short of a
-truncated group or structure, when the engine knows."""
+"""``mass_g``: a structure's mass, muscle only (empty for a bone). ``smm_g``/``smi_kg_m2``: a complete group's mass
+and SMI only. ``in_scan_smm_g``: a group's muscle inside the scan (a lower bound unless ``status`` is
+``complete``). ``shortfall_mm``: how far the scan falls short of a truncated group or structure, when the engine
+knows. ``uncertainty_measure``: what ``uncertainty`` is, ``variance`` (predictive variance, no unit) or ``entropy``
+(predictive entropy, nats)."""
 
 
 def _software_version() -> str:
@@ -111,7 +113,9 @@ def write_measurements_csv(report: MeasurementReport, path: Path, *, modes: File
             "mean_hu": _fmt(m.mean_hu, 2), "sd_hu": _fmt(m.sd_hu, 2),
             "fraction_in_window": _fmt(m.fraction_in_window, 4), "mass_g": _fmt(m.mass_g, 2),
             "shortfall_mm": _fmt(m.shortfall_mm, 1), "status": _structure_status(m), "reason": m.extent_note,
-            "uncertainty": _fmt(m.uncertainty, 5), "qa_flag": "" if m.qa_flag is None else str(m.qa_flag).lower(),
+            "uncertainty": _fmt(m.uncertainty, 5),
+            "uncertainty_measure": (report.uncertainty_measure or "") if m.uncertainty is not None else "",
+            "qa_flag": "" if m.qa_flag is None else str(m.qa_flag).lower(),
             "density_rule": report.density_rule, "engine": engine,
         })
     for g in report.groups:

@@ -114,9 +114,17 @@ def _add_texts(group: hd.sr.MeasurementsAndQualitativeEvaluations
         group[0].ContentSequence.append(item)
 
 
+def _uncertainty_codes(measure: str | None) -> tuple[Code, Code, Code]:
+    """(value concept, QA threshold concept, unit) of the engine's uncertainty measure (`codes_.UNCERTAINTY_MEASURES`);
+    an engine giving uncertainties must name its measure (`engines.base.Segmentation`)."""
+    if measure not in codes_.UNCERTAINTY_MEASURES:
+        raise ValueError(f"uncertainty measure {measure!r} has no SR concept")
+    return codes_.UNCERTAINTY_MEASURES[measure]
+
+
 def _structure_group(
     m: StructureMeasurement, segment: SegSegment, seg: Dataset, algorithm: hd.sr.AlgorithmIdentification,
-    source_series_uid: str,
+    source_series_uid: str, uncertainty_measure: str | None,
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
     anatomy = anatomy_concept(segment.structure.anatomy)
     laterality = segment.structure.laterality
@@ -140,10 +148,17 @@ def _structure_group(
             _num(codes_.ATTENUATION, m.sd_hu, codes_.HOUNSFIELD_UNIT, derivation=codes_.STANDARD_DEVIATION),
             _num(codes_.MASS, m.mass_g, codes_.GRAM),
             _num(codes_.FRACTION_IN_WINDOW, m.fraction_in_window, codes_.RATIO),
-            _num(codes_.UNCERTAINTY, m.uncertainty, codes_.NO_UNITS),
+            _uncertainty(m.uncertainty, uncertainty_measure),
         ),
         qualitative_evaluations=evaluations or None,
     )
+
+
+def _uncertainty(value: float | None, measure: str | None) -> hd.sr.Measurement | None:
+    if value is None:
+        return None
+    concept, _, unit = _uncertainty_codes(measure)
+    return _num(concept, value, unit)
 
 
 def _group_measurements(g: GroupMeasurement) -> list[hd.sr.Measurement]:
@@ -221,7 +236,7 @@ def _parameters_group(report: MeasurementReport, uids: OutputUids, algorithm: hd
             _num(codes_.BODY_HEIGHT, report.height_m, codes_.METER),
             _num(codes_.WINDOW_LOWER, report.hu_window[0], codes_.HOUNSFIELD_UNIT),
             _num(codes_.WINDOW_UPPER, report.hu_window[1], codes_.HOUNSFIELD_UNIT),
-            _num(codes_.UNCERTAINTY_THRESHOLD, uncertainty_threshold, codes_.NO_UNITS),
+            _uncertainty_threshold(uncertainty_threshold, report.uncertainty_measure),
         ),
     )
     height_source = report.height_source + (f": {report.height_note}" if report.height_note else "")
@@ -231,6 +246,13 @@ def _parameters_group(report: MeasurementReport, uids: OutputUids, algorithm: hd
     texts += [_text(codes_.ENGINE_NOTE, note) for note in report.notes]
     _add_texts(group, texts)
     return group
+
+
+def _uncertainty_threshold(value: float | None, measure: str | None) -> hd.sr.Measurement | None:
+    if value is None:
+        return None
+    _, concept, unit = _uncertainty_codes(measure)
+    return _num(concept, value, unit)
 
 
 def _overall(report: MeasurementReport) -> hd.sr.ContainerContentItem:
@@ -270,8 +292,8 @@ def build_sr(
     groups: list[hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
                  | hd.sr.MeasurementsAndQualitativeEvaluations] = []
     if seg is not None:
-        groups += [_structure_group(by_key[s.structure.key], s, seg, algorithm, source.series_instance_uid)
-                   for s in segments]
+        groups += [_structure_group(by_key[s.structure.key], s, seg, algorithm, source.series_instance_uid,
+                                    report.uncertainty_measure) for s in segments]
     groups += [_group_group(g, uids, algorithm) for g in report.groups]
     groups += [_screening_group(s, uids, algorithm) for s in report.screening]
     groups.append(_parameters_group(report, uids, algorithm, uncertainty_threshold))

@@ -28,6 +28,7 @@ __all__ = [
     "COMPLETENESS_VALUES",
     "GROUP_FINDINGS",
     "SCREENING_VALUES",
+    "UNCERTAINTY_MEASURES",
     "coded",
 ]
 
@@ -66,6 +67,9 @@ METER = Code("m", "UCUM", "m", f"{_PS316} CID 7063")
 MILLIMETER = Code("mm", "UCUM", "mm", f"{_PS316} CID 7460 (also CID 7181)")
 RATIO = Code("{ratio}", "UCUM", "ratio", f"{_PS316} CID 7181")
 NO_UNITS = Code("1", "UCUM", "no units", f"{_PS316} CID 7181")
+NAT = Code("{nat}", "UCUM", "nat",
+           "UCUM annotation (a unit of 1 with the annotation nat, UCUM 4.2.3; PS3.16 CID 82 admits any UCUM unit): "
+           "the natural unit of information, ln 2 bit; UCUM defines bit but no nat")
 
 # --- Values of qualitative evaluations ------------------------------------------------------------------------
 YES = Code("373066001", "SCT", "Yes", f"{_PS316} CID 230")
@@ -79,9 +83,26 @@ SMI = Code("SARCO-1001", PRIVATE_SCHEME, "Skeletal muscle index",
 FRACTION_IN_WINDOW = Code("SARCO-1002", PRIVATE_SCHEME,
                           "Fraction of voxels in the skeletal muscle attenuation window", _PRIV)
 UNCERTAINTY = Code("SARCO-1003", PRIVATE_SCHEME, "Segmentation uncertainty",
-                   f"{_PRIV}; the engine's mean voxel predictive uncertainty inside the structure")
+                   f"{_PRIV}; no longer written (until issue 11 it stood for either measure, which only an engine "
+                   "note told apart): SARCO-1006 and SARCO-1007 replace it")
 UNCERTAINTY_FLAG = Code("SARCO-1004", PRIVATE_SCHEME, "Segmentation uncertainty above QA threshold", _PRIV)
-UNCERTAINTY_THRESHOLD = Code("SARCO-1005", PRIVATE_SCHEME, "Segmentation uncertainty QA threshold", _PRIV)
+UNCERTAINTY_THRESHOLD = Code("SARCO-1005", PRIVATE_SCHEME, "Segmentation uncertainty QA threshold",
+                             f"{_PRIV}; no longer written: SARCO-1008 and SARCO-1009 replace it")
+UNCERTAINTY_VARIANCE = Code(
+    "SARCO-1006", PRIVATE_SCHEME, "Segmentation uncertainty, mean predictive variance",
+    f"{_PRIV}; the mean over the structure's voxels of the predictive variance of the class probabilities over "
+    "the Monte-Carlo dropout samples (per-class variance, summed over classes): a variance of probabilities, "
+    "without unit (UCUM 1)",
+)
+UNCERTAINTY_ENTROPY = Code(
+    "SARCO-1007", PRIVATE_SCHEME, "Segmentation uncertainty, mean predictive entropy",
+    f"{_PRIV}; the mean over the structure's voxels of the entropy of the mean class probability, "
+    "-sum p ln p, in nats (natural logarithm; UCUM annotation {nat}: UCUM has bit but no nat)",
+)
+UNCERTAINTY_THRESHOLD_VARIANCE = Code("SARCO-1008", PRIVATE_SCHEME, "QA threshold of the mean predictive variance",
+                                      f"{_PRIV}; the threshold SARCO-1006 is compared with (SARCO-1004)")
+UNCERTAINTY_THRESHOLD_ENTROPY = Code("SARCO-1009", PRIVATE_SCHEME, "QA threshold of the mean predictive entropy",
+                                     f"{_PRIV}; the threshold SARCO-1007 is compared with (SARCO-1004)")
 COMPLETENESS = Code("SARCO-1010", PRIVATE_SCHEME, "Muscle group completeness", _PRIV)
 COMPLETE = Code("SARCO-1011", PRIVATE_SCHEME, "Complete", _PRIV)
 TRUNCATED = Code("SARCO-1012", PRIVATE_SCHEME, "Truncated by the scan", _PRIV)
@@ -135,6 +156,12 @@ COMPLETENESS_VALUES: dict[Completeness, Code] = {
     Completeness.NOT_IN_SCAN: NOT_IN_SCAN,
     Completeness.NOT_PRODUCED: NOT_PRODUCED,
 }
+
+UNCERTAINTY_MEASURES: dict[str, tuple[Code, Code, Code]] = {
+    "variance": (UNCERTAINTY_VARIANCE, UNCERTAINTY_THRESHOLD_VARIANCE, NO_UNITS),
+    "entropy": (UNCERTAINTY_ENTROPY, UNCERTAINTY_THRESHOLD_ENTROPY, NAT),
+}
+"""Per `engines.base.UNCERTAINTY_MEASURES` value: (the structure's value, the QA threshold, their unit)."""
 
 SCREENING_VALUES: dict[Classification, Code] = {
     Classification.SUSPECTED: YES,

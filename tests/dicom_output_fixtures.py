@@ -73,7 +73,8 @@ def crafted_analysis(folder: Path, calibration: Calibration | None = None, *, la
     segmentation = Segmentation(
         labels=crafted_labels(), structures=declared_structures(), engine_name="bayesian-unet",
         engine_version="2.1", structure_uncertainty={"gluteus_maximus_right": 0.31, "gluteus_maximus_left": 0.05},
-        uncertainty_threshold=0.2, notes=("crafted label map for tests",), landmarks=landmarks, extents=extents,
+        uncertainty_threshold=0.2, uncertainty_measure="variance", notes=("crafted label map for tests",),
+        landmarks=landmarks, extents=extents,
     )
     rule = DensityRule(DensityKind.CONSTANT, 1.04, False, (-29.0, 150.0))
     report = measure(volume, segmentation, rule, choose_height(1.62, None, None), calibration=calibration)

@@ -136,6 +136,17 @@ def test_a_bone_has_volume_and_attenuation_but_no_mass_in_the_files(crafted: Cra
     assert (row["mass_g"], row["volume_cm3"] != "") == ("", True)
 
 
+def test_the_files_say_which_uncertainty_measure_the_values_are(crafted: Crafted, tmp_path: Path) -> None:
+    """Issue 11, defect 12: the measure (predictive variance or entropy) next to the values, not in a note only."""
+    files = write_result_files(tmp_path, crafted.volume, crafted.segmentation, crafted.report, None).files
+    assert json.loads(files["json"].read_text())["uncertainty_measure"] == "variance"
+    with files["csv"].open() as handle:
+        rows = {r["key"]: r for r in csv.DictReader(handle) if r["kind"] == "structure"}
+    assert (rows["gluteus_maximus_right"]["uncertainty"], rows["gluteus_maximus_right"]["uncertainty_measure"]) == (
+        "0.31000", "variance")
+    assert rows["femur_left"]["uncertainty_measure"] == ""  # no uncertainty for it, so no measure
+
+
 def test_the_study_never_takes_the_in_scan_mass_for_the_group_mass(crafted: Crafted, tmp_path: Path) -> None:
     files = write_result_files(tmp_path, crafted.volume, crafted.segmentation, crafted.report, None).files
     for path in (files["json"], files["csv"]):

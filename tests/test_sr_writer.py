@@ -5,6 +5,7 @@ table."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import highdicom as hd
@@ -103,7 +104,7 @@ def test_structure_groups_round_trip_exactly(written: tuple[Crafted, DicomOutput
         assert (mass.value if mass else None) == m.mass_g
         assert mass is None or mass.unit.value == "g"
         assert g.measurement("SARCO-1002").value == m.fraction_in_window
-        uncertainty = g.measurement("SARCO-1003")
+        uncertainty = g.measurement("SARCO-1006")  # the crafted engine gives the predictive variance
         assert (uncertainty.value if uncertainty else None) == m.uncertainty
         flag = g.evaluation("SARCO-1004")
         assert (flag.value if flag else None) == {None: None, True: "373066001", False: "373067005"}[m.qa_flag]
@@ -234,7 +235,7 @@ def test_analysis_parameters(written: tuple[Crafted, DicomOutputs], sr_info: SrI
     assert g.measurement("8302-2").unit.value == "m"
     assert g.measurement("SARCO-1032").value == -29.0
     assert g.measurement("SARCO-1033").value == 150.0
-    assert g.measurement("SARCO-1005").value == 0.2
+    assert g.measurement("SARCO-1008").value == 0.2
     assert g.text("SARCO-1030").startswith("explicit")
     assert g.text("SARCO-1031") == crafted.report.density_rule
     assert g.text("SARCO-1034") == "crafted label map for tests"
@@ -325,3 +326,49 @@ def test_code_table() -> None:
 
 def _coded(code: Code) -> CodedValue:
     return CodedValue(code.value, code.scheme, code.meaning)
+
+
+# --- issue 11, defect 12: which uncertainty measure, coded apart with its unit -------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "concept", "threshold_concept", "unit"), [
+    ("variance", "SARCO-1006", "SARCO-1008", "1"),
+    ("entropy", "SARCO-1007", "SARCO-1009", "{nat}"),
+])
+def test_the_uncertainty_measure_has_its_own_concept_and_unit(written: tuple[Crafted, DicomOutputs],
+                                                              tmp_path: Path, kind: str, concept: str,
+                                                              threshold_concept: str, unit: str) -> None:
+    """Predictive variance and predictive entropy shared SARCO-1003 with unit "1"; which one it was stood only in
+    an engine note. Each has its own concept (value and QA threshold) with its unit; the generic one is gone."""
+    crafted, _ = written
+    segmentation = replace(crafted.segmentation, uncertainty_measure=kind)
+    report = measure(crafted.volume, segmentation, DensityRule(DensityKind.CONSTANT, 1.04, False, (-29.0, 150.0)),
+                     choose_height(1.62, None, None))
+    assert report.uncertainty_measure == kind
+    outputs = write_dicom_outputs(crafted.folder, crafted.volume, segmentation, report, tmp_path,
+                                  settings_digest=kind)
+    verdict = dciodvfy(outputs.sr)
+    assert verdict.errors == ()
+    assert verdict.unexpected_warnings() == []
+    info = read_sr(outputs.sr)
+    groups = _structure_groups(info)
+    value = groups["Right gluteus maximus"].measurement(concept)
+    assert (value.value, value.unit.value) == (0.31, unit)
+    assert all(g.measurement("SARCO-1003") is None for g in info.groups)
+    parameters = next(g for g in info.groups if g.tracking_identifier == "Analysis parameters")
+    threshold = parameters.measurement(threshold_concept)
+    assert (threshold.value, threshold.unit.value) == (0.2, unit)
+    assert parameters.measurement("SARCO-1005") is None
+    meaning = {"variance": "predictive variance", "entropy": "predictive entropy"}[kind]
+    assert f'{meaning}")="0.31" ({unit},UCUM,' in dsrdump(outputs.sr)
+
+
+def test_an_engine_giving_uncertainties_must_say_which_measure() -> None:
+    labels = np.zeros((2, 2, 2), np.uint8)
+    structures = (CATALOGUE.by_key("gluteus_maximus_left"),)
+    with pytest.raises(ValueError, match="uncertainty_measure"):
+        Segmentation(labels, structures, "e", "1", structure_uncertainty={"gluteus_maximus_left": 0.1})
+    with pytest.raises(ValueError, match="uncertainty_measure"):
+        Segmentation(labels, structures, "e", "1", structure_uncertainty={"gluteus_maximus_left": 0.1},
+                     uncertainty_measure="mutual information")
+    assert Segmentation(labels, structures, "e", "1").uncertainty_measure is None

@@ -231,7 +231,7 @@ def test_engine_runs_through_measurement_seg_and_sr(trained: dict[str, object], 
     sr = read_sr(result.dicom.sr)
     groups = {g.tracking_identifier: g for g in sr.groups}
     for key in LARGE_KEYS:
-        uncertainty = groups[measured[key].name].measurement("SARCO-1003")
+        uncertainty = groups[measured[key].name].measurement("SARCO-1006")  # predictive variance (default)
         assert uncertainty is not None
         assert uncertainty.value == pytest.approx(measured[key].uncertainty, rel=1e-6)
 

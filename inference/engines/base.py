@@ -17,11 +17,16 @@ import numpy as np
 from sarcoscreen.inference.catalogue import Side, Structure
 from sarcoscreen.inference.volume import Volume
 
-__all__ = ["Certainty", "Engine", "EngineError", "ExtentStatus", "Landmark", "Progress", "Segmentation",
-           "StructureExtent"]
+__all__ = ["UNCERTAINTY_MEASURES", "Certainty", "Engine", "EngineError", "ExtentStatus", "Landmark", "Progress",
+           "Segmentation", "StructureExtent"]
 
 Progress = Callable[[str, int, int], None]
 """Progress callback: (step description, done, total)."""
+
+UNCERTAINTY_MEASURES = ("variance", "entropy")
+"""The voxel uncertainties an engine may give (`Segmentation.uncertainty_measure`): the predictive variance of the
+class probabilities over Monte-Carlo samples (summed over classes; no unit) and the predictive entropy of the mean
+probability (natural logarithm: nats)."""
 
 
 class EngineError(Exception):
@@ -99,6 +104,9 @@ class Segmentation:
     """Optional structure key -> mean voxel uncertainty inside the predicted structure."""
     uncertainty_threshold: float | None = None
     """Structures whose uncertainty exceeds this are flagged for QA."""
+    uncertainty_measure: str | None = None
+    """Which uncertainty the values are (`UNCERTAINTY_MEASURES`): ``variance``, the predictive variance of the
+    class probabilities (no unit), or ``entropy``, the predictive entropy (nats). Required with uncertainties."""
     notes: tuple[str, ...] = ()
     """What the engine wants a reader to know (approximations, corrections, ...)."""
     extents: tuple[StructureExtent, ...] = ()
@@ -110,6 +118,10 @@ class Segmentation:
             raise ValueError(f"labels must be uint8, got {self.labels.dtype}")
         if self.voxel_uncertainty is not None and self.voxel_uncertainty.shape != self.labels.shape:
             raise ValueError("voxel_uncertainty must have the shape of labels")
+        given = bool(self.structure_uncertainty) or self.voxel_uncertainty is not None
+        if (given or self.uncertainty_measure is not None) and self.uncertainty_measure not in UNCERTAINTY_MEASURES:
+            raise ValueError(f"uncertainty_measure {self.uncertainty_measure!r}: an engine giving uncertainties must "
+                             f"say which measure they are, one of {', '.join(UNCERTAINTY_MEASURES)}")
 
     def landmark(self, name: str, side: Side | None = None) -> Landmark | None:
         return next((lm for lm in self.landmarks if lm.name == name and (side is None or lm.side is side)), None)

@@ -147,6 +147,7 @@ class BayesianUNetEngine:
             voxel_uncertainty=uncertainty,
             structure_uncertainty={CATALOGUE.by_label(v).key: u for v, u in by_label.items()},
             uncertainty_threshold=self.uncertainty_threshold,
+            uncertainty_measure=self.uncertainty,
             notes=self._notes(mapping.body_outside(hu)),
         )
 

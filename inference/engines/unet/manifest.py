@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sarcoscreen.inference.catalogue import CATALOGUE, Structure, UnknownStructureError
-from sarcoscreen.inference.engines.base import EngineError
+from sarcoscreen.inference.engines.base import UNCERTAINTY_MEASURES, EngineError
 
 __all__ = [
     "FORMAT",
@@ -42,7 +42,6 @@ FORMAT = "sarcoscreen-unet-bundle"
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "model.safetensors"
-UNCERTAINTY_MEASURES = ("variance", "entropy")
 SYNTHETIC_WARNING = ("this model bundle was trained on SYNTHETIC data (digital phantoms): it is for testing the "
                      "software only and must never be used on patients")
 
