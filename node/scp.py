@@ -19,7 +19,10 @@ transcoded), and Verification (Annex A). What happens to one C-STORE request, on
 
 Nothing slow runs here: series stability, routing and analysis run elsewhere. Access control: the Called AE
 Title must be ours (configurable) and, when an allow-list is set, the Calling AE Title (optionally with the
-peer's address) must be on it; otherwise the association is rejected (PS3.8 Table 9-21, reasons 3 and 7).
+peer's address) must be on it; otherwise the association is rejected (PS3.8 Table 9-21, reasons 3 and 7). At
+most `max_associations` associations are open at once (the next is rejected-transient, local limit exceeded).
+With TLS, the handshake runs on the connection's own thread and a failed one is logged with the peer's address and
+the reason (`sarcoscreen.node.association_server`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, Association, evt
+from pynetdicom import ALL_TRANSFER_SYNTAXES, Association, evt
 from pynetdicom.sop_class import (
     CTImageStorage,
     EnhancedCTImageStorage,
@@ -40,6 +43,7 @@ from pynetdicom.sop_class import (
 )
 
 from sarcoscreen.inference.error_text import error_text
+from sarcoscreen.node.association_server import NodeAE
 from sarcoscreen.node.received_header import HeaderAttributes, TransferSyntaxMismatchError, read_header_attributes
 from sarcoscreen.node.spool import (
     InsufficientStorageError,
@@ -264,7 +268,7 @@ class StorageSCP:
         self.max_associations = max_associations
         self._admitted: set[Association] = set()
         self._admission = threading.Lock()
-        ae = AE(ae_title=ae_title)
+        ae = NodeAE(ae_title=ae_title)
         # pynetdicom counts every acceptor thread against its limit, including connections that never sent an
         # A-ASSOCIATE-RQ (a port probe's thread waits for one for the ACSE timeout): the node admits by its own
         # count (`_admit`), so pynetdicom's must never be the one reached.

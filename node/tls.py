@@ -2,7 +2,7 @@
 
 The node's SCP uses a server certificate and, when configured, requires clients to present a certificate signed
 by the given CA bundle; the sender verifies the destination's certificate against a CA bundle and may present a
-client certificate of its own.
+client certificate of its own. `handshake_failure` says in a few words why a handshake failed, for the log.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-__all__ = ["TlsConfigError", "client_context", "server_context"]
+__all__ = ["TlsConfigError", "client_context", "handshake_failure", "server_context"]
 
 
 class TlsConfigError(Exception):
@@ -56,3 +56,45 @@ def client_context(ca_certificates: Path | None = None, certificate: Path | None
     if certificate is not None and private_key is not None:
         _load_chain(context, certificate, private_key)
     return context
+
+
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST", "UNKNOWN_PROTOCOL",
+                      "PACKET_LENGTH_TOO_LONG", "RECORD_LENGTH_MISMATCH"})
+"""OpenSSL's reasons when the first bytes are not a TLS record: a DICOM A-ASSOCIATE-RQ, an HTTP request..."""
+_NO_VERSION = frozenset({"UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE", "TLSV1_ALERT_PROTOCOL_VERSION",
+                         "VERSION_TOO_LOW"})
+_CLOSED = frozenset({"UNEXPECTED_EOF_WHILE_READING", "EOF_IN_VIOLATION_OF_PROTOCOL"})
+
+
+def handshake_failure(exc: BaseException, timeout_s: float | None = None) -> str:
+    """Why a server-side TLS handshake failed, in words: "plain TCP, not TLS", "no client certificate (one is
+    required)", "certificate verify failed: <OpenSSL's verify message>", "the peer refused our certificate (TLS
+    alert unknown ca)"... Built from OpenSSL's reason code and verify message only: nothing the peer sent."""
+    if isinstance(exc, TimeoutError):
+        return f"no TLS handshake within {timeout_s:g} s" if timeout_s is not None else "no TLS handshake in time"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLEOFError | ConnectionError):
+        return "the peer closed the connection during the handshake"
+    if not isinstance(exc, ssl.SSLError):
+        return f"{type(exc).__name__}: {exc.strerror or 'connection error'}" if isinstance(exc, OSError) \
+            else type(exc).__name__
+    reason = str(exc.reason or "")
+    if reason in _NOT_TLS:
+        return "plain TCP, not TLS (the peer did not start a TLS handshake)"
+    if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
+        return "no client certificate (one is required)"
+    if reason in _NO_VERSION:
+        return "no TLS version in common (TLS 1.2 or newer is required)"
+    if reason == "NO_SHARED_CIPHER":
+        return "no cipher suite in common"
+    if reason in _CLOSED:
+        return "the peer closed the connection during the handshake"
+    alert = next((reason[len(prefix):] for prefix in ("TLSV1_ALERT_", "SSLV3_ALERT_", "TLSV13_ALERT_")
+                  if reason.startswith(prefix)), None)
+    if alert is not None:
+        text = alert.lower().replace("_", " ")
+        if alert in ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN", "CERTIFICATE_EXPIRED"):
+            return f"the peer refused our certificate (TLS alert {text})"
+        return f"the peer ended the handshake (TLS alert {text})"
+    return reason.lower().replace("_", " ") or "TLS error"
