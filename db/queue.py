@@ -119,8 +119,15 @@ def backoff_seconds(attempt: int, base_s: float, max_s: float) -> float:
     return min(max_s, base_s * 2 ** max(0, attempt - 1))
 
 
-def _set_series_state(session: Session, job: Job, state: SeriesState, reason: str | None = None) -> None:
-    """Give the job's series `state`, unless a newer job of the series decides it."""
+def _set_series_state(session: Session, job: Job, state: SeriesState, reason: str | None = None, *,
+                      outcome: bool = False) -> None:
+    """Give the job's series `state`, unless a newer job of the series decides it.
+
+    With `outcome` (the job's own end: done, failed, lease expired) a series that is ``receiving`` keeps that
+    state: instances arrived after it was decided (while the job ran), so the series watcher decides it anew once
+    it is idle - a re-run with every instance, or back to this job's state with re-runs off. Overwriting it would
+    leave the late instances unanalysed for good.
+    """
     newer = session.execute(
         select(func.count()).select_from(Job).where(Job.series_id == job.series_id, Job.id > job.id)
     ).scalar_one()
@@ -129,7 +136,10 @@ def _set_series_state(session: Session, job: Job, state: SeriesState, reason: st
     values: dict[str, object] = {"state": state}
     if state is SeriesState.SKIPPED:
         values["skip_reason"] = reason
-    session.execute(update(Series).where(Series.id == job.series_id).values(**values))
+    statement = update(Series).where(Series.id == job.series_id)
+    if outcome:
+        statement = statement.where(Series.state != SeriesState.RECEIVING)
+    session.execute(statement.values(**values))
 
 
 def enqueue(session: Session, series_id: int, *, reason: str, max_attempts: int) -> Job:
@@ -206,7 +216,7 @@ def complete(session: Session, job_id: int, token: str, *, series_state: SeriesS
     job.lease_owner = None
     job.lease_expires_at = None
     job.error = None
-    _set_series_state(session, job, series_state, skip_reason)
+    _set_series_state(session, job, series_state, skip_reason, outcome=True)
     if series_state is SeriesState.SKIPPED:
         record_event(session, "series.skipped", f"job {job.id}: skipped: {skip_reason}", level=EventLevel.WARNING,
                      series_id=job.series_id, job_id=job.id)
@@ -224,7 +234,7 @@ def _end_attempt(session: Session, job: Job, error: str, now: datetime, backoff_
     if permanent or job.attempts >= job.max_attempts:
         job.status = JobStatus.FAILED
         job.finished_at = now
-        _set_series_state(session, job, SeriesState.FAILED)
+        _set_series_state(session, job, SeriesState.FAILED, outcome=True)
         record_event(session, "job.failed", f"job {job.id} failed after attempt {job.attempts} of "
                      f"{job.max_attempts}: {error}", level=EventLevel.ERROR, series_id=job.series_id, job_id=job.id)
         return JobStatus.FAILED
