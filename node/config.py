@@ -384,6 +384,9 @@ class WorkerSettings(_Section):
 
     concurrency: Annotated[int, Field(ge=1)] = Field(
         default=1, description="Worker processes (each runs one job at a time; with a GPU, one per GPU).")
+    max_volume_mb: Annotated[int, Field(ge=1)] = Field(
+        default=8192, description="Largest CT volume (its HU array, in MiB) a worker loads; a series whose header "
+        "declares more fails at once, before anything is allocated.")
 
 
 class DeliverySettings(_Section):

@@ -17,8 +17,13 @@
    result, the outputs and one outbox row per output and ``[[destinations]]`` entry, cancel unsent deliveries of
    older jobs of the series (superseded), mark the job ``done`` and the series ``processed``.
 
-Any exception in 3-5 fails the attempt with its text (`fail`: retried after a backoff, ``failed`` after the last
-attempt). A worker killed mid-job leaves its job ``running``; when the lease expires the job goes back to the
+Any exception in 3-5 fails the attempt with its text, scrubbed of anything that could be a DICOM value
+(`sarcoscreen.inference.error_text`). A problem of the input - the loader refuses the series, the engine refuses
+its images, the source cannot be referenced, instances were purged - fails the job at once (``failed``: the next
+attempt would meet the same files); anything else is retried after a backoff and ``failed`` after the last attempt
+(`fail`; the table is in docs/node.md, "Failed attempts"). Malformed patient or study values do not fail a job:
+the outputs carry them repaired or leave them out, and an ``output.repaired`` event names the attributes. A worker
+killed mid-job leaves its job ``running``; when the lease expires the job goes back to the
 queue and another worker runs it - the deterministic output UIDs make the second run's objects the same ones.
 
 With ``--concurrency N`` (N > 1) the parent process starts N worker processes (``spawn``) and restarts one that
@@ -34,7 +39,6 @@ import os
 import signal
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,9 +81,10 @@ from sarcoscreen.inference.catalogue import CATALOGUE, Group
 from sarcoscreen.inference.engines import Engine as Segmenter
 from sarcoscreen.inference.engines import EngineError
 from sarcoscreen.inference.engines.base import Segmentation
+from sarcoscreen.inference.error_text import error_text
 from sarcoscreen.inference.height import choose_height
 from sarcoscreen.inference.measure import MeasurementReport, measure
-from sarcoscreen.inference.series_loader import SeriesLoadError, load_series
+from sarcoscreen.inference.series_loader import SeriesLoadError, VolumeTooLargeError, load_series
 from sarcoscreen.node.analyze_command import (
     calibration_from,
     density_rule_from,
@@ -95,7 +100,12 @@ logger = logging.getLogger(__name__)
 
 
 class AttemptFailedError(Exception):
-    """An attempt failed for a reason stated in words (stored as the job's error)."""
+    """An attempt failed for a reason stated in words (stored as the job's error). `permanent`: a problem of the
+    input that every later attempt would meet again, so the job fails at once instead of being retried."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,8 @@ class _Analysis:
     instance_count: int
     skip_reason: str | None = None
     omitted: tuple[tuple[str, str], ...] = ()
+    repaired: tuple[str, ...] = ()
+    """What was done to malformed source attributes in the outputs (attribute names, never values)."""
     steps: dict[str, float] = field(default_factory=dict)
     """Seconds per step (logged when the job is done)."""
 
@@ -225,9 +237,10 @@ class Worker:
                 return
             except Exception as exc:
                 error = str(exc) if isinstance(exc, AttemptFailedError) else _describe_unexpected(exc)
+                permanent = isinstance(exc, AttemptFailedError) and exc.permanent
                 try:
                     status = fail(self.db, claimed.id, claimed.lease_token, error, backoff_s=queue.backoff_s,
-                                  backoff_max_s=queue.backoff_max_s)
+                                  backoff_max_s=queue.backoff_max_s, permanent=permanent)
                 except LeaseLostError:
                     logger.warning("job %d: attempt failed after the lease was lost: %s", claimed.id, error)
                     return
@@ -244,7 +257,7 @@ class Worker:
             try:
                 self._segmenter = engine_from(self.settings)
             except EngineError as exc:
-                raise AttemptFailedError(f"the engine cannot be created: {exc}") from None
+                raise AttemptFailedError(f"the engine cannot be created: {error_text(exc)}") from None
         return self._segmenter
 
     def _calibration_for_jobs(self) -> Calibration | None:
@@ -252,7 +265,7 @@ class Worker:
             try:
                 self._calibration = calibration_from(self.settings)
             except CalibrationError as exc:
-                raise AttemptFailedError(f"the calibration file cannot be used: {exc}") from None
+                raise AttemptFailedError(f"the calibration file cannot be used: {error_text(exc)}") from None
             self._calibration_loaded = True
         return self._calibration
 
@@ -268,7 +281,8 @@ class Worker:
                 Instance.series_id == claimed.series_id, Instance.state == InstanceState.PURGED)).scalar_one()
             if purged:
                 raise AttemptFailedError(f"{purged} instances of the series were purged by retention "
-                                         "(storage.retention_days): send the whole series again to analyse it")
+                                         "(storage.retention_days): send the whole series again to analyse it",
+                                         permanent=True)
             files, missing = [], 0
             for row in rows:
                 path = spool / row.spool_path
@@ -308,15 +322,18 @@ class Worker:
         calibration = self._calibration_for_jobs()
         step("prepare")
         try:
-            volume = load_series(files, series_instance_uid=claimed.series_instance_uid)
-        except SeriesLoadError as exc:
-            raise AttemptFailedError(f"the series cannot be loaded: {exc}") from None
+            volume = load_series(files, series_instance_uid=claimed.series_instance_uid,
+                                 max_volume_bytes=settings.worker.max_volume_mb << 20)
+        except SeriesLoadError as exc:  # a problem of the input: the same files fail the same way
+            limit = " (worker.max_volume_mb)" if isinstance(exc, VolumeTooLargeError) else ""
+            raise AttemptFailedError(f"the series cannot be loaded: {error_text(exc)}{limit}", permanent=True) from None
         step("load")
         beat.check()
         try:
             segmentation = segmenter.segment(volume)
-        except EngineError as exc:
-            raise AttemptFailedError(f"engine {segmenter.name} {segmenter.version}: {exc}") from None
+        except EngineError as exc:  # the engine refuses these images (e.g. not axial): the same every time
+            raise AttemptFailedError(f"engine {segmenter.name} {segmenter.version}: {error_text(exc)}",
+                                     permanent=True) from None
         step("engine")
         beat.check()
         if settings.routing.require_gluteal_region:
@@ -337,13 +354,14 @@ class Worker:
                                           settings_digest=settings_digest(settings, calibration),
                                           options=dicom_options_from(settings), picture=picture,
                                           modes=settings.storage.modes)
-        except DicomOutputError as exc:
-            raise AttemptFailedError(f"DICOM outputs not written: {exc}") from None
+        except DicomOutputError as exc:  # the source cannot be referenced (no UIDs, instances missing)
+            raise AttemptFailedError(f"DICOM outputs not written: {error_text(exc)}", permanent=True) from None
         for kind, path in (("seg", outputs.seg), ("sr", outputs.sr), ("key_image", outputs.key_image)):
             if path is not None:
                 result_files[kind] = path
         step("dicom outputs")
-        return _Analysis(report, folder, result_files, len(files), omitted=outputs.omitted, steps=steps)
+        return _Analysis(report, folder, result_files, len(files), omitted=outputs.omitted,
+                         repaired=outputs.notes, steps=steps)
 
     def _store(self, claimed: ClaimedJob, analysis: _Analysis) -> None:
         """Results, outputs, outbox rows and the job's end: one transaction (or nothing)."""
@@ -373,6 +391,10 @@ class Worker:
             for kind, reason in analysis.omitted:
                 record_event(session, "output.omitted", f"job {job.id}: {kind} not written: {reason}",
                              level=EventLevel.WARNING, series_id=claimed.series_id, job_id=job.id)
+            if analysis.repaired:
+                record_event(session, "output.repaired", f"job {job.id}: malformed source attributes in the "
+                             f"outputs: {'; '.join(analysis.repaired)}", level=EventLevel.WARNING,
+                             series_id=claimed.series_id, job_id=job.id)
             complete(session, claimed.id, claimed.lease_token, message=note)
 
 
@@ -424,10 +446,8 @@ def _store_outputs(session: Session, job: Job, files: dict[str, Path], outputs_r
 
 
 def _describe_unexpected(exc: BaseException) -> str:
-    """An unexpected exception as error text: its type, message and where it happened (no data values)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
-    return f"internal error{where}: {type(exc).__name__}: {exc}"
+    """An unexpected exception as error text: its type, scrubbed message and where it happened."""
+    return f"internal error: {error_text(exc, location=True)}"
 
 
 # --- processes -------------------------------------------------------------------------------------------------

@@ -79,6 +79,8 @@ class DicomOutputs:
     segments: tuple[SegSegment, ...] = ()
     omitted: tuple[tuple[str, str], ...] = ()
     """(object, reason) for each object not written."""
+    notes: tuple[str, ...] = ()
+    """Malformed source attributes repaired or left out in the copies (`SourceInstances.notes`; names, no values)."""
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -182,7 +184,7 @@ def _write(source: Path | Sequence[Path], volume: Volume, segmentation: Segmenta
             key_path = _save(key, paths["key_image"], modes)
     for kind, _ in omitted:
         paths[kind].unlink(missing_ok=True)
-    return DicomOutputs(out_dir, uids, sr_path, seg_path, key_path, segments, tuple(omitted))
+    return DicomOutputs(out_dir, uids, sr_path, seg_path, key_path, segments, tuple(omitted), instances.notes)
 
 
 def _content(volume: Volume, segmentation: Segmentation, report: MeasurementReport,

@@ -1,17 +1,21 @@
-"""The worker in-process on real spool files and a real database (SQLite and PostgreSQL): an attempt that fails
-(here the loader refuses the series) is retried after the backoff and then failed with its error text; a phantom
-series' measurements are stored as the job's measurements.json has them."""
+"""The worker in-process on real spool files and a real database (SQLite and PostgreSQL): an input problem (the
+loader refuses the series) fails the job at once with its reason, a transient failure is retried after the backoff
+and then failed with its error text; malformed patient and study values neither fail the job nor reach a log or
+the database; a phantom series' measurements are stored as the job's measurements.json has them."""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pydicom
 import pytest
-from ct_series_factory import write_ct_series
+from ct_series_factory import CTSeries, edit_file, write_ct_series
+from invalid_values import invalid_series_transform, markers, without_uids
 from node_support import jobs_of, rows
-from sqlalchemy import select
+from pydicom.dataset import Dataset
+from sqlalchemy import Engine, select
 
 from sarcoscreen.db.models import (
     Completeness,
@@ -32,23 +36,89 @@ from sarcoscreen.node.stability import SeriesWatcher
 from sarcoscreen.node.worker import Worker
 
 
-def test_a_failing_attempt_is_retried_then_failed_with_its_error(db_url: str, tmp_path: Path) -> None:
-    settings = Settings.model_validate({
+def _settings(db_url: str, tmp_path: Path, **sections: dict[str, object]) -> Settings:
+    values: dict[str, dict[str, object]] = {
         "database": {"url": db_url},
         "storage": {"data_dir": str(tmp_path / "data"), "min_free_mb": 0},
         "network": {"stable_age_s": 0.001},
         "queue": {"max_attempts": 2, "backoff_s": 0, "backoff_max_s": 0, "lease_s": 60, "heartbeat_s": 5},
-    })
-    # 25 slices, one with another pixel spacing: routing accepts the series, the loader refuses it.
-    series = write_ct_series(tmp_path / "ct", 25, Modality="CT",
-                             transform=lambda ds, n: setattr(ds, "PixelSpacing", ["0.5", "0.5"]) if n == 7 else None)
+    }
+    for name, section in sections.items():
+        values[name] = {**values.get(name, {}), **section}
+    return Settings.model_validate(values)
+
+
+def _queue_series(engine: Engine, settings: Settings, series: CTSeries) -> None:
+    """Put the series' files into the spool, index them and let the watcher queue the job (as `serve` would)."""
     spool = Spool(settings.storage.spool, settings.storage.quarantine)
     for path, uid in zip(series.files, series.sop_instance_uids, strict=True):
         spool.store(path.read_bytes(), series.series_instance_uid, uid)
+    assert reconcile(engine, spool).indexed == len(series.files)
+    assert [o.outcome for o in SeriesWatcher(engine, settings).run_once()] == ["queued"]
+
+
+def _events(engine: Engine, job_id: int) -> list[str]:
+    return rows(engine, select(Event.kind).where(Event.job_id == job_id).order_by(Event.id))
+
+
+def _huge(ds: Dataset, _: int) -> None:
+    ds.Rows = ds.Columns = 65535
+
+
+# Input problems that no later attempt can change: (how the series is written, the start of the job's error).
+PERMANENT: dict[str, tuple[dict[str, object], str]] = {
+    "mixed pixel grid": (
+        {"transform": lambda ds, n: setattr(ds, "PixelSpacing", ["0.5", "0.5"]) if n == 7 else None},
+        "the series cannot be loaded: the images differ in Rows, Columns or PixelSpacing"),
+    "duplicated position": (
+        {"transform": lambda ds, n: setattr(ds, "ImagePositionPatient", ["-12", "-30", "100"]) if n == 3 else None},
+        "the series cannot be loaded: 1 slice position(s) hold more than one image"),
+    "missing pixel data": ({}, "the series cannot be loaded: PixelData (7FE0,0010) is missing"),
+    "pixel spacing 0": ({"transform": lambda ds, n: setattr(ds, "PixelSpacing", ["0", "0"])},
+                        "the series cannot be loaded: PixelSpacing (0028,0030) is not two positive numbers"),
+    "65535 x 65535": ({"transform": _huge}, "the series cannot be loaded: Rows x Columns 65535 x 65535"),
+    "beyond worker.max_volume_mb": (
+        {"rows": 256, "columns": 256},
+        "the series cannot be loaded: the volume of 25 slices of 256 x 256 pixels would take 3.1 MiB as int16 HU, "
+        "more than the limit of 1.0 MiB (worker.max_volume_mb)"),
+}
+
+
+@pytest.mark.parametrize("problem", PERMANENT)
+def test_an_input_problem_fails_the_job_at_once_with_its_reason(db_url: str, tmp_path: Path, problem: str) -> None:
+    options, reason = PERMANENT[problem]
+    limit = {"worker": {"max_volume_mb": 1}} if "max_volume_mb" in problem else {}
+    settings = _settings(db_url, tmp_path, queue={"max_attempts": 3}, **limit)
+    series = write_ct_series(tmp_path / "ct", 25, **options)  # type: ignore[arg-type]
     engine = create_engine_from_url(db_url)
     try:
-        assert reconcile(engine, spool).indexed == 25
-        assert [o.outcome for o in SeriesWatcher(engine, settings).run_once()] == ["queued"]
+        _queue_series(engine, settings, series)
+        if problem == "missing pixel data":  # accepted and indexed, then refused by the loader
+            edit_file(next(settings.storage.spool.rglob("*.dcm")), lambda ds: delattr(ds, "PixelData"))
+        worker = Worker(settings, engine)
+        assert worker.run_one()
+        assert not worker.run_one()  # nothing left: not queued again
+        (job,) = jobs_of(engine)
+        state = rows(engine, select(Series.state))
+        kinds = _events(engine, job.id)
+    finally:
+        engine.dispose()
+    assert (job.status, job.attempts) == (JobStatus.FAILED, 1)
+    assert job.error.startswith(reason), job.error
+    assert state == [SeriesState.FAILED]
+    assert kinds == ["job.queued", "job.claimed", "job.failed"]
+
+
+def test_a_transient_failure_is_retried_then_failed_with_its_error(db_url: str, tmp_path: Path) -> None:
+    """The spool files are gone when the worker looks (a storage mount that is away): retried after the backoff,
+    failed after the last attempt."""
+    settings = _settings(db_url, tmp_path)
+    series = write_ct_series(tmp_path / "ct", 25)
+    engine = create_engine_from_url(db_url)
+    try:
+        _queue_series(engine, settings, series)
+        for path in settings.storage.spool.rglob("*.dcm"):
+            path.unlink()
         worker = Worker(settings, engine)
         assert worker.run_one()  # attempt 1 fails, queued again (no backoff here)
         (job,) = jobs_of(engine)
@@ -57,13 +127,38 @@ def test_a_failing_attempt_is_retried_then_failed_with_its_error(db_url: str, tm
         (job,) = jobs_of(engine)
         assert not worker.run_one()  # nothing left to do
         state = rows(engine, select(Series.state))
-        kinds = rows(engine, select(Event.kind).where(Event.job_id == job.id).order_by(Event.id))
+        kinds = _events(engine, job.id)
     finally:
         engine.dispose()
     assert (job.status, job.attempts) == (JobStatus.FAILED, 2)
-    assert job.error.startswith("the series cannot be loaded: the images differ in Rows, Columns or PixelSpacing")
+    assert job.error == "no stored instance of the series is in the spool"
     assert state == [SeriesState.FAILED]
-    assert kinds == ["job.queued", "job.claimed", "job.retry", "job.claimed", "job.failed"]
+    assert kinds == ["job.queued", "job.claimed", "instance.missing", "job.retry", "job.claimed", "job.failed"]
+
+
+def test_malformed_patient_and_study_values_neither_fail_the_job_nor_reach_a_log(
+        db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 11: PatientBirthDate 1901-02-03 failed the job three times and put the date in the log, jobs.error
+    and `sarcoscreen jobs`. Now every copied attribute may be malformed: the job is done, its SR and key image
+    are written, and no malformed value is in a log record or any text of the database."""
+    settings = _settings(db_url, tmp_path, routing={"require_gluteal_region": False})
+    series = write_ct_series(tmp_path / "ct", 25, 16, 16, transform=invalid_series_transform())
+    caplog.clear()  # pydicom warns, with the values, while the test writes them
+    engine = create_engine_from_url(db_url)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            _queue_series(engine, settings, series)
+            assert Worker(settings, engine).run_one()
+        (job,) = jobs_of(engine)
+        texts = [*rows(engine, select(Event.message)), job.error or "", *rows(engine, select(Series.skip_reason))]
+        kinds = _events(engine, job.id)
+    finally:
+        engine.dispose()
+    assert job.status is JobStatus.DONE, job.error
+    assert "output.repaired" in kinds
+    assert sorted(p.name for p in settings.storage.outputs.rglob("*.dcm")) == ["key_image.dcm", "sr.dcm"]
+    recorded = without_uids("\n".join([caplog.text, *(t or "" for t in texts)]))
+    assert [m for m in markers() if m in recorded] == []
 
 
 def _approx(value: float | None) -> object:
