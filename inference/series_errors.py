@@ -3,7 +3,8 @@
 Every type derives from `SeriesLoadError`, so callers that only report the reason catch that one class; callers
 that route catch the specific type. Each is a problem of the input: loading the same files again gives the same
 error, so the node's worker fails such a job at once instead of retrying it (docs/node.md, "Failed attempts"). An
-I/O error while reading (an `OSError` with an errno) is not one of them: it propagates as it is. Messages state the
+I/O error while decoding pixel data (an `OSError` with an errno) is not one of them: it propagates as it is (a file
+whose header cannot be read at all is skipped with a warning, as a corrupt one is). Messages state the
 reason in words and carry no patient names or identifiers; a UID or a file name appears only where it is needed to
 find the offending input, and a value only when it is geometry (spacing, orientation, positions).
 """

@@ -136,6 +136,11 @@ def copied_keywords(sop_class_uid: str) -> tuple[str, ...]:
     return tuple(keywords)
 
 
+@cache
+def _copied_tags(sop_class_uid: str) -> tuple[tuple[str, BaseTag], ...]:
+    return tuple((keyword, Tag(tag_for_keyword(keyword))) for keyword in copied_keywords(sop_class_uid))
+
+
 def _is_sequence(ds: Dataset, tag: BaseTag) -> bool:
     """Whether `tag` of `ds` is a sequence, without converting the element (conversion validates, and warns with the
     value)."""
@@ -165,8 +170,7 @@ def _repair_copied(ds: Dataset, notes: dict[str, None]) -> None:
     """Repair, empty or remove each malformed copied attribute of `ds` (see the module docstring); `notes` gets
     what was done."""
     encodings = encodings_of(ds)
-    for keyword in copied_keywords(str(ds.get("SOPClassUID", ""))):
-        tag = Tag(tag_for_keyword(keyword))
+    for keyword, tag in _copied_tags(str(ds.get("SOPClassUID", ""))):
         if tag not in ds:
             continue
         name = f"{keyword} ({tag.group:04X},{tag.element:04X})"
