@@ -1,7 +1,7 @@
 """The one scrubbing helper for recorded error texts: real exceptions of pydicom, highdicom, Python and SQLAlchemy
 that quote a DICOM value lose the value and keep their type and reason; the project's own messages pass
 unchanged; and the places that record a text (events, a job's error, a delivery's error, a quarantine note)
-scrub it on real databases and a real spool."""
+scrub it on real databases (SQLite, PostgreSQL) and a real spool."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, 
 from sqlalchemy.exc import IntegrityError
 
 from sarcoscreen.db.events import record_event
-from sarcoscreen.db.models import Event, Job
+from sarcoscreen.db.models import Delivery, Event, Job
+from sarcoscreen.db.outbox import claim_due, record_outcome
 from sarcoscreen.db.queue import claim, enqueue, fail
 from sarcoscreen.db.session import session_scope
 from sarcoscreen.inference.error_text import REDACTED, error_text, scrub_text
@@ -124,6 +125,21 @@ def test_events_and_a_jobs_error_are_stored_scrubbed(engine) -> None:  # type: i
     assert "DOE" not in recorded
     assert "1901" not in recorded
     assert f"Unable to convert {REDACTED} to 'DA' object" in error
+
+
+def test_a_deliverys_error_is_stored_scrubbed(engine) -> None:  # type: ignore[no-untyped-def]
+    from test_queue import _done_job_with_outputs
+
+    _done_job_with_outputs(engine)
+    delivery = claim_due(engine, hold_s=300)[0]
+    record_outcome(engine, delivery, accepted=False, status_code=None, retry_s=1, retry_max_s=1, max_attempts=0,
+                   error="not a DICOM file: ValueError: 'DOE^JOHN' at 0x10")
+    with session_scope(engine) as session:
+        errors = list(session.execute(select(Delivery.last_error).where(Delivery.last_error.is_not(None))).scalars())
+        messages = list(session.execute(select(Event.message).where(Event.kind == "delivery.retry")).scalars())
+    assert errors == [f"not a DICOM file: ValueError: {REDACTED} at 0x10"]
+    assert len(messages) == 1
+    assert "DOE" not in messages[0]
 
 
 def test_a_quarantine_note_is_scrubbed(tmp_path: Path) -> None:
