@@ -13,7 +13,9 @@ From a `Volume` and an engine's `Segmentation`:
   far the scan falls short are reported, never a smaller mass called complete. A group bounded by a landmark the
   engine is unsure of is *uncertain*;
 * per group: the screening SMI (by the side rule) and the classification against a site calibration, or "not
-  classified" with the reason. There is no built-in cut-off.
+  classified" with the reason. There is no built-in cut-off. The screening SMI is a *per-side* value (by default
+  the mean of the left and right SMI, so half the both-sides SMI): `SMI_BASIS` says which, in the words every
+  report shows next to it, and `GroupScreening.bilateral_smi_kg_m2` carries the both-sides SMI beside it.
 
 Statistics are accumulated slab by slab with `numpy.bincount`, so memory stays a small multiple of one slab
 whatever the length of the series.
@@ -36,6 +38,8 @@ from sarcoscreen.inference.sides import SideRule
 from sarcoscreen.inference.volume import Volume
 
 __all__ = [
+    "BOTH_SIDES",
+    "SMI_BASIS",
     "Classification",
     "Completeness",
     "GroupMeasurement",
@@ -44,7 +48,25 @@ __all__ = [
     "StructureMeasurement",
     "measure",
     "measure_structures",
+    "side_smi_basis",
 ]
+
+SMI_BASIS: dict[SideRule, str] = {
+    SideRule.MEAN: "per side (mean of left and right)",
+    SideRule.MIN: "per side (lower of left and right)",
+    SideRule.LEFT: "left side",
+    SideRule.RIGHT: "right side",
+}
+"""What the screening SMI of each side rule is, in the words the reports put next to it: with ``mean`` it is the
+mean of the two sides' SMI, half the both-sides SMI, and must never be read as the latter."""
+BOTH_SIDES = "both sides"
+"""What the SMI of a group's ``both`` measurement is: both sides' mass / height^2."""
+
+
+def side_smi_basis(side: str) -> str:
+    """What the SMI of a group measured on `side` (``left``, ``right``, ``both``) is, in words."""
+    return BOTH_SIDES if side == "both" else SMI_BASIS[SideRule(side)]
+
 
 _SLAB = 32  # slices per accumulation step
 _BINS = 256  # label values (uint8)
@@ -115,11 +137,16 @@ class GroupScreening:
     group: Group
     side_rule: SideRule
     smi_kg_m2: float | None
+    """The screening SMI: a per-side value by `side_rule` (`smi_basis`), not the both-sides SMI."""
     classification: Classification
     reason: str
     cutoff_kg_m2: float | None = None
     calibration_name: str | None = None
     calibration_sha256: str | None = None
+    bilateral_smi_kg_m2: float | None = None
+    """Both sides' SMI (the group's ``both`` measurement), shown beside the screening SMI."""
+    smi_basis: str = ""
+    """`SMI_BASIS` of `side_rule`: what `smi_kg_m2` is, in words."""
 
 
 @dataclass(frozen=True)
@@ -400,11 +427,13 @@ def _screen(group: Group, per_side: dict[str, GroupMeasurement], height: Height,
             calibration: Calibration | None, side_rule: SideRule, mismatch: str | None) -> GroupScreening:
     rule = calibration.side_rule if calibration else side_rule
     value = rule.apply(per_side["left"].smi_kg_m2, per_side["right"].smi_kg_m2)
+    both = per_side["both"].smi_kg_m2
+    basis = SMI_BASIS[rule]
 
     def not_classified(reason: str) -> GroupScreening:
         return GroupScreening(group, rule, value, Classification.NOT_CLASSIFIED, f"not classified: {reason}",
                               None, calibration.name if calibration else None,
-                              calibration.sha256 if calibration else None)
+                              calibration.sha256 if calibration else None, both, basis)
 
     incomplete = [g for g in per_side.values() if g.side != "both" and g.completeness is not Completeness.COMPLETE]
     if incomplete:
@@ -425,10 +454,11 @@ def _screen(group: Group, per_side: dict[str, GroupMeasurement], height: Height,
     suspected = value < cutoff.smi_cutoff_kg_m2
     verdict = Classification.SUSPECTED if suspected else Classification.NOT_SUSPECTED
     relation = "below" if suspected else "at or above"
-    reason = (f"SMI {value:.2f} kg/m2 ({rule.value}) {relation} the cut-off {cutoff.smi_cutoff_kg_m2:.2f} kg/m2 "
-              f"for sex {sex} of calibration {calibration.describe()}")
+    reason = (f"SMI {basis} {value:.2f} kg/m2 {relation} the cut-off {cutoff.smi_cutoff_kg_m2:.2f} kg/m2 "
+              f"for sex {sex} of calibration {calibration.describe()}"
+              + (f" ({BOTH_SIDES} {both:.2f} kg/m2)" if both is not None else ""))
     return GroupScreening(group, rule, value, verdict, reason, cutoff.smi_cutoff_kg_m2, calibration.name,
-                          calibration.sha256)
+                          calibration.sha256, both, basis)
 
 
 def measure(

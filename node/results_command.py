@@ -9,6 +9,11 @@ Every group of `Group` is shown, the reference study's first and sarcoscreen's o
 marked. A group's mass and SMI are shown only when it is complete; for a truncated or uncertain group the mass of
 its muscle inside the scan is shown apart from them, as a lower bound (``>=``, CSV ``*_in_scan_lower_bound_kg``),
 with the scan's shortfall when known.
+
+Two SMI per group: the screening SMI, a per-side value by the side rule - headed with what it is, e.g. ``gluteal
+SMI per side (mean of left and right)``, half the both-sides SMI (CSV ``*_smi_per_side_kg_m2`` with
+``*_smi_side_rule``; JSON ``screening_smi_kg_m2`` with ``screening_smi_basis``) - and beside it both sides' SMI
+(``gluteal SMI both sides``; CSV ``*_smi_both_sides_kg_m2``; JSON ``smi_kg_m2``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from typing import Any
 from sarcoscreen.db.queries import GROUPS, ResultRow, results
 from sarcoscreen.db.session import create_engine_from_url, session_scope
 from sarcoscreen.inference.catalogue import Group
+from sarcoscreen.inference.measure import BOTH_SIDES, SMI_BASIS
+from sarcoscreen.inference.sides import SideRule
 from sarcoscreen.node.config import Settings
 from sarcoscreen.reports.results_table import OWN_GROUP_MARK, display_groups, own_groups_note
 
@@ -67,7 +74,9 @@ def _flat(row: ResultRow) -> dict[str, Any]:
     for group in GROUPS:
         value = row.groups.get(group)
         flat[f"{group}_smm_kg"] = _number(value.smm_g / 1000.0 if value and value.smm_g is not None else None)
-        flat[f"{group}_smi_kg_m2"] = _number(value.screening_smi_kg_m2 if value else None)
+        flat[f"{group}_smi_per_side_kg_m2"] = _number(value.screening_smi_kg_m2 if value else None)
+        flat[f"{group}_smi_side_rule"] = (value.screening_side_rule or "") if value else ""
+        flat[f"{group}_smi_both_sides_kg_m2"] = _number(value.smi_kg_m2 if value else None)
         flat[f"{group}_classification"] = (value.classification or "") if value else ""
         flat[f"{group}_completeness"] = value.completeness if value else ""
         partial = value is not None and not value.complete
@@ -118,18 +127,40 @@ def _json(row: ResultRow) -> dict[str, Any]:
                           "smm_g": g.smm_g, "smi_kg_m2": g.smi_kg_m2, "in_scan_smm_g": g.in_scan_smm_g,
                           "in_scan_is_lower_bound": not g.complete, "shortfall_mm": g.shortfall_mm,
                           "screening_smi_kg_m2": g.screening_smi_kg_m2, "screening_side_rule": g.screening_side_rule,
+                          "screening_smi_basis": _basis(g.screening_side_rule),
                           "classification": g.classification, "cutoff_kg_m2": g.cutoff_kg_m2, "reason": g.reason}
                    for name, g in row.groups.items()},
         "deliveries": {"sent": row.deliveries_sent, "total": row.deliveries_total},
     }
 
 
-_TABLE_COLUMNS = (
-    ("patient_id", "patient"), ("study_date", "study date"), ("state", "state"), ("job_id", "job"),
-    *((f"{g.value}_smi_kg_m2", f"{_short(g)} SMI") for g in display_groups()),
-    ("flagged", "flagged"), ("delivered", "sent"), ("in_scan", "not complete: muscle in scan (lower bound)"),
-    ("series_instance_uid", "series"), ("reason", "reason"),
-)
+def _basis(side_rule: str | None) -> str | None:
+    """What a screening SMI of `side_rule` is (`measure.SMI_BASIS`), e.g. ``per side (mean of left and right)``."""
+    try:
+        return SMI_BASIS[SideRule(side_rule)] if side_rule else None
+    except ValueError:
+        return None
+
+
+def _per_side_heading(rows: list[ResultRow], group: Group) -> str:
+    """The heading of a group's screening SMI column: what the values are by the rows' side rule; rows made with
+    different side rules (the setting changed) are headed ``per side (side rule: CSV or JSON)``."""
+    rules = {value.screening_side_rule for row in rows if (value := row.groups.get(group.value)) is not None
+             and value.screening_smi_kg_m2 is not None}
+    basis = _basis(next(iter(rules))) if len(rules) == 1 else None
+    return f"{_short(group)} SMI {basis or 'per side (side rule: CSV or JSON)'}"
+
+
+def _table_columns(rows: list[ResultRow]) -> tuple[tuple[str, str], ...]:
+    smi = []
+    for group in display_groups():
+        smi += [(f"{group.value}_smi_per_side_kg_m2", _per_side_heading(rows, group)),
+                (f"{group.value}_smi_both_sides_kg_m2", f"{_short(group)} SMI {BOTH_SIDES}")]
+    return (
+        ("patient_id", "patient"), ("study_date", "study date"), ("state", "state"), ("job_id", "job"), *smi,
+        ("flagged", "flagged"), ("delivered", "sent"), ("in_scan", "not complete: muscle in scan (lower bound)"),
+        ("series_instance_uid", "series"), ("reason", "reason"),
+    )
 
 
 def format_results(rows: list[ResultRow], fmt: str) -> str:
@@ -146,14 +177,16 @@ def format_results(rows: list[ResultRow], fmt: str) -> str:
         return buffer.getvalue()
     if not rows:
         return "no results\n"
-    widths = {key: max(len(title), *(len(str(f[key])) for f in flat)) for key, title in _TABLE_COLUMNS}
+    columns = _table_columns(rows)
+    widths = {key: max(len(title), *(len(str(f[key])) for f in flat)) for key, title in columns}
     widths["reason"] = min(widths["reason"], 60)
-    lines = ["  ".join(title.ljust(widths[key]) for key, title in _TABLE_COLUMNS).rstrip()]
-    lines.append("  ".join("-" * widths[key] for key, _ in _TABLE_COLUMNS))
+    lines = ["  ".join(title.ljust(widths[key]) for key, title in columns).rstrip()]
+    lines.append("  ".join("-" * widths[key] for key, _ in columns))
     for f in flat:
-        lines.append("  ".join(str(f[key])[:widths[key]].ljust(widths[key]) for key, _ in _TABLE_COLUMNS).rstrip())
-    lines.append("SMI in kg/m2: the screening value (side rule, e.g. the mean of both sides), as compared with the "
-                 "cut-off; flagged: a group below its calibrated cut-off")
+        lines.append("  ".join(str(f[key])[:widths[key]].ljust(widths[key]) for key, _ in columns).rstrip())
+    lines.append("SMI in kg/m2. SMI per side: the screening value by the side rule, as compared with the cut-off "
+                 "(the mean of left and right is half the both-sides SMI); SMI both sides: both sides' mass / "
+                 "height^2; flagged: a group below its calibrated cut-off")
     lines.append("not complete: a truncated or uncertain group has no mass or SMI; the muscle of it inside the scan "
                  "is a lower bound, not the group's mass")
     lines += own_groups_note()

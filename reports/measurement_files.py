@@ -24,21 +24,23 @@ from typing import Any
 from sarcoscreen.inference.catalogue import Group
 from sarcoscreen.inference.engines.base import Landmark
 from sarcoscreen.inference.file_modes import PRIVATE, FileModes
-from sarcoscreen.inference.measure import MeasurementReport, StructureMeasurement
+from sarcoscreen.inference.measure import MeasurementReport, StructureMeasurement, side_smi_basis
 
 __all__ = ["CSV_COLUMNS", "group_definitions", "landmark_json", "report_as_json", "write_measurements_csv",
            "write_measurements_json"]
 
 CSV_COLUMNS = (
     "series_instance_uid", "kind", "key", "side", "voxels", "volume_cm3", "mean_hu", "sd_hu", "fraction_in_window",
-    "mass_g", "smm_g", "smi_kg_m2", "in_scan_smm_g", "shortfall_mm", "status", "reason", "uncertainty",
-    "uncertainty_measure", "qa_flag", "density_rule", "engine",
+    "mass_g", "smm_g", "smi_kg_m2", "smi_basis", "smi_both_sides_kg_m2", "in_scan_smm_g", "shortfall_mm", "status",
+    "reason", "uncertainty", "uncertainty_measure", "qa_flag", "density_rule", "engine",
 )
 """``mass_g``: a structure's mass, muscle only (empty for a bone). ``smm_g``/``smi_kg_m2``: a complete group's mass
-and SMI only. ``in_scan_smm_g``: a group's muscle inside the scan (a lower bound unless ``status`` is
-``complete``). ``shortfall_mm``: how far the scan falls short of a truncated group or structure, when the engine
-knows. ``uncertainty_measure``: what ``uncertainty`` is, ``variance`` (predictive variance, no unit) or ``entropy``
-(predictive entropy, nats)."""
+and SMI only. ``smi_basis``: what ``smi_kg_m2`` is - for a group row its side (``left side``, ``right side``,
+``both sides``), for a screening row the side rule's per-side value (e.g. ``per side (mean of left and right)``,
+half the both-sides SMI), whose both-sides SMI is beside it in ``smi_both_sides_kg_m2``. ``in_scan_smm_g``: a
+group's muscle inside the scan (a lower bound unless ``status`` is ``complete``). ``shortfall_mm``: how far the
+scan falls short of a truncated group or structure, when the engine knows. ``uncertainty_measure``: what
+``uncertainty`` is, ``variance`` (predictive variance, no unit) or ``entropy`` (predictive entropy, nats)."""
 
 
 def _software_version() -> str:
@@ -122,6 +124,7 @@ def write_measurements_csv(report: MeasurementReport, path: Path, *, modes: File
         rows.append({
             "series_instance_uid": report.series_instance_uid, "kind": "group", "key": g.group.value,
             "side": g.side, "smm_g": _fmt(g.smm_g, 2), "smi_kg_m2": _fmt(g.smi_kg_m2, 4),
+            "smi_basis": side_smi_basis(g.side),
             "in_scan_smm_g": _fmt(g.in_scan_smm_g, 2), "shortfall_mm": _fmt(g.shortfall_mm, 1),
             "status": g.completeness.value, "reason": g.reason, "density_rule": report.density_rule,
             "engine": engine,
@@ -129,7 +132,8 @@ def write_measurements_csv(report: MeasurementReport, path: Path, *, modes: File
     for s in report.screening:
         rows.append({
             "series_instance_uid": report.series_instance_uid, "kind": "screening", "key": s.group.value,
-            "side": s.side_rule.value, "smi_kg_m2": _fmt(s.smi_kg_m2, 4), "status": s.classification.value,
+            "side": s.side_rule.value, "smi_kg_m2": _fmt(s.smi_kg_m2, 4), "smi_basis": s.smi_basis,
+            "smi_both_sides_kg_m2": _fmt(s.bilateral_smi_kg_m2, 4), "status": s.classification.value,
             "reason": s.reason, "density_rule": report.density_rule, "engine": engine,
         })
     modes.make_dirs(path.parent)

@@ -1,5 +1,6 @@
 """A picture of the result: axial slices at the landmarks with the coloured masks, and the results table
-(`results_table`: the reference study's groups first, sarcoscreen's own after them and marked).
+(`results_table.table_rows`: the reference study's groups first, sarcoscreen's own after them and marked; the
+screening SMI headed with what it is, e.g. per side (mean of left and right), and both sides' SMI beside it).
 
 Used for ``overlay.png`` of ``sarcoscreen analyze`` and as the pixel data of the key image. Burns in no patient
 name or identifier: only the results, the engine and the slice positions.
@@ -14,14 +15,7 @@ from sarcoscreen.inference.catalogue import CATALOGUE
 from sarcoscreen.inference.engines.base import Segmentation
 from sarcoscreen.inference.measure import MeasurementReport
 from sarcoscreen.inference.volume import Volume
-from sarcoscreen.reports.results_table import (
-    HEADER,
-    display_groups,
-    group_label,
-    group_rows,
-    height_text,
-    own_groups_note,
-)
+from sarcoscreen.reports.results_table import display_groups, group_label, height_text, own_groups_note, table_rows
 
 __all__ = ["choose_slices", "render_overlay"]
 
@@ -93,7 +87,7 @@ def render_overlay(volume: Volume, segmentation: Segmentation, report: Measureme
     font = ImageFont.load_default(13)
     caption_h = 20
     panels_h = max((p.height for p in panels), default=0) + caption_h
-    rows = [HEADER, *group_rows(report)]
+    rows = table_rows(report)
     order = display_groups()
     notes = [
         *own_groups_note(),

@@ -4,17 +4,27 @@ Groups are shown in `display_groups` order: the reference study's three first, t
 (the upper gluteal group), marked with `OWN_GROUP_MARK` and explained in a footnote. A group's mass is shown only
 when the group is complete; for a truncated or uncertain group the status says how much of its muscle lies
 inside the scan (a lower bound, marked ``>=``) and, when known, how far the scan falls short.
+
+Two SMI columns: the screening SMI, a per-side value by the side rule, headed with what it is (e.g. ``SMI kg/m2
+per side (mean of left and right)``: half the both-sides SMI), and beside it ``SMI kg/m2 both sides`` (both
+sides' mass / height^2), so that neither is taken for the other.
 """
 
 from __future__ import annotations
 
 from sarcoscreen.inference.catalogue import Group
-from sarcoscreen.inference.measure import Completeness, GroupMeasurement, MeasurementReport
+from sarcoscreen.inference.measure import (
+    BOTH_SIDES,
+    SMI_BASIS,
+    Completeness,
+    GroupMeasurement,
+    MeasurementReport,
+)
+from sarcoscreen.inference.sides import SideRule
 
-__all__ = ["HEADER", "OWN_GROUP_MARK", "display_groups", "group_label", "group_rows", "height_text",
-           "own_groups_note", "partial_text", "results_table"]
+__all__ = ["OWN_GROUP_MARK", "display_groups", "group_label", "group_rows", "height_text", "own_groups_note",
+           "partial_text", "results_table", "screening_smi_heading", "table_header", "table_rows"]
 
-HEADER = ("group", "SMM left kg", "SMM right kg", "SMM both kg", "SMI kg/m2", "status")
 OWN_GROUP_MARK = "*"
 """Marks a group that is sarcoscreen's own, not one of the reference study's."""
 
@@ -59,9 +69,26 @@ def partial_text(group: GroupMeasurement) -> str:
     return text
 
 
-def group_rows(report: MeasurementReport) -> list[tuple[str, str, str, str, str, str]]:
-    """(group, SMM left kg, SMM right kg, SMM both kg, SMI screening, status) per group, in `display_groups`
-    order. SMM only for complete groups; an incomplete group's status is `partial_text`."""
+def screening_smi_heading(report: MeasurementReport) -> str:
+    """The heading of the screening SMI column: what the value is by the side rule (`measure.SMI_BASIS`)."""
+    rule = report.screening[0].side_rule if report.screening else SideRule.MEAN
+    return f"SMI kg/m2 {SMI_BASIS[rule]}"
+
+
+def table_header(report: MeasurementReport) -> tuple[str, ...]:
+    return ("group", "SMM left kg", "SMM right kg", "SMM both kg", screening_smi_heading(report),
+            f"SMI kg/m2 {BOTH_SIDES}", "status")
+
+
+def table_rows(report: MeasurementReport) -> list[tuple[str, ...]]:
+    """The header and a row per group: the table `results_table` prints and the overlay draws."""
+    return [table_header(report), *group_rows(report)]
+
+
+def group_rows(report: MeasurementReport) -> list[tuple[str, ...]]:
+    """(group, SMM left kg, SMM right kg, SMM both kg, SMI screening (per side, by the side rule), SMI both sides,
+    status) per group, in `display_groups` order. SMM and SMI only for complete groups; an incomplete group's
+    status is `partial_text`."""
     rows = []
     for group in display_groups():
         sides = {side: report.group(group, side) for side in ("left", "right", "both")}
@@ -75,6 +102,7 @@ def group_rows(report: MeasurementReport) -> list[tuple[str, str, str, str, str,
             _kg(sides["right"].smm_g),
             _kg(both.smm_g),
             _num(screening.smi_kg_m2, 2),
+            _num(both.smi_kg_m2, 2),
             status,
         ))
     return rows
@@ -88,10 +116,12 @@ def height_text(report: MeasurementReport) -> str:
 
 
 def results_table(report: MeasurementReport) -> str:
-    """Groups (mass per side, screening SMI, status) and the reasons behind anything not measured."""
-    rows = [HEADER, *group_rows(report)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
-    text_columns = (0, len(HEADER) - 1)  # group and status: left-aligned; numbers: right-aligned
+    """Groups (mass per side, screening SMI and both sides' SMI, status) and the reasons behind anything not
+    measured."""
+    rows = table_rows(report)
+    columns = len(rows[0])
+    widths = [max(len(row[i]) for row in rows) for i in range(columns)]
+    text_columns = (0, columns - 1)  # group and status: left-aligned; numbers: right-aligned
     lines = ["  ".join(cell.ljust(widths[i]) if i in text_columns else cell.rjust(widths[i])
                        for i, cell in enumerate(row)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

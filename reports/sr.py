@@ -13,9 +13,10 @@ device observer). The tree, with the source of every code, is in ``docs/dicom-ou
   group) and side (left, right, both): a TID 1501 group with the skeletal muscle mass (SCT "Mass" of the group)
   and SMI when complete, the completeness (coded, with the reason in words), and for a truncated or uncertain
   group the mass inside the scan (a lower bound, its own private concept) and the scan's shortfall in mm;
-* per group: a TID 1501 screening group with the SMI used for screening (laterality or derivation says which
-  side rule), the cut-off and calibration when there is one, and "Sarcopenia suspected" Yes / No / Undetermined
-  with the reason;
+* per group: a TID 1501 screening group with the SMI used for screening - a per-side value by the side rule
+  (laterality, or derivation and measurement method, say which: the mean of the sides is half the both-sides
+  SMI) - with both sides' SMI beside it, the cut-off and calibration when there is one, and "Sarcopenia
+  suspected" Yes / No / Undetermined with the reason;
 * one TID 1501 group of analysis parameters: body height and its source, density rule, HU window, engine notes,
   uncertainty threshold, calibration;
 * the TID 1500 "Qualitative Evaluations" container: the overall screening result (the calibration's primary
@@ -202,8 +203,18 @@ def _calibration_text(s: GroupScreening) -> str | None:
 
 def _screening_group(s: GroupScreening, uids: OutputUids,
                      algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """The screening SMI - a per-side value by the side rule, with Derivation Mean/Minimum and a Measurement Method
+    saying so for mean/min - and beside it both sides' SMI (Measurement Method SARCO-1042 "Both sides together",
+    its own Finding Site laterality Bilateral), the cut-off and the verdict."""
     side = {SideRule.LEFT: "left", SideRule.RIGHT: "right"}.get(s.side_rule, "both")
     derivation = {SideRule.MEAN: codes_.MEAN, SideRule.MIN: codes_.MINIMUM}.get(s.side_rule)
+    method = {SideRule.MEAN: codes_.PER_SIDE_MEAN, SideRule.MIN: codes_.PER_SIDE_LOWER}.get(s.side_rule)
+    bilateral = None if s.bilateral_smi_kg_m2 is None else hd.sr.Measurement(
+        name=coded(codes_.SMI), value=float(s.bilateral_smi_kg_m2), unit=coded(codes_.KG_PER_M2),
+        method=coded(codes_.BOTH_SIDES),
+        finding_sites=[hd.sr.FindingSite(anatomic_location=coded(codes_.SKELETAL_MUSCLE),
+                                         laterality=coded(codes_.BILATERAL))],
+    )
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=uids.tracking_uid(screening_tracking_key(s.group)),
@@ -214,8 +225,11 @@ def _screening_group(s: GroupScreening, uids: OutputUids,
         finding_sites=[hd.sr.FindingSite(anatomic_location=coded(codes_.SKELETAL_MUSCLE),
                                          laterality=coded(_laterality(side)))],
         algorithm_id=algorithm,
-        measurements=_present(_num(codes_.SMI, s.smi_kg_m2, codes_.KG_PER_M2, derivation=derivation),
-                              _num(codes_.SMI_CUTOFF, s.cutoff_kg_m2, codes_.KG_PER_M2)),
+        measurements=_present(
+            _num(codes_.SMI, s.smi_kg_m2, codes_.KG_PER_M2, derivation=derivation, method=method),
+            bilateral if s.smi_kg_m2 is not None else None,
+            _num(codes_.SMI_CUTOFF, s.cutoff_kg_m2, codes_.KG_PER_M2),
+        ),
         qualitative_evaluations=[_evaluation(codes_.SARCOPENIA_SUSPECTED, codes_.SCREENING_VALUES[s.classification])],
     )
     texts = [_text(codes_.CLASSIFICATION_REASON, s.reason)]

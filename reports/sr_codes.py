@@ -134,6 +134,20 @@ DENSITY_RULE = Code("SARCO-1031", PRIVATE_SCHEME, "Muscle density rule", _PRIV)
 WINDOW_LOWER = Code("SARCO-1032", PRIVATE_SCHEME, "Skeletal muscle attenuation window lower limit", _PRIV)
 WINDOW_UPPER = Code("SARCO-1033", PRIVATE_SCHEME, "Skeletal muscle attenuation window upper limit", _PRIV)
 ENGINE_NOTE = Code("SARCO-1034", PRIVATE_SCHEME, "Segmentation engine note", _PRIV)
+PER_SIDE_MEAN = Code(
+    "SARCO-1040", PRIVATE_SCHEME, "Mean of the left and right sides' values (per side)",
+    f"{_PRIV}; a Measurement Method (TID 300): the screening SMI of side rule mean, the mean of the two sides' SMI "
+    "- half the both-sides SMI, which is SARCO-1042",
+)
+PER_SIDE_LOWER = Code(
+    "SARCO-1041", PRIVATE_SCHEME, "Lower of the left and right sides' values (per side)",
+    f"{_PRIV}; a Measurement Method (TID 300): the screening SMI of side rule min, the lower of the two sides' SMI",
+)
+BOTH_SIDES = Code(
+    "SARCO-1042", PRIVATE_SCHEME, "Both sides together",
+    f"{_PRIV}; a Measurement Method (TID 300): the SMI of both sides' mass / height^2, next to a per-side "
+    "screening SMI",
+)
 
 GROUP_FINDINGS: dict[Group, Code] = {
     Group.GLUTEAL: Code("SARCO-1101", PRIVATE_SCHEME, "Gluteal muscle group",

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from dicom_output_fixtures import Crafted, crafted_analysis
+from dicom_output_fixtures import Crafted, calibration, crafted_analysis
 from sqlalchemy import Engine
 
 from sarcoscreen.db.models import (
@@ -34,13 +34,17 @@ from sarcoscreen.db.models import (
 from sarcoscreen.db.queries import results
 from sarcoscreen.db.session import session_scope
 from sarcoscreen.inference.catalogue import Group, Side
+from sarcoscreen.inference.density import DensityKind, DensityRule
 from sarcoscreen.inference.engines.base import Certainty, ExtentStatus, Landmark, StructureExtent
+from sarcoscreen.inference.height import choose_height
+from sarcoscreen.inference.measure import measure
+from sarcoscreen.inference.sides import SideRule
 from sarcoscreen.node.demo import comparison_table
 from sarcoscreen.node.results_command import format_results
 from sarcoscreen.reports.measurement_files import CSV_COLUMNS
 from sarcoscreen.reports.overlay import render_overlay
 from sarcoscreen.reports.result_files import write_result_files
-from sarcoscreen.reports.results_table import display_groups, group_rows, results_table
+from sarcoscreen.reports.results_table import display_groups, group_rows, results_table, table_rows
 from sarcoscreen.reports.study.measurements import load_measurement_files
 
 LANDMARKS = (
@@ -75,10 +79,11 @@ def test_the_results_table_shows_the_reference_groups_first_and_no_partial_mass(
     in_scan = crafted.report.group(Group.GLUTEAL, "both").in_scan_smm_g / 1000.0
     # left complete, right and both truncated: no mass for them, the in-scan mass only as a lower bound
     assert gluteal[1:4] == (f"{crafted.report.group(Group.GLUTEAL, 'left').smm_g / 1000:.2f}", "-", "-")
-    assert gluteal[5] == f"truncated: in scan >= {in_scan:.2f} kg, 35 mm short"
+    assert gluteal[-1] == f"truncated: in scan >= {in_scan:.2f} kg, 35 mm short"
+    assert gluteal[4:6] == ("-", "-")  # no SMI, per side or of both sides
     upper = rows[-1]
-    assert upper[5].startswith("truncated: in scan >= ")
-    assert upper[5].endswith(" kg")  # no shortfall known for a missing landmark
+    assert upper[-1].startswith("truncated: in scan >= ")
+    assert upper[-1].endswith(" kg")  # no shortfall known for a missing landmark
     text = results_table(crafted.report)
     assert ("* Upper gluteal: Gluteal muscles from the iliac crest to the femoral head centre; sarcoscreen's own "
             "group, not one of the reference study's") in text
@@ -219,3 +224,84 @@ def test_the_demo_comparison_handles_a_group_without_ground_truth() -> None:
     assert lines[4].startswith("Upper gluteal *")
     assert lines[4].endswith("no ground truth for this group")
     assert lines[5].startswith("* Upper gluteal: ")
+
+
+# --- issue 11, defect 13: the SMI shown is per side (the side rule's), labelled so, with both sides' beside it ------
+
+PER_SIDE_MEAN = "per side (mean of left and right)"
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory: pytest.TempPathFactory) -> Crafted:
+    """The crafted analysis without landmarks or extents: the gluteal group is complete on both sides."""
+    return crafted_analysis(tmp_path_factory.mktemp("whole") / "ct")
+
+
+def test_the_table_labels_the_smi_per_side_and_shows_both_sides_beside_it(whole: Crafted) -> None:
+    """The results table (analyze) and the overlay (the key image) showed 'SMI kg/m2' 0.31 next to 1.54 kg for
+    both sides: the mean of the sides' SMI, half the both-sides SMI, unlabelled."""
+    report = whole.report
+    per_side, both = report.screening_of(Group.GLUTEAL).smi_kg_m2, report.group(Group.GLUTEAL, "both").smi_kg_m2
+    assert both == pytest.approx(2 * per_side)  # one height: the mean of the sides is half the both-sides SMI
+    header, *rows = table_rows(report)  # what the overlay draws
+    column = header.index(f"SMI kg/m2 {PER_SIDE_MEAN}")
+    assert header[column + 1] == "SMI kg/m2 both sides"
+    assert (rows[0][column], rows[0][column + 1]) == (f"{per_side:.2f}", f"{both:.2f}")
+    assert rows == group_rows(report)
+    first_line = results_table(report).splitlines()[0]
+    assert f"SMI kg/m2 {PER_SIDE_MEAN}" in first_line
+    assert "SMI kg/m2 both sides" in first_line
+    lower = measure(whole.volume, whole.segmentation, DensityRule(DensityKind.CONSTANT, 1.04, False, (-29.0, 150.0)),
+                    choose_height(1.62, None, None), side_rule=SideRule.MIN)
+    assert "SMI kg/m2 per side (lower of left and right)" in table_rows(lower)[0]
+
+
+def test_the_screening_reason_says_which_smi(whole: Crafted) -> None:
+    report = measure(whole.volume, whole.segmentation, DensityRule(DensityKind.CONSTANT, 1.04, False, (-29.0, 150.0)),
+                     choose_height(1.62, None, None), calibration=calibration())
+    gluteal = report.screening_of(Group.GLUTEAL)
+    both = report.group(Group.GLUTEAL, "both").smi_kg_m2
+    assert gluteal.reason.startswith(f"SMI per side (lower of left and right) {gluteal.smi_kg_m2:.2f} kg/m2 below")
+    assert f"(both sides {both:.2f} kg/m2)" in gluteal.reason
+
+
+def test_the_files_label_the_screening_smi_and_carry_both_sides_beside_it(whole: Crafted, tmp_path: Path) -> None:
+    report = whole.report
+    files = write_result_files(tmp_path, whole.volume, whole.segmentation, report, None).files
+    screening = {s["group"]: s for s in json.loads(files["json"].read_text())["screening"]}["gluteal"]
+    assert (screening["side_rule"], screening["smi_basis"]) == ("mean", PER_SIDE_MEAN)
+    # (the JSON keeps 6 decimals; the crafted muscles are small)
+    assert screening["smi_kg_m2"] == pytest.approx(report.screening_of(Group.GLUTEAL).smi_kg_m2, abs=1e-6)
+    assert screening["bilateral_smi_kg_m2"] == pytest.approx(report.group(Group.GLUTEAL, "both").smi_kg_m2,
+                                                             abs=1e-6)
+    with files["csv"].open() as handle:
+        rows = {(r["kind"], r["key"], r["side"]): r for r in csv.DictReader(handle)}
+    row = rows[("screening", "gluteal", "mean")]
+    assert row["smi_basis"] == PER_SIDE_MEAN
+    assert float(row["smi_both_sides_kg_m2"]) == pytest.approx(report.group(Group.GLUTEAL, "both").smi_kg_m2,
+                                                               abs=1e-4)
+    assert {rows[("group", "gluteal", side)]["smi_basis"] for side in ("left", "right", "both")} == {
+        "left side", "right side", "both sides"}
+
+
+def test_the_results_command_labels_the_smi_per_side_and_shows_both_sides(engine: Engine) -> None:
+    _processed_job(engine, [
+        _group(Group.GLUTEAL, Completeness.COMPLETE, smm_g=1540.0, in_scan_smm_g=1540.0, smi_kg_m2=0.62,
+               screening_smi_kg_m2=0.31),
+    ])
+    with session_scope(engine) as session:
+        rows = results(session)
+    table = format_results(rows, "table").splitlines()
+    header, values = table[0], table[2]
+    per_side, both = f"gluteal SMI {PER_SIDE_MEAN}", "gluteal SMI both sides"
+    assert header.index(per_side) < header.index(both)
+    assert values[header.index(per_side):].split()[0] == "0.31"
+    assert values[header.index(both):].split()[0] == "0.62"
+    (flat,) = csv.DictReader(format_results(rows, "csv").splitlines())
+    assert (flat["gluteal_smi_per_side_kg_m2"], flat["gluteal_smi_side_rule"], flat["gluteal_smi_both_sides_kg_m2"]) \
+        == ("0.31", "mean", "0.62")
+    assert "gluteal_smi_kg_m2" not in flat
+    (data,) = json.loads(format_results(rows, "json"))
+    gluteal = data["groups"]["gluteal"]
+    assert (gluteal["screening_smi_kg_m2"], gluteal["screening_smi_basis"], gluteal["smi_kg_m2"]) == (
+        0.31, PER_SIDE_MEAN, 0.62)

@@ -372,3 +372,26 @@ def test_an_engine_giving_uncertainties_must_say_which_measure() -> None:
         Segmentation(labels, structures, "e", "1", structure_uncertainty={"gluteus_maximus_left": 0.1},
                      uncertainty_measure="mutual information")
     assert Segmentation(labels, structures, "e", "1").uncertainty_measure is None
+
+
+# --- issue 11, defect 13: the screening SMI is per side, said so, with both sides' SMI beside it -------------------
+
+
+def test_the_screening_smi_says_per_side_and_has_both_sides_beside_it(written: tuple[Crafted, DicomOutputs],
+                                                                       sr_info: SrInfo) -> None:
+    """The screening group's SMI (the calibration's side rule, min here) has a method saying it is a per-side value
+    (the lower of the two sides'), and both sides' SMI (the group's mass of both sides / height^2) is next to it,
+    with its own method and finding site."""
+    crafted, outputs = written
+    screening = crafted.report.screening_of(Group.GLUTEAL)
+    g = sr_info.group(outputs.uids.tracking_uid(screening_tracking_key(Group.GLUTEAL)))
+    smi = [m for m in g.measurements if m.name.value == SMI]
+    assert [(m.value, m.derivation.value if m.derivation else None, m.method) for m in smi] == [
+        (screening.smi_kg_m2, "255605001", _coded(sr_codes.PER_SIDE_LOWER)),
+        (crafted.report.group(Group.GLUTEAL, "both").smi_kg_m2, None, _coded(sr_codes.BOTH_SIDES)),
+    ]
+    text = dsrdump(outputs.sr)
+    assert '"Lower of the left and right sides\' values (per side)")' in text
+    # a group without an SMI has neither
+    upper = sr_info.group(outputs.uids.tracking_uid(screening_tracking_key(Group.UPPER_GLUTEAL)))
+    assert not [m for m in upper.measurements if m.name.value == SMI]
