@@ -268,7 +268,7 @@ def reap_expired(engine: Engine, *, backoff_s: float, backoff_max_s: float) -> l
             .with_for_update(skip_locked=True)
         ).scalars().all()
         for job in expired:
-            error = (f"lease of {job.lease_owner} expired at {job.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC without a "
+            error = (f"lease of {job.lease_owner} expired at {job.lease_expires_at:%Y-%m-%dT%H:%M:%SZ} without a "
                      f"heartbeat (worker stopped or killed during attempt {job.attempts})")
             outcomes.append((job.id, _end_attempt(session, job, error, now, backoff_s, backoff_max_s, False)))
     return outcomes

@@ -86,7 +86,8 @@ def test_the_projects_own_messages_pass_unchanged() -> None:
         "12x10 pixels of 0.5x0.5 mm (1 images)",
         "job 3's output folder deleted (3 DICOM objects, all delivered)",
         "seg 1.2.826.0.1.3680043.8.498.1234567890123456789 to pacs: attempt 2 failed, next in 60 s",
-        "lease of host:12:abc expired without a heartbeat (worker stopped or killed during attempt 1)",
+        "lease of host:12:abc expired at 2026-07-08T10:15:00Z without a heartbeat (worker stopped or killed during "
+        "attempt 1)",
         "2 of 30 slices: 1.2.826.0.1.3680043.8.498.20240102.dcm and 19.dcm",
     ]
     for text in texts:
