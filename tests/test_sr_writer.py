@@ -5,6 +5,7 @@ table."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -395,3 +396,40 @@ def test_the_screening_smi_says_per_side_and_has_both_sides_beside_it(written: t
     # a group without an SMI has neither
     upper = sr_info.group(outputs.uids.tracking_uid(screening_tracking_key(Group.UPPER_GLUTEAL)))
     assert not [m for m in upper.measurements if m.name.value == SMI]
+
+
+# --- issue 11, defect 14: the documented codes are the written ones ------------------------------------------------
+
+_DOCS = Path(__file__).resolve().parents[1] / "docs" / "dicom-outputs.md"
+_TRIPLE = re.compile(r'\(([\w.\-{}\[\]\']+), (DCM|SCT|LN|UMLS|UCUM|99SARCO), "([^"]+)"\)')
+
+
+def _written_concepts(ds: pydicom.Dataset) -> set[tuple[str, str, str]]:
+    """Every (value, scheme, meaning) of a code item anywhere in `ds`."""
+    found: set[tuple[str, str, str]] = set()
+    for element in ds:
+        if element.VR != "SQ":
+            continue
+        for item in element.value:
+            if "CodeValue" in item and "CodingSchemeDesignator" in item:
+                found.add((str(item.CodeValue), str(item.CodingSchemeDesignator), str(item.get("CodeMeaning", ""))))
+            found |= _written_concepts(item)
+    return found
+
+
+def test_the_documented_codes_are_the_written_ones(written: tuple[Crafted, DicomOutputs]) -> None:
+    """docs/dicom-outputs.md gave Referenced Segment as 121214 while the SR has 121191: every concept the docs name
+    with a code whose meaning the written SR has must have the SR's code, in the tree and in the code table."""
+    written_by_meaning = {meaning.lower(): (value, scheme) for value, scheme, meaning in
+                          _written_concepts(pydicom.dcmread(written[1].sr))}
+    text = _DOCS.read_text(encoding="utf-8")
+    documented = {(meaning.lower(), (value, scheme)) for value, scheme, meaning in _TRIPLE.findall(text)}
+    table = next(line for line in text.splitlines() if line.startswith("| Imaging Measurement Report, "))
+    names, values = (cell.strip().split(", ") for cell in table.split("|")[1:3])
+    assert len(names) == len(values)
+    documented |= {(name.lower(), (value, "")) for name, value in zip(names, values, strict=True) if "/" not in name}
+    checked = [(meaning, code) for meaning, code in documented if meaning in written_by_meaning]
+    assert len(checked) > 30
+    for meaning, (value, scheme) in checked:
+        assert value == written_by_meaning[meaning][0], meaning
+        assert scheme in ("", written_by_meaning[meaning][1]), meaning
