@@ -17,6 +17,9 @@ transcoded), and Verification (Annex A). What happens to one C-STORE request, on
    once; one the index holds under another series is refused with 0xC001, quarantined, and recorded as an
    ``instance.conflict`` event (the first copy is kept: `StorageSCP._refuse_conflict`).
 
+`StorageSCP.stop` (SIGTERM) stops listening and aborts the associations that are open; a C-STORE being stored
+finishes first, so nothing acknowledged is lost and nothing is left half-written.
+
 Nothing slow runs here: series stability, routing and analysis run elsewhere. Access control: the Called AE
 Title must be ours (configurable) and, when an allow-list is set, the Calling AE Title (optionally with the
 peer's address) must be on it; otherwise the association is rejected (PS3.8 Table 9-21, reasons 3 and 7). At
@@ -30,6 +33,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -268,6 +272,7 @@ class StorageSCP:
         self.max_associations = max_associations
         self._admitted: set[Association] = set()
         self._admission = threading.Lock()
+        self._stopping = threading.Event()
         ae = NodeAE(ae_title=ae_title)
         # pynetdicom counts every acceptor thread against its limit, including connections that never sent an
         # A-ASSOCIATE-RQ (a port probe's thread waits for one for the ACSE timeout): the node admits by its own
@@ -296,10 +301,34 @@ class StorageSCP:
         self.port = self._server.server_address[1]
         logger.info("listening as %s on %s:%d%s", self.ae_title, self.host, self.port, " (TLS)" if self.tls else "")
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+    def stop(self, grace_s: float = 30.0) -> None:
+        """Stop listening, then abort the associations that are open (A-ABORT: the peer sends what it has left
+        again later) and wait up to `grace_s` seconds for their threads to end. A C-STORE being stored when the
+        abort comes finishes first - stored and indexed, or not at all (a partial P-DATA stream is never passed to
+        the handler) - and its response may not reach the peer, which sends it again (Success, stored once). So
+        once `stop` returns, nothing is half-written and nothing more is stored or acknowledged."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()  # an association negotiated from here on is rejected (`_on_requested`)
+        server.shutdown()
+        associations = [a for a in self._ae.active_associations if a.is_acceptor]
+        requested = [a for a in associations if a.requestor.primitive is not None]
+        for assoc in associations:
+            if assoc.requestor.primitive is None:  # a connection that has not asked for an association
+                assoc.dul.kill_dul()
+                continue
+            if assoc.is_established:
+                logger.warning("association from %s at %s aborted: the node is stopping",
+                               assoc.requestor.ae_title.strip(), assoc.requestor.address)
+            assoc.abort()
+        deadline = time.monotonic() + grace_s
+        for assoc in requested:
+            assoc.join(max(0.0, deadline - time.monotonic()))
+        busy = sum(assoc.is_alive() for assoc in requested)
+        if busy:
+            logger.error("%d aborted associations still busy after %g s (a C-STORE waiting for the disk or the "
+                         "database); stopping without them", busy, grace_s)
 
     # --- handlers --------------------------------------------------------------------------------------------
 
@@ -311,6 +340,11 @@ class StorageSCP:
             logger.warning("association from %s at %s rejected: calling AE title not allowed", calling, address)
             # Rejected-permanent, service-user, calling AE title not recognized (PS3.8 Table 9-21).
             _reject(assoc, 0x01, 0x01, 0x03)
+            return
+        if self._stopping.is_set():
+            logger.warning("association from %s at %s rejected: the node is stopping", calling, address)
+            # Rejected-transient, service-provider (presentation), temporary congestion (PS3.8 Table 9-21).
+            _reject(assoc, 0x02, 0x03, 0x01)
             return
         if not self._admit(assoc):
             logger.warning("association from %s at %s rejected: %d associations open (network.max_associations)",

@@ -6,9 +6,9 @@ configured modes, wider modes of what exists logged - or refused with ``storage.
 cannot be written told), migrate the database (``database.migrate_on_start``), reconcile the spool with the index
 (`sarcoscreen.node.reconcile`), then start the series watcher, the sender, the retention sweeper
 (`sarcoscreen.node.retention`), the workers (``run``) and last the Storage SCP, so that nothing is acknowledged
-before the node can record it. Shutdown runs in reverse: the SCP stops accepting associations first (an
-association in progress is finished by pynetdicom's server shutdown), then the watcher, the retention sweeper,
-the sender, and the workers (each finishes its current job).
+before the node can record it. Shutdown runs in reverse: the SCP stops accepting associations first and aborts
+the ones in progress (a C-STORE being stored finishes first: `StorageSCP.stop`), then the watcher, the retention
+sweeper, the sender, and the workers (each finishes its current job).
 """
 
 from __future__ import annotations
