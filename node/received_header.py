@@ -153,21 +153,26 @@ def check_vr_encoding(encoded: bytes) -> None:
     located = _data_set_start(encoded)
     if located is None:
         return
-    position, text = located
-    syntax = UID(text)
-    if not syntax.is_transfer_syntax:
+    position, syntax = located
+    encoding = _VR_ENCODINGS.get(syntax)
+    if encoding is None:
         return
+    implicit, deflated = encoding
     first = encoded[position:position + 6]
-    if syntax.is_deflated:
+    if deflated:
         try:
             first = zlib.decompressobj(-zlib.MAX_WBITS).decompress(encoded[position:position + 4096], 6)
         except zlib.error:
             return  # pydicom says what is wrong with it
-    if len(first) < 6 or _looks_explicit(first, 0) != syntax.is_implicit_VR:
+    if len(first) < 6 or _looks_explicit(first, 0) != implicit:
         return
-    found, expected = ("Explicit", "Implicit") if syntax.is_implicit_VR else ("Implicit", "Explicit")
+    found, expected = ("Explicit", "Implicit") if implicit else ("Implicit", "Explicit")
     raise TransferSyntaxMismatchError(f"the data set is encoded in {found} VR, but its transfer syntax {syntax} "
-                                      f"({syntax.name}) is {expected} VR (PS3.5 10.1)")
+                                      f"({UID(syntax).name}) is {expected} VR (PS3.5 10.1)")
+
+
+_VR_ENCODINGS = {str(uid): (uid.is_implicit_VR, uid.is_deflated) for uid in AllTransferSyntaxes}
+"""Standard transfer syntax -> (Implicit VR, deflated), looked up once rather than per instance."""
 
 
 def dataset_attributes(ds: Dataset) -> HeaderAttributes:
