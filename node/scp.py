@@ -418,10 +418,19 @@ class StorageSCP:
         reason = (f"the SOP Instance UID is already stored under series {conflict.stored_series_uid}; received "
                   f"under series {conflict.received_series_uid}, refused (a SOP Instance UID identifies one "
                   "instance, PS3.3 C.12.1.1.1; the first copy is kept)")
-        path = self.spool.quarantine(encoded, reason, sop_instance_uid=conflict.sop_instance_uid,
-                                     calling_ae_title=calling)
+        try:
+            path = self.spool.quarantine(encoded, reason, sop_instance_uid=conflict.sop_instance_uid,
+                                         calling_ae_title=calling)
+        except SpoolError as exc:  # the copy stays in the spool: the next start quarantines it
+            logger.error("C-STORE of %s from %s refused (0x%04X): %s; not quarantined (%s), left in the spool as "
+                         "%s", conflict.sop_instance_uid, calling, STATUS_SOP_INSTANCE_CONFLICT, conflict, exc,
+                         stored.relative_path)
+            return STATUS_SOP_INSTANCE_CONFLICT
         if not stored.duplicate:
-            stored.path.unlink(missing_ok=True)
+            try:
+                stored.path.unlink(missing_ok=True)
+            except OSError as exc:  # the next start's reconciliation moves it to the quarantine
+                logger.error("cannot remove %s from the spool: %s", stored.relative_path, exc.strerror)
         logger.warning("C-STORE of %s from %s refused (0x%04X): %s; quarantined as %s", conflict.sop_instance_uid,
                        calling, STATUS_SOP_INSTANCE_CONFLICT, conflict, path.name)
         return STATUS_SOP_INSTANCE_CONFLICT
