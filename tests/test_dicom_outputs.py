@@ -271,9 +271,10 @@ def test_other_content_gets_other_uids(dated: Crafted, tmp_path: Path) -> None:
     """Same source, engine, version and settings, but a corrected height (another SR and key image) or another
     label map (the labelmap engine reads a file the settings do not name): what changed gets new UIDs; what did
     not keeps its UIDs and bytes."""
-    base = _write_crafted(dated, tmp_path / "base")
+    none = KeyImageKind.NONE  # its UIDs are derived all the same; drawing it would only take time
+    base = _write_crafted(dated, tmp_path / "base", none)
     taller = replace(dated.report, height_m=1.70)
-    corrected = _write_crafted(dated, tmp_path / "height", report=taller)
+    corrected = _write_crafted(dated, tmp_path / "height", none, report=taller)
     assert corrected.uids.seg_instance == base.uids.seg_instance
     assert corrected.seg.read_bytes() == base.seg.read_bytes()
     assert corrected.uids.sr_instance != base.uids.sr_instance
@@ -281,6 +282,6 @@ def test_other_content_gets_other_uids(dated: Crafted, tmp_path: Path) -> None:
     labels = dated.segmentation.labels.copy()
     labels[labels == CATALOGUE.by_key("gluteus_minimus_left").label] = 0
     other = replace(dated.segmentation, labels=labels)
-    relabelled = _write_crafted(dated, tmp_path / "labels", segmentation=other)
+    relabelled = _write_crafted(dated, tmp_path / "labels", none, segmentation=other)
     assert relabelled.uids.seg_instance != base.uids.seg_instance
     assert relabelled.uids.sr_instance != base.uids.sr_instance
