@@ -124,9 +124,11 @@ def build_secondary_capture(picture: Image.Image, source: SourceInstances, shown
 
 def _pdf_bytes(picture: Image.Image, when: OutputDateTime) -> bytes:
     """The picture as a one-page PDF whose creation and modification dates are `when` (Pillow would write the
-    clock's)."""
+    clock's), as a PDF date without a time zone (ISO 32000-1 7.9.4: its relation to UT unknown, as the source's
+    DICOM time has none)."""
     buffer = io.BytesIO()
-    pdf_date = when.moment.replace(microsecond=0).timetuple()
+    moment = when.moment
+    pdf_date = f"D:{when.date}{moment.hour:02d}{moment.minute:02d}{moment.second:02d}".encode("ascii")
     picture.convert("RGB").save(buffer, format="PDF", resolution=96.0, title=_TITLE, author="sarcoscreen",
                                 creationDate=pdf_date, modDate=pdf_date)
     return buffer.getvalue()
