@@ -209,6 +209,7 @@ _TOO_LONG_UID = "1.2." + "3" * 61  # 65 characters
     (lambda ds: setattr(ds, "StudyInstanceUID", "1.2.03.4"), "StudyInstanceUID is not a valid UID"),
     (lambda ds: setattr(ds, "StudyInstanceUID", _TOO_LONG_UID), "StudyInstanceUID is not a valid UID"),
 ], ids=["no-sop-instance", "no-sop-class", "study-dotdot", "study-leading-zero", "study-too-long"])
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI", "ignore:The value length")  # pydicom writing them
 def test_identifying_uids_missing_or_invalid_are_refused(
         node: tuple[StorageSCP, RecordingIndex, Spool], tmp_path: Path, change: object, reason: str) -> None:
     """The data set's own SOP Class/Instance UID are Type 1 (the request's are not a substitute: PS3.4 B.2.3) and
