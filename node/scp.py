@@ -296,6 +296,7 @@ class StorageSCP:
             (evt.EVT_C_ECHO, self._on_c_echo),
             (evt.EVT_REQUESTED, self._on_requested),
         ]
+        self._stopping.clear()
         self._server = self._ae.start_server((self.host, self.port), block=False, evt_handlers=handlers,
                                              ssl_context=self.tls)
         self.port = self._server.server_address[1]
@@ -318,6 +319,8 @@ class StorageSCP:
             if assoc.requestor.primitive is None:  # a connection that has not asked for an association
                 assoc.dul.kill_dul()
                 continue
+            if assoc.is_released or assoc.is_aborted or assoc.is_rejected:
+                continue  # ending by itself
             if assoc.is_established:
                 logger.warning("association from %s at %s aborted: the node is stopping",
                                assoc.requestor.ae_title.strip(), assoc.requestor.address)
