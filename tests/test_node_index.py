@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session
 
 from sarcoscreen.db.models import Event, Instance, InstanceState, JobStatus, Series, SeriesState, Study
 from sarcoscreen.db.queue import claim, complete, write_session
+from sarcoscreen.node.dicom_sender import parse_destination, send_files
 from sarcoscreen.node.instance_index import SqlInstanceIndex, index_engine
 from sarcoscreen.node.reconcile import reconcile
-from sarcoscreen.node.dicom_sender import parse_destination, send_files
 from sarcoscreen.node.routing import RoutingRules
 from sarcoscreen.node.scp import STATUS_SOP_INSTANCE_CONFLICT, StorageSCP
 from sarcoscreen.node.spool import Spool
@@ -257,7 +257,8 @@ def test_the_same_sop_instance_uid_under_another_series_is_refused_and_recorded(
     events = rows(engine, select(Event).where(Event.kind == "instance.conflict"))
     assert len(events) == 2
     assert events[0].series_id == _series(engine, first.series_instance_uid).id
-    assert sop in events[0].message and second.series_instance_uid in events[0].message
+    assert sop in events[0].message
+    assert second.series_instance_uid in events[0].message
     assert "CRAFTED" not in events[0].message  # the patient ID of the factory's data sets
 
 
@@ -282,7 +283,9 @@ def test_reconciliation_quarantines_a_sop_instance_uid_found_under_a_second_seri
     os.utime(earlier.path, ns=(later.path.stat().st_mtime_ns - 10**9,) * 2)
     report = reconcile(engine, spool)
     assert (report.conflicts, report.indexed, report.quarantined) == (2, 1, 0)
-    assert not late.path.exists() and not later.path.exists() and earlier.path.exists()
+    assert not late.path.exists()
+    assert not later.path.exists()
+    assert earlier.path.exists()
     (kept,) = rows(engine, select(Instance).where(Instance.sop_instance_uid == two.sop_instance_uids[0]))
     assert kept.spool_path == earlier.relative_path
     reasons = sorted(json.loads(n.read_text(encoding="utf-8"))["reason"]
@@ -291,6 +294,7 @@ def test_reconciliation_quarantines_a_sop_instance_uid_found_under_a_second_seri
     assert any(f"indexed under series {one.series_instance_uid}" in r for r in reasons)
     assert any(f"also in the spool under series {two.series_instance_uid}" in r for r in reasons)
     events = rows(engine, select(Event).where(Event.kind == "instance.conflict"))
-    assert len(events) == 2 and all(e.series_id is not None for e in events)
+    assert len(events) == 2
+    assert all(e.series_id is not None for e in events)
     assert "2 SOP Instance UIDs found under a second series quarantined" in report.summary()
     assert reconcile(engine, spool).changes == 0
