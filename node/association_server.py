@@ -36,6 +36,11 @@ class AssociationServer(ThreadedAssociationServer):
     """A connection's thread before its association starts holds no data: the process need not wait for it."""
     block_on_close = False
 
+    def serve_forever(self, poll_interval: float = 0.1) -> None:
+        """`socketserver`'s loop, which `shutdown` waits for: polled every 0.1 s rather than 0.5 s, so stopping
+        takes a tenth of a second, not half a second."""
+        super().serve_forever(poll_interval)
+
     def get_request(self) -> tuple[socket.socket, Any]:
         """Accept only; `process_request_thread` does the handshake."""
         assert self.socket is not None
