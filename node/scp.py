@@ -384,14 +384,14 @@ class StorageSCP:
             header = read_header(encoded, request_class, request_instance)
             stored = self.spool.store(encoded, header.series_instance_uid, request_instance)
         except RejectedInstanceError as rejected:
-            path = self.spool.quarantine(encoded, str(rejected), sop_instance_uid=request_instance,
-                                         calling_ae_title=calling)
-            logger.warning("C-STORE of %s from %s refused (0x%04X): %s; quarantined as %s", request_instance,
-                           calling, rejected.status, rejected, path.name)
+            kept = self._quarantine(encoded, str(rejected), sop_instance_uid=request_instance,
+                                    calling_ae_title=calling)
+            logger.warning("C-STORE of %s from %s refused (0x%04X): %s; %s", request_instance, calling,
+                           rejected.status, rejected, kept)
             return rejected.status
         except InvalidUidError as exc:
-            self.spool.quarantine(encoded, str(exc), calling_ae_title=calling)
-            logger.warning("C-STORE from %s refused (0xA900): %s", calling, exc)
+            kept = self._quarantine(encoded, str(exc), calling_ae_title=calling)
+            logger.warning("C-STORE from %s refused (0xA900): %s; %s", calling, exc, kept)
             return STATUS_DATASET_MISMATCH
         except InsufficientStorageError as exc:
             logger.error("C-STORE of %s from %s refused (0xA700): %s", request_instance, calling, exc)
@@ -412,6 +412,14 @@ class StorageSCP:
                          exc)
             return STATUS_OUT_OF_RESOURCES
         return STATUS_SUCCESS
+
+    def _quarantine(self, encoded: bytes, reason: str, **facts: str) -> str:
+        """Keep a refused data set in the quarantine; what became of it, for the log line. A quarantine that cannot
+        be written does not change the answer (the data set was refused: the sender still has it)."""
+        try:
+            return f"quarantined as {self.spool.quarantine(encoded, reason, **facts).name}"
+        except SpoolError as exc:
+            return f"not quarantined ({exc})"
 
     def _refuse_conflict(self, encoded: bytes, stored: StoredFile, conflict: InstanceConflictError,
                          calling: str) -> int:

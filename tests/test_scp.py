@@ -18,6 +18,7 @@ import pydicom.filewriter
 import pytest
 from ct_series_factory import edit_file, write_ct_series
 from dicom_peers import free_port
+from filesystems import read_only, small_filesystem
 from pynetdicom import AE
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import Verification
@@ -280,3 +281,22 @@ def test_max_associations_counts_associations_not_connections(tmp_path: Path) ->
             if assoc.is_established:
                 assoc.release()
         scp.stop()
+
+
+def test_a_refusal_stands_when_the_quarantine_cannot_be_written(tmp_path: Path) -> None:
+    """The quarantine on a disk remounted read-only: the data set is still refused with its own status (0xA900
+    here) and the log says it was not quarantined - the handler does not fail on the quarantine's error."""
+    series = write_ct_series(tmp_path / "ct", 1, rows=4, columns=4)
+    edit_file(series.files[0], lambda ds: delattr(ds, "SOPClassUID"))
+    with small_filesystem(tmp_path / "quarantine") as quarantine:
+        spool = Spool(tmp_path / "spool", quarantine)
+        read_only(quarantine)
+        index = RecordingIndex()
+        scp = StorageSCP(spool, index, ae_title="SARCO", host="127.0.0.1", port=free_port())
+        scp.start()
+        try:
+            assert _send_as_is(scp, series.files[0]) == STATUS_DATASET_MISMATCH
+        finally:
+            scp.stop()
+    assert list(spool.walk()) == []
+    assert index.instances == []
