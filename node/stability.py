@@ -15,6 +15,10 @@ Runs in the ``serve``/``run`` process, in its own thread (never on an associatio
    received late instances gets a new job when ``network.rerun_on_late_instances`` is on; when it is off, the
    series goes back to the state of its latest job and an event says the late instances were not analysed.
 
+Time before the node started is not idle time: a series whose transfer a stop or a crash of the node interrupted
+is decided only once the node has listened for ``stable_age_s`` (the sender resends meanwhile), not in the
+first round on what had arrived.
+
 The round's read and writes are one transaction (``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL), so an instance indexed meanwhile either is seen by the round or puts the series back to
 ``receiving`` after it. The watcher also returns jobs whose worker died to the queue (`reap_expired`).
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, case, func, select
 from sqlalchemy.orm import Session
@@ -151,10 +155,17 @@ def _decide_one(session: Session, series: Series, rules: RoutingRules, rerun_on_
 
 
 def decide_stable_series(engine: Engine, *, stable_age_s: float, rules: RoutingRules, rerun_on_late_instances: bool,
-                         max_attempts: int) -> list[StabilityOutcome]:
-    """One round: decide every series idle for `stable_age_s` seconds (at most a batch per round)."""
+                         max_attempts: int, receiving_since: datetime | None = None) -> list[StabilityOutcome]:
+    """One round: decide every series idle for `stable_age_s` seconds (at most a batch per round).
+
+    `receiving_since` is when the node started to listen (database clock): time before it is not idle time - a
+    transfer the node's stop or crash interrupted is resent after the start - so nothing is decided until the
+    node has listened for `stable_age_s`.
+    """
     with write_session(engine) as session:
         cutoff = db_now(session) - timedelta(seconds=stable_age_s)
+        if receiving_since is not None and receiving_since > cutoff:
+            return []
         candidates = session.execute(
             select(Series)
             .where(Series.state == SeriesState.RECEIVING, Series.last_received_at <= cutoff)
@@ -179,14 +190,19 @@ class SeriesWatcher(BackgroundLoop):
         self.engine = engine
         self.settings = settings
         self.rules = routing_rules_from(settings)
+        self.started_at: datetime | None = None
+        """When the watcher's first round ran (database clock): idle time counts from then at the earliest."""
 
     def interval_s(self) -> float:
         return min(self.settings.queue.poll_s, self.settings.network.stable_age_s)
 
     def run_once(self) -> list[StabilityOutcome]:
         queue = self.settings.queue
+        if self.started_at is None:
+            with Session(self.engine) as session:
+                self.started_at = db_now(session)
         for job_id, status in reap_expired(self.engine, backoff_s=queue.backoff_s, backoff_max_s=queue.backoff_max_s):
             logger.warning("job %d: lease expired (worker gone); now %s", job_id, status.value)
         return decide_stable_series(self.engine, stable_age_s=self.settings.network.stable_age_s, rules=self.rules,
                                     rerun_on_late_instances=self.settings.network.rerun_on_late_instances,
-                                    max_attempts=queue.max_attempts)
+                                    max_attempts=queue.max_attempts, receiving_since=self.started_at)
