@@ -167,6 +167,7 @@ def analyze_series(
     try:
         calibration = calibration_from(settings)
         volume = load_series(series, series_instance_uid=series_uid,
+                             max_volume_bytes=settings.worker.max_volume_mb << 20,
                              progress=(lambda done, total: bar("loading", done, total)))
         engine = engine_from(settings, engine_name, labels)
         segmentation = engine.segment(volume, progress=bar)

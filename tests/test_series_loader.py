@@ -621,6 +621,20 @@ def test_a_volume_beyond_the_limit_is_refused_before_allocating_and_the_error_na
     assert peak < 1 << 20
 
 
+def test_analyze_applies_the_configured_volume_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """`sarcoscreen analyze` refuses, like the worker, a volume beyond ``worker.max_volume_mb`` (it used the
+    loader's 8 GiB default whatever the setting)."""
+    from sarcoscreen.node.cli import main
+
+    write_ct_series(tmp_path / "series", n_slices=9, rows=256, columns=256)  # 1.125 MiB as int16
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SARCOSCREEN_WORKER__MAX_VOLUME_MB", "1")
+    assert main(["analyze", str(tmp_path / "series"), "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+    assert "more than the limit of 1.0 MiB" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
+
+
 def test_modality_lut_sequence_is_refused(tmp_path: Path) -> None:
     def with_lut(ds: Dataset, n: int) -> None:
         item = Dataset()
