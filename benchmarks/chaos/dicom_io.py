@@ -35,7 +35,6 @@ from sarcoscreen.node.loopback import free_port, wait_for_port
 __all__ = ["RecordingDestination", "StoreResult", "echo", "store"]
 
 LABEL_MAP_SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.7"
-_CHUNKED_MODE = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -60,16 +59,33 @@ def _identity(item: Dataset | Path) -> tuple[str, str, str]:
     return str(item.SOPClassUID), str(item.SOPInstanceUID), str(item.file_meta.TransferSyntaxUID)
 
 
-@contextmanager
-def _chunked_files() -> Iterator[None]:
-    """pynetdicom's chunked mode (file bytes sent as they are) for the duration of one association."""
-    with _CHUNKED_MODE:
-        before = _config.STORE_SEND_CHUNKED_DATASET
-        _config.STORE_SEND_CHUNKED_DATASET = True
+class _ChunkedMode:
+    """pynetdicom's chunked mode (file bytes sent as they are) while at least one association sends files; the
+    setting is the library's, process-wide: counted, so that simultaneous associations share it and the previous
+    value comes back after the last one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._before = False
+
+    @contextmanager
+    def on(self) -> Iterator[None]:
+        with self._lock:
+            if self._users == 0:
+                self._before = _config.STORE_SEND_CHUNKED_DATASET
+                _config.STORE_SEND_CHUNKED_DATASET = True
+            self._users += 1
         try:
             yield
         finally:
-            _config.STORE_SEND_CHUNKED_DATASET = before
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    _config.STORE_SEND_CHUNKED_DATASET = self._before
+
+
+_CHUNKED = _ChunkedMode()
 
 
 def store(port: int, items: Sequence[Dataset | Path], *, called: str = "SARCO", calling: str = "CHAOS",
@@ -84,7 +100,7 @@ def store(port: int, items: Sequence[Dataset | Path], *, called: str = "SARCO", 
     ae.requested_contexts = [build_context(sop_class, syntax) for sop_class, syntax in contexts]
     statuses: dict[str, int | None] = {uid: None for _, uid, _ in identities}
     files = any(isinstance(item, Path) for item in items)
-    with _chunked_files() if files else _nothing():
+    with _CHUNKED.on() if files else _nothing():
         assoc = ae.associate("127.0.0.1", port, ae_title=called)
         if not assoc.is_established:
             return StoreResult(False, statuses)

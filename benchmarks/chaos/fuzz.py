@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from chaos.databases import Backend, fresh_database
 from chaos.dicom_io import echo, store
-from chaos.fuzz_corpus import SYNTAXES, FuzzCase, mutate, write_template
+from chaos.fuzz_corpus import SYNTAXES, FuzzCase, Syntax, mutate, write_template
 from chaos.kill_trials import node_sections
 from chaos.ledger import IdleState, InstanceLedger, instance_ledger, wait_idle
 from chaos.node_control import NodeStartError, NodeUnderTest
@@ -81,9 +81,9 @@ def _quarantined_uids(folder: Path) -> Counter[str]:
     return found
 
 
-def run_fuzz(backend: Backend, work: Path, *, cases: int, seed: int, intact_per_batch: int = 2,
-             settle_s: float = 240.0) -> FuzzResult:
-    """`cases` mutated instances (see the module) against one node on a fresh database."""
+def run_fuzz(backend: Backend, work: Path, *, cases: int, seed: int, syntaxes: tuple[Syntax, ...] = SYNTAXES,
+             intact_per_batch: int = 2, settle_s: float = 240.0) -> FuzzResult:
+    """`cases` mutated instances (see the module) in `syntaxes` against one node on a fresh database."""
     started = time.monotonic()
     rng = random.Random(seed)
     result = FuzzResult(backend.label, cases)
@@ -97,7 +97,7 @@ def run_fuzz(backend: Backend, work: Path, *, cases: int, seed: int, intact_per_
         batch = 0
         try:
             node.start()
-            schedule = [s for s in SYNTAXES for _ in range(2 if s.decodable else 1)]
+            schedule = [s for s in syntaxes for _ in range(2 if s.decodable else 1)]
             while case_number < cases:
                 syntax = schedule[batch % len(schedule)]
                 count = min(2, cases - case_number)

@@ -49,13 +49,14 @@ __all__ = ["KillTrialsResult", "node_sections", "run_first_start_trials", "run_k
 MOMENTS = ("ingest", "job", "delivery", "random")
 
 
-def node_sections(stable_age_s: float = 3.0) -> dict[str, dict[str, object]]:
-    """The campaign's node settings: short stability, leases, backoffs and delivery holds (5 x timeout_s)."""
+def node_sections(stable_age_s: float = 3.0, delivery_timeout_s: float = 2.0) -> dict[str, dict[str, object]]:
+    """The campaign's node settings: short stability, leases, backoffs and delivery holds (a delivery claimed by a
+    sender that died is due again after 5 x ``delivery.timeout_s``)."""
     return {
         "network": {"stable_age_s": stable_age_s},
         "queue": {"poll_s": 0.3, "lease_s": 6.0, "heartbeat_s": 1.0, "backoff_s": 0.5, "backoff_max_s": 2.0,
                   "max_attempts": 3},
-        "delivery": {"retry_s": 0.5, "retry_max_s": 1.0, "timeout_s": 2.0},
+        "delivery": {"retry_s": 0.5, "retry_max_s": 1.0, "timeout_s": delivery_timeout_s},
         "logging": {"level": "INFO"},
     }
 
@@ -121,6 +122,8 @@ class Traffic:
 class KillTrialsResult:
     backend: str
     trials: int
+    stopped: int = 0
+    """Trials that stopped the node with SIGTERM."""
     in_flight: Counter[str] = field(default_factory=Counter)
     """Kills that found an ingest association, a running job or a delivery in progress (or nothing: idle)."""
     moments_missed: int = 0
@@ -135,6 +138,16 @@ class KillTrialsResult:
     unfinished: list[str] = field(default_factory=list)
     """Anything the run could not finish (sender still had unacknowledged instances, node not idle)."""
     seconds: float = 0.0
+
+
+def _draw_plan(rng: random.Random, trials: int, how: str) -> list[tuple[str, str]]:
+    """Each moment in turn, shuffled within each round of `MOMENTS`."""
+    plan: list[tuple[str, str]] = []
+    while len(plan) < trials:
+        moments = list(MOMENTS)
+        rng.shuffle(moments)
+        plan += [(moment, how) for moment in moments]
+    return plan[:trials]
 
 
 def _running_jobs(config: NodeConfig) -> int:
@@ -177,40 +190,49 @@ def _reach(moment: str, rng: random.Random, traffic: Traffic, destination: Recor
     return True
 
 
-def run_kill_trials(backend: Backend, work: Path, *, trials: int, seed: int, phantom: Path,
+def run_kill_trials(backend: Backend, work: Path, *, trials: int, seed: int, phantom: Path, sigterm: bool = False,
+                    plan: Sequence[tuple[str, str]] | None = None, delivery_timeout_s: float = 2.0,
                     wait_s: float = 30.0, settle_s: float = 240.0) -> KillTrialsResult:
-    """`trials` kills of a node receiving, analysing and delivering `trials` phantom series (see the module)."""
+    """`trials` kills of a node receiving, analysing and delivering `trials` + 1 phantom series (see the module);
+    with `sigterm` each trial is a clean stop (SIGTERM, which must end the node in time with code 0) instead.
+    `plan` gives each trial's (moment, ``kill`` | ``term``) instead of drawing them."""
     started = time.monotonic()
     rng = random.Random(seed)
     result = KillTrialsResult(backend.label, trials)
+    if plan is None:
+        plan = _draw_plan(rng, trials, "term" if sigterm else "kill")
+    elif len(plan) != trials:
+        raise ValueError(f"a plan of {len(plan)} trials for {trials} trials")
     source = phantom_datasets(phantom)
     # One series ahead of the kills, so that a job or a delivery is usually under way when one is wanted.
     series = [renamed_copy(source, WELL_FORMED[n % len(WELL_FORMED)]) for n in range(trials + 1)]
     result.series_sent = len(series)
     expected = {str(s[0].SeriesInstanceUID): len(s) for s in series}
     with fresh_database(backend, work) as url, RecordingDestination(delay_s=(0.05, 0.4), seed=seed) as destination:
-        config = NodeConfig(work / "node", url, sections=node_sections(), destinations=[
-            {"name": "pacs", "ae_title": destination.ae_title, "host": "127.0.0.1", "port": destination.port}])
+        pacs = {"name": "pacs", "ae_title": destination.ae_title, "host": "127.0.0.1", "port": destination.port}
+        config = NodeConfig(work / "node", url, sections=node_sections(delivery_timeout_s=delivery_timeout_s),
+                            destinations=[pacs])
         node = NodeUnderTest(config)
         try:
             node.start()
             traffic = Traffic(config.port, series, deadline=time.monotonic() + 60.0 * max(trials, 1) + 120.0)
             traffic.start()
             traffic.release()
-            moments: list[str] = []
-            for _ in range(trials):
-                if not moments:
-                    moments = list(MOMENTS)
-                    rng.shuffle(moments)
+            for moment, how in plan:
                 traffic.release()
-                if not _reach(moments.pop(), rng, traffic, destination, config, wait_s):
+                if not _reach(moment, rng, traffic, destination, config, wait_s):
                     result.moments_missed += 1
                 whole_group = rng.random() < 0.5
                 flags = {"ingest": traffic.in_association.is_set(),
                          "delivery": destination.open_connections > 0}
-                node.kill9(whole_group=whole_group)
-                flags["job"] = _running_jobs(config) > 0
-                result.whole_group += whole_group
+                if how == "term":
+                    flags["job"] = _running_jobs(config) > 0  # a clean stop lets the job finish first
+                    node.stop(timeout=120.0)
+                    result.stopped += 1
+                else:
+                    node.kill9(whole_group=whole_group)
+                    flags["job"] = _running_jobs(config) > 0
+                    result.whole_group += whole_group
                 result.in_flight.update([name for name, hit in flags.items() if hit] or ["idle"])
                 node.start()
             if not traffic.join(timeout=max(120.0, 15.0 * trials)):
@@ -258,7 +280,9 @@ def run_first_start_trials(backend: Backend, work: Path, *, trials: int, seed: i
     for trial in range(trials):
         folder = work / f"first-start-{trial}"
         with fresh_database(backend, folder) as url:
-            node = NodeUnderTest(NodeConfig(folder / "node", url, sections=node_sections()))
+            # serve: the start that migrates and reconciles; worker processes start only after both
+            node = NodeUnderTest(NodeConfig(folder / "node", url, sections=node_sections()), command="serve",
+                                 arguments=())
             try:
                 node.start(wait=False)
                 time.sleep(rng.uniform(0.1, 2.5))

@@ -5,9 +5,11 @@
   ``stored`` and its spool file with the size and SHA-256 recorded; one row per SOP Instance UID.
 * `delivery_ledger`: for each series whose latest job is done, each output of that job must have reached the
   destination and its deliveries be ``sent``; a (series, kind) for which the destination holds more than one
-  distinct object is a duplicate (output UIDs are deterministic, so a re-run or a resend replaces an object, it
-  never adds one); receiving the same SOP Instance UID again is a *resend* (at-least-once, harmless) and is
-  counted apart.
+  distinct object *made from the same input* (instances, engine, settings) is a duplicate: output UIDs are
+  deterministic, so a re-run or a resend of the same analysis replaces an object, it never adds one. Objects of an
+  earlier analysis of fewer instances (the series was decided before the rest arrived) are *superseded* results,
+  counted apart; receiving the same SOP Instance UID again is a *resend* (at-least-once, harmless), counted
+  apart too.
 """
 
 from __future__ import annotations
@@ -119,10 +121,15 @@ class DeliveryLedger:
     delivered: int
     undelivered: list[str] = field(default_factory=list)
     duplicated: int = 0
+    duplicates: list[str] = field(default_factory=list)
+    """What the duplicates are (series, kind, the distinct SOP Instance UIDs, or an object no output has)."""
     resends: int = 0
     unreadable: int = 0
     incomplete_analyses: list[str] = field(default_factory=list)
     """Processed series whose latest analysis did not load every instance the node holds of them."""
+    superseded: list[str] = field(default_factory=list)
+    """Series whose destination also holds the objects of an earlier analysis of fewer instances (decided before
+    the rest arrived, e.g. when a restart took longer than ``stable_age_s``): not duplicates, older results."""
 
 
 def delivery_ledger(engine: Engine, received: Mapping[str, int], unreadable: int = 0,
@@ -167,14 +174,32 @@ def delivery_ledger(engine: Engine, received: Mapping[str, int], unreadable: int
                     undelivered.append(f"{output.kind} {output.sop_instance_uid} of job {job.id}: received "
                                        f"{received.get(output.sop_instance_uid, 0)} times, deliveries "
                                        f"{[str(s) for s in states]}")
-        # Duplicates: distinct objects at the destination for one (source series, kind).
-        kinds: dict[tuple[int, str], set[str]] = defaultdict(set)
+        # At the destination, per (source series, kind): distinct objects made from the same input (the same
+        # instances, engine and settings) are duplicates; objects of analyses of fewer instances are superseded.
+        made: dict[tuple[int, str], dict[str, set[tuple[object, ...]]]] = defaultdict(lambda: defaultdict(set))
         known: set[str] = set()
         for output in outputs:
             known.add(output.sop_instance_uid)
+            job = job_of[output.job_id]
             if output.sop_instance_uid in received:
-                kinds[(job_of[output.job_id].series_id, str(output.kind))].add(output.sop_instance_uid)
-    duplicated = sum(len(uids) - 1 for uids in kinds.values()) + sum(1 for uid in received if uid not in known)
+                made[(job.series_id, str(output.kind))][output.sop_instance_uid].add(
+                    (job.instance_count, job.engine_name, job.engine_version, job.settings_hash))
+    duplicates: list[str] = []
+    superseded: list[str] = []
+    for (series_id, kind), by_uid in sorted(made.items()):
+        uids_of_input: dict[tuple[object, ...], set[str]] = defaultdict(set)
+        for uid, keys in by_uid.items():
+            for key in keys:
+                uids_of_input[key].add(uid)
+        if any(len(uids) > 1 for uids in uids_of_input.values()):
+            duplicates.append(f"series id {series_id}: {len(by_uid)} distinct {kind} objects at the destination made "
+                              f"from the same input: {sorted(by_uid)}")
+        elif len(by_uid) > 1:
+            counts = sorted({int(key[0] or 0) for key in uids_of_input})
+            superseded.append(f"series id {series_id}: {kind} of analyses of {counts} instances")
+    duplicates += [f"{uid}: at the destination but no output of the node" for uid in sorted(received)
+                   if uid not in known]
+    duplicated = len(duplicates)
     resends = sum(n - 1 for n in received.values())
-    return DeliveryLedger(len(series), processed, expected, delivered, undelivered, duplicated, resends, unreadable,
-                          incomplete)
+    return DeliveryLedger(len(series), processed, expected, delivered, undelivered, duplicated, duplicates, resends,
+                          unreadable, incomplete, superseded)

@@ -143,8 +143,7 @@ def stored_patient_ids(url: str) -> list[str]:
 
 
 def scan_cli(config: Path, database_url: str, commands: Sequence[Sequence[str]] = (
-        ("jobs",), ("jobs", "--format", "json", "--limit", "100000"), ("results",),
-        ("results", "--format", "json"), ("results", "--format", "csv"))) -> list[PhiHit]:
+        ("jobs", "--format", "json", "--limit", "100000"), ("results", "--format", "json"))) -> list[PhiHit]:
     """Run each ``sarcoscreen --config FILE <command>`` and scan its output (stored patient IDs removed from
     ``results``, where they belong)."""
     allowed = stored_patient_ids(database_url)
