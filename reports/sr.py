@@ -8,7 +8,8 @@ device observer). The tree, with the source of every code, is in ``docs/dicom-ou
 
 * per structure and side with voxels (each is a SEG segment): a TID 1411 group referencing its segment, with
   volume, mean and SD attenuation, mass (muscle only: a bone has none), fraction in the muscle HU window, and -
-  when the engine gives them - the segmentation uncertainty and its QA flag;
+  when the engine gives them - the segmentation uncertainty under the concept and unit of its measure
+  (predictive variance or entropy) and its QA flag;
 * per group (`Group`: the reference study's gluteal, above knee, all; then sarcoscreen's own upper gluteal
   group) and side (left, right, both): a TID 1501 group with the skeletal muscle mass (SCT "Mass" of the group)
   and SMI when complete, the completeness (coded, with the reason in words), and for a truncated or uncertain
