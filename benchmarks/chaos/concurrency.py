@@ -110,8 +110,11 @@ def run_concurrency(backend: Backend, work: Path, *, associations: int = 20, rac
             threads = [threading.Thread(target=send, args=(i, s), daemon=True) for i, s in enumerate(plan)]
             for thread in threads:
                 thread.start()
+            deadline = time.monotonic() + 300.0
             for thread in threads:
-                thread.join(timeout=300)
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            if any(thread.is_alive() for thread in threads):
+                result.unfinished.append("senders still running 300 s after the start")
             result.sent = sum(len(s.files) for s in plan)
             result.most_at_once = max((sum(1 for b, e in spans if b <= t < e) for t, _ in spans), default=0)
             result.acknowledged_instances = len(acknowledged)

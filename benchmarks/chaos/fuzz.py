@@ -31,7 +31,7 @@ from chaos.fuzz_corpus import SYNTAXES, FuzzCase, Syntax, mutate, write_template
 from chaos.kill_trials import node_sections
 from chaos.ledger import IdleState, InstanceLedger, instance_ledger, wait_idle
 from chaos.node_control import NodeStartError, NodeUnderTest
-from chaos.phi import PATIENTS, PhiHit, scan_cli, scan_database, scan_text
+from chaos.phi import PATIENTS, PhiHit, scan_cli, scan_database, scan_files, scan_text
 from sarcoscreen.db.models import Series
 
 __all__ = ["FuzzResult", "fuzz_sections", "run_fuzz", "series_states"]
@@ -150,7 +150,8 @@ def run_fuzz(backend: Backend, work: Path, *, cases: int, seed: int, syntaxes: t
                 engine.dispose()
             quarantined = _quarantined_uids(config.folder / "data" / "quarantine")
             result.unquarantined = sum(1 for uid in refused if not quarantined.get(uid))
-            result.phi = [*scan_text("node log", node.log_text()), *scan_database(url), *scan_cli(config.path, url)]
+            result.phi = [*scan_text("node log", node.log_text()), *scan_database(url), *scan_cli(config.path, url),
+                          *scan_files((config.folder / "data" / "quarantine").rglob("*.json"))]
         except NodeStartError as exc:
             result.unfinished.append(str(exc).splitlines()[0])
         finally:

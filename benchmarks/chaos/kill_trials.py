@@ -11,6 +11,8 @@ Each trial releases one more series and kills the node at a moment drawn in turn
 * ``random`` - at a random time after the start.
 
 The kill takes the main process alone or the whole process group (seeded coin). The node is restarted at once.
+With ``sigterm`` (or a `plan` naming ``term``) a trial stops the node cleanly instead: SIGTERM must end it in time
+with code 0, an association in progress cut (the sender resends what was not acknowledged).
 What was in flight at each kill is observed, not assumed: an association of the sender open, a job running in the
 database, a connection of the node open at the destination. After the last trial the sender finishes, the node
 works until idle and is stopped cleanly; then `chaos.ledger` counts.
@@ -111,7 +113,8 @@ class Traffic:
                     break
                 self.in_association.set()
                 try:
-                    store(self.port, pending, on_status=self._note, timeout=10.0)
+                    # pynetdicom notices a closed association only when its DIMSE timeout ends: keep it short
+                    store(self.port, pending, on_status=self._note, timeout=4.0)
                 finally:
                     self.in_association.clear()
                     self.associations += 1

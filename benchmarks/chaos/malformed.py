@@ -40,7 +40,18 @@ from chaos.dicom_io import echo, store
 from chaos.fuzz import REFUSED, fuzz_sections
 from chaos.ledger import IdleState, InstanceLedger, instance_ledger, wait_idle
 from chaos.node_control import NodeStartError, NodeUnderTest
-from chaos.phi import MALFORMED, PATIENTS, WELL_FORMED, FakePatient, PhiHit, scan_cli, scan_database, scan_text, stamp
+from chaos.phi import (
+    MALFORMED,
+    PATIENTS,
+    WELL_FORMED,
+    FakePatient,
+    PhiHit,
+    scan_cli,
+    scan_database,
+    scan_files,
+    scan_text,
+    stamp,
+)
 from sarcoscreen.db.models import Job, Series
 
 __all__ = ["ITEMS", "MalformedItem", "MalformedResult", "run_malformed"]
@@ -383,7 +394,8 @@ def run_malformed(backend: Backend, work: Path, *, items: tuple[MalformedItem, .
                 engine.dispose()
             quarantined = _quarantine_count(config.folder / "data" / "quarantine")
             result.unquarantined = max(0, len(refused) - quarantined)
-            result.phi = [*scan_text("node log", node.log_text()), *scan_database(url), *scan_cli(config.path, url)]
+            result.phi = [*scan_text("node log", node.log_text()), *scan_database(url), *scan_cli(config.path, url),
+                          *scan_files((config.folder / "data" / "quarantine").rglob("*.json"))]
         except NodeStartError as exc:
             result.unfinished.append(str(exc).splitlines()[0])
         finally:

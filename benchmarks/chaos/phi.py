@@ -6,8 +6,9 @@ characters). Every text marker contains ``ZQX`` in some case; birth dates are di
 no other digit or dot touches them (so that they are never found inside a UID). A fuzzed value may lose part of
 its marker; ``zqx`` survives most mutations.
 
-Scanned: node logs, every text column of the database (except ``studies.patient_id`` and
-``patient_heights.patient_id``, where the patient ID belongs), and the output of ``sarcoscreen jobs`` and
+Scanned: node logs, the quarantine's notes (the reason an instance was refused), every text column of the
+database (except ``studies.patient_id`` and ``patient_heights.patient_id``, where the patient ID belongs), and the
+output of ``sarcoscreen jobs`` and
 ``sarcoscreen results`` (whose patient column shows the stored patient IDs to QA staff by design: those exact
 values are removed from its output before the scan).
 """
@@ -26,7 +27,8 @@ from node_support import SARCOSCREEN
 from pydicom import Dataset
 from sqlalchemy import MetaData, String, Text, create_engine, select
 
-__all__ = ["MALFORMED", "PATIENTS", "WELL_FORMED", "FakePatient", "PhiHit", "scan_cli", "scan_database", "scan_text",
+__all__ = ["MALFORMED", "PATIENTS", "WELL_FORMED", "FakePatient", "PhiHit", "scan_cli", "scan_database", "scan_files",
+           "scan_text",
            "stamp"]
 
 
