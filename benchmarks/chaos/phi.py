@@ -28,8 +28,7 @@ from pydicom import Dataset
 from sqlalchemy import MetaData, String, Text, create_engine, select
 
 __all__ = ["MALFORMED", "PATIENTS", "WELL_FORMED", "FakePatient", "PhiHit", "scan_cli", "scan_database", "scan_files",
-           "scan_text",
-           "stamp"]
+           "scan_text", "stamp"]
 
 
 @dataclass(frozen=True)
