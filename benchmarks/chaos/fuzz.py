@@ -7,7 +7,7 @@ series: it reaches the routing rules and a worker decodes whatever got through. 
 with one worker and one attempt per job (a fuzzed series fails the same way every time).
 
 Checked: the node answers every case (no crash, C-ECHO at the end, no worker process dying); every acknowledged
-instance is indexed with its spool file; every refused one (0xA900, 0xC000) is in the quarantine; the intact
+instance is indexed with its spool file; every refused one (0xA9xx, 0xCxxx) is in the quarantine; the intact
 instances of each syntax are acknowledged; the node goes idle within the deadline (no job hangs); no patient value
 reaches a log, the database's text or the command output.
 """
@@ -34,9 +34,15 @@ from chaos.node_control import NodeStartError, NodeUnderTest
 from chaos.phi import PATIENTS, PhiHit, scan_cli, scan_database, scan_files, scan_text
 from sarcoscreen.db.models import Series
 
-__all__ = ["FuzzResult", "fuzz_sections", "run_fuzz", "series_states"]
+__all__ = ["FuzzResult", "fuzz_sections", "refused", "run_fuzz", "series_states"]
 
-REFUSED = (0xA900, 0xC000)
+
+
+def refused(status: int | None) -> bool:
+    """A refusal the node must quarantine: 0xA9xx (data set does not match the SOP class) or 0xCxxx (cannot
+    understand, a SOP Instance UID conflict...); not 0xA700 (out of resources: nothing is kept, the sender
+    retries)."""
+    return status is not None and (status >> 8 == 0xA9 or status >> 12 == 0xC)
 
 
 def fuzz_sections() -> dict[str, dict[str, object]]:
@@ -92,7 +98,7 @@ def run_fuzz(backend: Backend, work: Path, *, cases: int, seed: int, syntaxes: t
         config = NodeConfig(work / "node", url, sections=fuzz_sections())
         node = NodeUnderTest(config)
         acknowledged: set[str] = set()
-        refused: list[str] = []
+        refusals: list[str] = []
         case_number = 0
         batch = 0
         try:
@@ -123,8 +129,8 @@ def run_fuzz(backend: Backend, work: Path, *, cases: int, seed: int, syntaxes: t
                     counts[_status_name(status)] += 1
                     if status == 0x0000:
                         acknowledged.add(case.sop_instance_uid)
-                    elif status in REFUSED:
-                        refused.append(case.sop_instance_uid)
+                    elif refused(status):
+                        refusals.append(case.sop_instance_uid)
                 fuzzed_uids = {c.sop_instance_uid for c in fuzzed}
                 for uid, status in sent.statuses.items():
                     if status == 0x0000:
@@ -149,7 +155,7 @@ def run_fuzz(backend: Backend, work: Path, *, cases: int, seed: int, syntaxes: t
             finally:
                 engine.dispose()
             quarantined = _quarantined_uids(config.folder / "data" / "quarantine")
-            result.unquarantined = sum(1 for uid in refused if not quarantined.get(uid))
+            result.unquarantined = sum(1 for uid in refusals if not quarantined.get(uid))
             result.phi = [*scan_text("node log", node.log_text()), *scan_database(url), *scan_cli(config.path, url),
                           *scan_files((config.folder / "data" / "quarantine").rglob("*.json"))]
         except NodeStartError as exc:

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from chaos.databases import Backend, fresh_database
 from chaos.dicom_io import echo, store
-from chaos.fuzz import REFUSED, fuzz_sections
+from chaos.fuzz import fuzz_sections, refused
 from chaos.ledger import IdleState, InstanceLedger, instance_ledger, wait_idle
 from chaos.node_control import NodeStartError, NodeUnderTest
 from chaos.phi import (
@@ -66,7 +66,8 @@ class Written:
 
     files: list[Path]
     series_uids: list[str]
-    check: Callable[[Engine, dict[str, int | None]], str | None] | None = None
+    check: Callable[[Engine, list[dict[str, int | None]]], str | None] | None = None
+    """An item's own check, given the database and each association's statuses (SOP Instance UID -> status)."""
 
 
 Builder = Callable[[Path, FakePatient], Written]
@@ -226,15 +227,15 @@ def _reused_sop_uids(folder: Path, patient: FakePatient) -> Written:
 
     second = write_ct_series(folder / "second", N, ROWS, COLUMNS, shuffle=False, seed=2, transform=reuse)
 
-    def check(engine: Engine, statuses: dict[str, int | None]) -> str | None:
-        del statuses
+    def check(engine: Engine, associations: list[dict[str, int | None]]) -> str | None:
+        acknowledged = sum(1 for status in associations[-1].values() if status == 0x0000)
         with Session(engine) as session:
             kept = session.execute(select(Series.instance_count).where(
-                Series.series_instance_uid == second.series_instance_uid)).scalar_one_or_none()
-        if kept:
-            return None
-        return (f"the second series' {N} instances were acknowledged but not kept (their SOP Instance UIDs were "
-                "the first series'); it is indexed with 0 instances")
+                Series.series_instance_uid == second.series_instance_uid)).scalar_one_or_none() or 0
+        if kept >= acknowledged:
+            return None  # refused (a SOP Instance UID names one instance), or kept
+        return (f"{acknowledged} instances of the second series were acknowledged, {kept} kept (their SOP Instance "
+                "UIDs were the first series')")
 
     # The second series' files are sent in a second association (see run_malformed: files in order).
     return Written([*first.files, *second.files], [first.series_instance_uid, second.series_instance_uid], check)
@@ -350,23 +351,23 @@ def run_malformed(backend: Backend, work: Path, *, items: tuple[MalformedItem, .
         config = NodeConfig(work / "node", url, sections=fuzz_sections())
         node = NodeUnderTest(config)
         acknowledged: set[str] = set()
-        refused: list[str] = []
-        sent: list[tuple[MalformedItem, Written, dict[str, int | None], Counter[str]]] = []
+        refusals: list[str] = []
+        sent: list[tuple[MalformedItem, Written, list[dict[str, int | None]], Counter[str]]] = []
         try:
             node.start()
             for number, item in enumerate(items):
                 patient = WELL_FORMED[number % len(WELL_FORMED)] if number % 3 else PATIENTS[number % len(PATIENTS)]
                 written = item.build(work / "items" / f"{number:02d}", patient)
-                statuses: dict[str, int | None] = {}
+                statuses: list[dict[str, int | None]] = []
                 counts: Counter[str] = Counter()
                 for group in _associations(written):
                     outcome = store(config.port, group, timeout=20.0)
                     if not outcome.connected:
                         result.unfinished.append(f"{item.name}: no association")
-                    statuses.update(outcome.statuses)
+                    statuses.append(outcome.statuses)
                     counts.update("none" if s is None else f"0x{s:04X}" for s in outcome.statuses.values())
                     acknowledged |= outcome.acknowledged
-                    refused += [uid for uid, status in outcome.statuses.items() if status in REFUSED]
+                    refusals += [uid for uid, status in outcome.statuses.items() if refused(status)]
                 sent.append((item, written, statuses, counts))
                 if not node.alive():
                     result.crashes.append(f"the node ended after {item.name}")
@@ -393,7 +394,7 @@ def run_malformed(backend: Backend, work: Path, *, items: tuple[MalformedItem, .
             finally:
                 engine.dispose()
             quarantined = _quarantine_count(config.folder / "data" / "quarantine")
-            result.unquarantined = max(0, len(refused) - quarantined)
+            result.unquarantined = max(0, len(refusals) - quarantined)
             result.phi = [*scan_text("node log", node.log_text()), *scan_database(url), *scan_cli(config.path, url),
                           *scan_files((config.folder / "data" / "quarantine").rglob("*.json"))]
         except NodeStartError as exc:
