@@ -27,7 +27,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,10 +163,10 @@ def _running_jobs(config: NodeConfig) -> int:
         engine.dispose()
 
 
-def _wait_for(check: object, timeout: float, interval: float = 0.05) -> bool:
+def _wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return True
         time.sleep(interval)
     return False
