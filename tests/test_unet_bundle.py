@@ -69,6 +69,7 @@ def test_round_trip_gives_identical_predictions(model, volume, tmp_path: Path, n
     assert np.array_equal(a.voxel_uncertainty, b.voxel_uncertainty)
     assert a.structure_uncertainty == b.structure_uncertainty
     assert a.uncertainty_threshold == 0.05  # the bundle's suggestion
+    assert a.uncertainty_measure == "variance"  # named, so the SR codes it apart from entropy (issue 11)
     assert {s.key for s in a.structures} == set(KEYS)
     assert a.engine_version == f"1.0+{written.weights_sha256[:12]}"
     assert any(SYNTHETIC_WARNING in note for note in a.notes)
