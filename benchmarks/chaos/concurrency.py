@@ -128,7 +128,7 @@ def run_concurrency(backend: Backend, work: Path, *, associations: int = 20, rac
                 node.stop()
                 with Session(engine) as session:
                     counts = dict(session.execute(select(Series.series_instance_uid, Series.instance_count))
-                                  .tuples().all())
+                                  .all())
                 for one in series:
                     if counts.get(one.series_instance_uid) != len(one.files):
                         result.wrong_counts.append(f"series {one.series_instance_uid}: "

@@ -150,8 +150,8 @@ def delivery_ledger(engine: Engine, received: Mapping[str, int], unreadable: int
         deliveries_of: dict[int, list[Delivery]] = defaultdict(list)
         for delivery in deliveries:
             deliveries_of[delivery.output_id].append(delivery)
-        stored_instances = dict(session.execute(select(Instance.series_id, func.count()).group_by(
-            Instance.series_id)).tuples().all())
+        stored_instances = dict(session.execute(
+            select(Instance.series_id, func.count()).group_by(Instance.series_id)).all())
         processed = expected = delivered = 0
         undelivered: list[str] = []
         incomplete: list[str] = []
