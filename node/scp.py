@@ -59,6 +59,8 @@ from sarcoscreen.node.spool import (
 )
 
 __all__ = [
+    "ACCEPTED_TRANSFER_SYNTAXES",
+    "JPIP_TRANSFER_SYNTAXES",
     "STATUS_CANNOT_UNDERSTAND",
     "STATUS_DATASET_MISMATCH",
     "STATUS_OUT_OF_RESOURCES",
@@ -86,6 +88,17 @@ STATUS_SOP_INSTANCE_CONFLICT = 0xC001
 Table B.2-1, distinct from 0xC000 so that the sender's log tells the two apart."""
 
 STORAGE_SOP_CLASSES = (CTImageStorage, EnhancedCTImageStorage, LegacyConvertedEnhancedCTImageStorage)
+
+JPIP_TRANSFER_SYNTAXES = frozenset({
+    "1.2.840.10008.1.2.4.94", "1.2.840.10008.1.2.4.95",  # JPIP Referenced, JPIP Referenced Deflate
+    "1.2.840.10008.1.2.4.204", "1.2.840.10008.1.2.4.205",  # JPIP HTJ2K Referenced, ... Referenced Deflate
+})
+"""Transfer syntaxes whose data set carries a Pixel Data Provider URL (0028,7FE0) instead of the Pixel Data (PS3.5
+8.4): the node could store such an instance but never measure it, so it declines them and the
+sender falls back to a syntax with the pixels in it (pydicom 3.0 also cannot inflate the two Deflate ones)."""
+
+ACCEPTED_TRANSFER_SYNTAXES = tuple(uid for uid in ALL_TRANSFER_SYNTAXES if uid not in JPIP_TRANSFER_SYNTAXES)
+"""The transfer syntaxes of every accepted presentation context (docs/conformance.md 3.2)."""
 
 
 class IndexUnavailableError(Exception):
@@ -281,8 +294,8 @@ class StorageSCP:
         ae.maximum_pdu_size = max_pdu_bytes
         ae.require_called_aet = require_called_ae_title
         for sop_class in STORAGE_SOP_CLASSES:
-            ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
-        ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+            ae.add_supported_context(sop_class, ACCEPTED_TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification, ACCEPTED_TRANSFER_SYNTAXES)
         self._ae = ae
         self._server = None
 

@@ -300,3 +300,23 @@ def test_a_refusal_stands_when_the_quarantine_cannot_be_written(tmp_path: Path) 
             scp.stop()
     assert list(spool.walk()) == []
     assert index.instances == []
+
+
+def test_jpip_syntaxes_are_declined_and_the_others_accepted(node: tuple[StorageSCP, RecordingIndex, Spool]) -> None:
+    """A JPIP data set holds a URL, not the pixels (PS3.5 8.4): its presentation context is rejected so that the
+    sender falls back to another syntax (the chaos run found the two Deflate ones accepted, then refused 0xC000)."""
+    scp, _, _ = node
+    ae = AE(ae_title="SCANNER")
+    proposed = ["1.2.840.10008.1.2.4.95", "1.2.840.10008.1.2.4.205", "1.2.840.10008.1.2.4.94",
+                "1.2.840.10008.1.2.4.204", pydicom.uid.JPEG2000Lossless]
+    for syntax in proposed:
+        ae.add_requested_context(pydicom.uid.CTImageStorage, syntax)
+    assoc = ae.associate("127.0.0.1", scp.port, ae_title="SARCO")
+    try:
+        assert assoc.is_established
+        accepted = {str(c.transfer_syntax[0]) for c in assoc.accepted_contexts}
+        rejected = {str(c.transfer_syntax[0]) for c in assoc.rejected_contexts}
+    finally:
+        assoc.release()
+    assert accepted == {pydicom.uid.JPEG2000Lossless}
+    assert rejected == set(proposed[:4])

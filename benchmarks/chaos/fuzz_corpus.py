@@ -1,7 +1,7 @@
 """The fuzz corpus: valid CT instances in every transfer syntax the node accepts, mutated with seeded byte edits.
 
-`SYNTAXES` lists every transfer syntax of the node's presentation contexts (pynetdicom's
-``ALL_TRANSFER_SYNTAXES``, ``docs/conformance.md`` 3.2) with how a valid template is written:
+`SYNTAXES` lists every transfer syntax of the node's presentation contexts (`ACCEPTED_TRANSFER_SYNTAXES`:
+pynetdicom's ``ALL_TRANSFER_SYNTAXES`` but JPIP, ``docs/conformance.md`` 3.2) with how a valid template is written:
 
 * uncompressed and deflated: pydicom; Explicit VR Big Endian with dcmtk ``dcmconv +tb``;
 * JPEG baseline / extended / lossless / lossless SV1: dcmtk ``dcmcjpeg`` (baseline from 8-bit samples);
@@ -9,9 +9,9 @@
   pylibjpeg-openjpeg);
 * syntaxes without an encoder here, carried by a payload they allow: High-Throughput JPEG 2000 and JPEG 2000
   Part 2 carry a Part 1 code stream (their decoders read Part 1); Deflated Image Frame Compression carries
-  zlib-deflated frames; JPEG XL and the video syntaxes carry bytes that start like their streams; the JPIP
-  syntaxes carry no Pixel Data but a Pixel Data Provider URL (referenced pixel data) - the node stores these
-  and its job says why it cannot decode them.
+  zlib-deflated frames; JPEG XL and the video syntaxes carry bytes that start like their streams. (The JPIP
+  templates - a Pixel Data Provider URL, no Pixel Data - are kept in `_TEMPLATES` should the node accept them
+  again; it declines them today.)
 
 Each template series is a few 64 x 64 slices (so that the node's routing sends it to a worker, which decodes
 every slice) with one of the fake patients of `chaos.phi`. A case mutates the data set bytes (never the File Meta
@@ -44,6 +44,7 @@ from pydicom.filewriter import write_dataset
 from pynetdicom.dsutils import encode_file_meta
 
 from chaos.phi import FakePatient, stamp
+from sarcoscreen.node.scp import ACCEPTED_TRANSFER_SYNTAXES
 
 __all__ = ["OPERATIONS", "SYNTAXES", "FuzzCase", "Syntax", "mutate", "write_template"]
 
@@ -69,7 +70,7 @@ class Syntax:
 
 _JLS_NEAR, _J2K_LOSSY = "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.91"
 _VIDEO = "payload:000001b3"
-SYNTAXES: tuple[Syntax, ...] = (
+_TEMPLATES: tuple[Syntax, ...] = (
     Syntax("1.2.840.10008.1.2", "Implicit VR Little Endian", "implicit", True),
     Syntax("1.2.840.10008.1.2.1", "Explicit VR Little Endian", "explicit", True),
     Syntax("1.2.840.10008.1.2.1.99", "Deflated Explicit VR Little Endian", "deflate", True),
@@ -99,6 +100,11 @@ SYNTAXES: tuple[Syntax, ...] = (
     *(Syntax(f"1.2.840.10008.1.2.7.{n}", f"SMPTE ST 2110 {n}", "payload:00", False) for n in ("1", "2", "3")),
     Syntax("1.2.840.10008.1.2.8.1", "Deflated Image Frame Compression", "deflate-frames", False),
 )
+SYNTAXES: tuple[Syntax, ...] = tuple(s for s in _TEMPLATES if s.uid in ACCEPTED_TRANSFER_SYNTAXES)
+"""The templates of the syntaxes the node accepts (the JPIP ones, which it declines, are left out)."""
+if set(ACCEPTED_TRANSFER_SYNTAXES) - {s.uid for s in SYNTAXES}:
+    raise RuntimeError(f"no fuzz template for the accepted transfer syntaxes "
+                       f"{sorted(set(ACCEPTED_TRANSFER_SYNTAXES) - {s.uid for s in SYNTAXES})}")
 
 
 def _encode(ds: Dataset, syntax: Syntax) -> bytes:
