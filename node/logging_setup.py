@@ -17,9 +17,10 @@ import sys
 from pathlib import Path
 from typing import IO
 
+from sarcoscreen.inference.error_text import scrub_text
 from sarcoscreen.inference.file_modes import PRIVATE, FileModes
 
-__all__ = ["PrivateRotatingFileHandler", "configure_logging"]
+__all__ = ["PrivateRotatingFileHandler", "ScrubbingFormatter", "configure_logging"]
 
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -44,18 +45,39 @@ class PrivateRotatingFileHandler(logging.handlers.TimedRotatingFileHandler):
         return open(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors, opener=opener)
 
 
+class ScrubbingFormatter(logging.Formatter):
+    """Formats a record with what can carry a DICOM value scrubbed (`scrub_text`) from the message of a record
+    another library made (pydicom's warnings quote the value they complain about: ``Invalid value for VR PN:
+    'DOE^JOHN'``) and from every exception's text and traceback. sarcoscreen's own messages are composed of UIDs,
+    counts and reasons, and their exception texts already passed `error_text`."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        if not record.name.startswith("sarcoscreen"):
+            record.message = scrub_text(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: object) -> str:  # noqa: N802 (logging's name)
+        return scrub_text(super().formatException(ei))  # type: ignore[arg-type]
+
+
 def configure_logging(level: str = "INFO", file: Path | None = None, *, modes: FileModes = PRIVATE) -> None:
     """Send sarcoscreen's log records to stderr (and to `file`, rotated daily, when given: created with `modes`)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if file is not None:
         modes.make_dirs(file.parent)
         handlers.append(PrivateRotatingFileHandler(file, modes, when="midnight", backupCount=30))
-    formatter = logging.Formatter(_FORMAT)
+    formatter = ScrubbingFormatter(_FORMAT)
     for handler in handlers:
         handler.setFormatter(formatter)
     root = logging.getLogger("sarcoscreen")
     root.handlers[:] = handlers
     root.setLevel(level)
     root.propagate = False
+    # Python warnings (pydicom's about invalid values quote the value) went to stderr as they were: through the
+    # same handlers now, scrubbed by the formatter.
+    logging.captureWarnings(True)
+    warnings_logger = logging.getLogger("py.warnings")
+    warnings_logger.handlers[:] = handlers
+    warnings_logger.propagate = False
     # pynetdicom logs every PDU at DEBUG and dataset summaries that may include patient names: keep it quiet.
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)

@@ -6,6 +6,8 @@ scrub it on real databases (SQLite, PostgreSQL) and a real spool."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import highdicom as hd
@@ -149,3 +151,30 @@ def test_a_quarantine_note_is_scrubbed(tmp_path: Path) -> None:
                             calling_ae_title="SCANNER")
     note = json.loads(path.with_suffix(".json").read_text())
     assert note["reason"] == f"the data set cannot be parsed: ValueError: {REDACTED} is too long"
+
+
+def test_library_warnings_and_tracebacks_reach_the_log_scrubbed(tmp_path: Path) -> None:
+    """pydicom's warnings quote the invalid value (``warn_and_log``): the chaos fuzz run found a patient's name,
+    IDs and birth date on the node's stderr that way. In a process set up by `configure_logging` they reach stderr
+    and the log file through sarcoscreen's handlers, scrubbed, and so does the text of a logged traceback."""
+    script = """
+import logging, sys
+from pathlib import Path
+import pydicom.config, pydicom.valuerep
+from sarcoscreen.node.logging_setup import configure_logging
+configure_logging("INFO", Path(sys.argv[1]))
+pydicom.valuerep.validate_value("PN", "DOE^JOHN^" + "X" * 70, pydicom.config.WARN)
+try:
+    raise ValueError("Unable to convert '1901-02-03' to 'DA' object")
+except ValueError:
+    logging.getLogger("sarcoscreen.test").exception("while reading a header")
+"""
+    log_file = tmp_path / "node.log"
+    result = subprocess.run([sys.executable, "-c", script, str(log_file)], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    for text in (result.stderr, log_file.read_text()):
+        assert "DOE" not in text, text
+        assert "1901" not in text, text
+        assert "UserWarning" in text  # the warning is there, without its value
+        assert "Unable to convert <value> to 'DA' object" in text
