@@ -218,9 +218,15 @@ def _stored_frames(instance: InstanceHeader, indices: list[int]) -> Iterator[np.
         raise _undecodable(instance, exc) from exc
     except Exception as exc:
         raise _undecodable(instance, exc) from exc
+    except BaseException as exc:
+        # A decoder written in Rust (pylibjpeg-rle) panics on some damaged data: pyo3's PanicException derives
+        # from BaseException, so that it would end the worker process. It is a problem of the data like any other.
+        if type(exc).__name__ != "PanicException":
+            raise  # KeyboardInterrupt, SystemExit, GeneratorExit (the caller closing this generator)
+        raise _undecodable(instance, exc) from None
 
 
-def _undecodable(instance: InstanceHeader, exc: Exception) -> PixelDecodeError:
+def _undecodable(instance: InstanceHeader, exc: BaseException) -> PixelDecodeError:
     return PixelDecodeError(
         f"the pixel data of {instance.path.name} ({transfer_syntax_name(instance.transfer_syntax_uid)}) could not be "
         f"decoded: {error_text(exc)}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import random
 import shutil
+import struct
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -135,6 +136,22 @@ def test_corrupt_codestream_is_a_pixel_decode_error(tmp_path: Path) -> None:
 
     edit_file(series.files[2], cut_codestream)
     with pytest.raises(PixelDecodeError, match=r"could not be decoded.*JPEG 2000|JPEG 2000.*could not be decoded"):
+        load_series(tmp_path)
+
+
+def test_a_decoder_that_panics_is_a_pixel_decode_error(tmp_path: Path) -> None:
+    """pylibjpeg-rle is written in Rust: an RLE segment that decodes to more bytes than the frame holds makes it
+    panic, and pyo3's PanicException is a BaseException, which ended the node's worker process (chaos fuzz run)."""
+    series = _series(tmp_path, False, encode=_compress(RLELossless))
+    overflowing = bytes([0x81, 7]) * (ROWS * COLUMNS // 64)  # replicate runs of 128 bytes: 2 x the segment
+
+    def overflow(ds: Dataset) -> None:
+        offsets = (64, 64 + len(overflowing))
+        header = struct.pack("<16L", 2, *offsets, *([0] * 13))  # PS3.5 G.5: two segments of 16-bit samples
+        ds.PixelData = encapsulate([header + overflowing * 2])
+
+    edit_file(series.files[1], overflow)
+    with pytest.raises(PixelDecodeError, match=r"could not be decoded.*RLE|RLE.*could not be decoded"):
         load_series(tmp_path)
 
 
