@@ -7,4 +7,6 @@ bash scripts/bootstrap.sh test
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== pytest"
-exec .venv/bin/python -m pytest "$@"
+# Two processes (SARCOSCREEN_TEST_WORKERS; 0 runs in this process), whole files to each so that a file's
+# module fixtures are made once; tests/conftest.py hands out the slowest file first.
+exec .venv/bin/python -m pytest -n "${SARCOSCREEN_TEST_WORKERS:-2}" --dist loadfile "$@"

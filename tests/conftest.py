@@ -50,3 +50,13 @@ def engine(db_url: str) -> Iterator[Engine]:
     engine = create_engine_from_url(db_url)
     yield engine
     engine.dispose()
+
+
+FIRST_FILES = ("test_unet_training.py",)
+"""Files handed out first: the U-Net training fixture takes several minutes, and with two test processes
+(`scripts/test.sh`) it should run beside the rest rather than alone at the end."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the tests of `FIRST_FILES` first, keeping every other order (the same on every xdist worker)."""
+    items.sort(key=lambda item: item.path.name not in FIRST_FILES)
