@@ -24,11 +24,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chaos.databases import Backend, fresh_database
-from chaos.dicom_io import echo, store
+from chaos.dicom_io import store
 from chaos.kill_trials import node_sections
-from chaos.ledger import IdleState, InstanceLedger, instance_ledger, wait_idle
+from chaos.ledger import IdleState, InstanceLedger, instance_ledger
 from chaos.node_control import NodeStartError, NodeUnderTest
-from chaos.phi import WELL_FORMED, PhiHit, scan_cli, scan_database, scan_text, stamp
+from chaos.phi import WELL_FORMED, PhiHit, stamp
+from chaos.settle import scan_everything, settle_and_stop
 from sarcoscreen.db.models import Series
 
 __all__ = ["ConcurrencyResult", "run_concurrency"]
@@ -120,12 +121,10 @@ def run_concurrency(backend: Backend, work: Path, *, associations: int = 20, rac
             result.acknowledged_instances = len(acknowledged)
             engine = config.engine()
             try:
-                result.idle = wait_idle(engine, settle_s)
-                if not result.idle.idle:
-                    result.unfinished.append(f"not idle after {settle_s:g} s: {result.idle}")
-                if not echo(config.port):
-                    result.crashes.append("the node did not answer C-ECHO after the concurrent associations")
-                node.stop()
+                settled = settle_and_stop(node, engine, settle_s, "the concurrent associations")
+                result.idle = settled.idle
+                result.unfinished += settled.unfinished
+                result.crashes += settled.crashes
                 with Session(engine) as session:
                     counts = dict(session.execute(select(Series.series_instance_uid, Series.instance_count))
                                   .all())
@@ -136,7 +135,7 @@ def run_concurrency(backend: Backend, work: Path, *, associations: int = 20, rac
                 result.instances = instance_ledger(engine, config.folder / "data" / "spool", acknowledged)
             finally:
                 engine.dispose()
-            result.phi = [*scan_text("node log", node.log_text()), *scan_database(url), *scan_cli(config.path, url)]
+            result.phi = scan_everything(node, config, url, quarantine=False)
         except NodeStartError as exc:
             result.unfinished.append(str(exc).splitlines()[0])
         finally:

@@ -26,12 +26,13 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from chaos.databases import Backend, fresh_database
-from chaos.dicom_io import echo, store
+from chaos.dicom_io import store
 from chaos.fuzz_corpus import SYNTAXES, FuzzCase, Syntax, mutate, write_template
 from chaos.kill_trials import node_sections
-from chaos.ledger import IdleState, InstanceLedger, instance_ledger, wait_idle
+from chaos.ledger import IdleState, InstanceLedger, instance_ledger
 from chaos.node_control import NodeStartError, NodeUnderTest
-from chaos.phi import PATIENTS, PhiHit, scan_cli, scan_database, scan_files, scan_text
+from chaos.phi import PATIENTS, PhiHit
+from chaos.settle import scan_everything, settle_and_stop
 from sarcoscreen.db.models import Series
 
 __all__ = ["FuzzResult", "fuzz_sections", "refused", "run_fuzz", "series_states"]
@@ -144,20 +145,17 @@ def run_fuzz(backend: Backend, work: Path, *, cases: int, seed: int, syntaxes: t
                 batch += 1
             engine = config.engine()
             try:
-                result.idle = wait_idle(engine, settle_s)
-                if not result.idle.idle:
-                    result.unfinished.append(f"not idle after {settle_s:g} s: {result.idle}")
-                if not echo(config.port):
-                    result.crashes.append("the node did not answer C-ECHO after the fuzz cases")
-                node.stop()
+                settled = settle_and_stop(node, engine, settle_s, "the fuzz cases")
+                result.idle = settled.idle
+                result.unfinished += settled.unfinished
+                result.crashes += settled.crashes
                 result.instances = instance_ledger(engine, config.folder / "data" / "spool", acknowledged)
                 result.series_states = series_states(engine)
             finally:
                 engine.dispose()
             quarantined = _quarantined_uids(config.folder / "data" / "quarantine")
             result.unquarantined = sum(1 for uid in refusals if not quarantined.get(uid))
-            result.phi = [*scan_text("node log", node.log_text()), *scan_database(url), *scan_cli(config.path, url),
-                          *scan_files((config.folder / "data" / "quarantine").rglob("*.json"))]
+            result.phi = scan_everything(node, config, url, quarantine=True)
         except NodeStartError as exc:
             result.unfinished.append(str(exc).splitlines()[0])
         finally:

@@ -38,9 +38,10 @@ from sqlalchemy.orm import Session
 
 from chaos.databases import Backend, fresh_database
 from chaos.dicom_io import RecordingDestination, echo, store
-from chaos.ledger import DeliveryLedger, IdleState, InstanceLedger, delivery_ledger, instance_ledger, wait_idle
+from chaos.ledger import DeliveryLedger, IdleState, InstanceLedger, delivery_ledger, instance_ledger
 from chaos.node_control import NodeStartError, NodeUnderTest
-from chaos.phi import WELL_FORMED, PhiHit, scan_cli, scan_database, scan_text
+from chaos.phi import WELL_FORMED, PhiHit, scan_text
+from chaos.settle import scan_everything, settle_and_stop
 from chaos.sources import phantom_datasets, renamed_copy
 from sarcoscreen.db.migrate import current, head
 from sarcoscreen.db.models import Job, JobStatus
@@ -242,20 +243,17 @@ def run_kill_trials(backend: Backend, work: Path, *, trials: int, seed: int, pha
                 result.unfinished.append("the sender still had unacknowledged instances at its deadline")
             engine = config.engine()
             try:
-                result.idle = wait_idle(engine, settle_s)
-                if not result.idle.idle:
-                    result.unfinished.append(f"not idle after {settle_s:g} s: {result.idle}")
-                if not echo(config.port):
-                    result.crashes.append("the node did not answer C-ECHO after the trials")
-                node.alive()
-                node.stop()
+                settled = settle_and_stop(node, engine, settle_s, "the trials")
+                result.idle = settled.idle
+                result.unfinished += settled.unfinished
+                result.crashes += settled.crashes
                 spool = config.folder / "data" / "spool"
                 result.instances = instance_ledger(engine, spool, traffic.acknowledged)
                 result.deliveries = delivery_ledger(
                     engine, destination.counts(), sum(not r.readable for r in destination.received), expected)
             finally:
                 engine.dispose()
-            result.phi = [*scan_text("node log", node.log_text()), *scan_database(url), *scan_cli(config.path, url)]
+            result.phi = scan_everything(node, config, url, quarantine=False)
         except NodeStartError as exc:
             result.unfinished.append(str(exc).splitlines()[0])
         finally:

@@ -36,9 +36,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from chaos.databases import Backend, fresh_database
-from chaos.dicom_io import echo, store
+from chaos.dicom_io import store
 from chaos.fuzz import fuzz_sections, refused
-from chaos.ledger import IdleState, InstanceLedger, instance_ledger, wait_idle
+from chaos.ledger import IdleState, InstanceLedger, instance_ledger
 from chaos.node_control import NodeStartError, NodeUnderTest
 from chaos.phi import (
     MALFORMED,
@@ -46,12 +46,9 @@ from chaos.phi import (
     WELL_FORMED,
     FakePatient,
     PhiHit,
-    scan_cli,
-    scan_database,
-    scan_files,
-    scan_text,
     stamp,
 )
+from chaos.settle import scan_everything, settle_and_stop
 from sarcoscreen.db.models import Job, Series
 
 __all__ = ["ITEMS", "MalformedItem", "MalformedResult", "run_malformed"]
@@ -374,12 +371,10 @@ def run_malformed(backend: Backend, work: Path, *, items: tuple[MalformedItem, .
                     node.start()
             engine = config.engine()
             try:
-                result.idle = wait_idle(engine, settle_s)
-                if not result.idle.idle:
-                    result.unfinished.append(f"not idle after {settle_s:g} s: {result.idle}")
-                if not echo(config.port):
-                    result.crashes.append("the node did not answer C-ECHO after the malformed series")
-                node.stop()
+                settled = settle_and_stop(node, engine, settle_s, "the malformed series")
+                result.idle = settled.idle
+                result.unfinished += settled.unfinished
+                result.crashes += settled.crashes
                 for item, written, statuses, counts in sent:
                     states, reasons = [], []
                     for uid in written.series_uids:
@@ -395,8 +390,7 @@ def run_malformed(backend: Backend, work: Path, *, items: tuple[MalformedItem, .
                 engine.dispose()
             quarantined = _quarantine_count(config.folder / "data" / "quarantine")
             result.unquarantined = max(0, len(refusals) - quarantined)
-            result.phi = [*scan_text("node log", node.log_text()), *scan_database(url), *scan_cli(config.path, url),
-                          *scan_files((config.folder / "data" / "quarantine").rglob("*.json"))]
+            result.phi = scan_everything(node, config, url, quarantine=True)
         except NodeStartError as exc:
             result.unfinished.append(str(exc).splitlines()[0])
         finally:
