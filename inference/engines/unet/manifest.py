@@ -85,6 +85,14 @@ class TrainingData:
     validation_cases: int = 0
     sources: tuple[str, ...] = ()
     label_mapping: str | None = None
+    subjects: int = 0
+    """Distinct people whose anatomy or CT the training data came from (0: not stated)."""
+    provenance: tuple[str, ...] = ()
+    """Where the training data came from, one line per source (data set, version, DOI or URL)."""
+    licences: tuple[str, ...] = ()
+    """The licence of every source, one line per source."""
+    intended_use: str = ""
+    """E.g. ``research; not a medical device``: carried into the engine's notes and so into every result."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +149,9 @@ class Manifest:
                 "uncertainty_measure": self.uncertainty_measure,
                 "uncertainty_threshold": self.uncertainty_threshold,
             },
-            "training_data": {**asdict(self.training_data), "sources": list(self.training_data.sources)},
+            "training_data": {**asdict(self.training_data), "sources": list(self.training_data.sources),
+                              "provenance": list(self.training_data.provenance),
+                              "licences": list(self.training_data.licences)},
             "training": self.training,
             "weights": {"file": self.weights_file, "format": "safetensors", "sha256": self.weights_sha256},
         }
@@ -253,6 +263,10 @@ def _parse(data: Any) -> Manifest:
         cases=int(raw_training.get("cases", 0)), validation_cases=int(raw_training.get("validation_cases", 0)),
         sources=tuple(str(s) for s in raw_training.get("sources", ())),
         label_mapping=raw_training.get("label_mapping"),
+        subjects=int(raw_training.get("subjects", 0)),
+        provenance=tuple(str(s) for s in raw_training.get("provenance", ())),
+        licences=tuple(str(s) for s in raw_training.get("licences", ())),
+        intended_use=str(raw_training.get("intended_use", "")),
     )
     weights = data["weights"]
     sha = str(weights["sha256"]).lower()

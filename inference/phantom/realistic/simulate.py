@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from sarcoscreen.inference.phantom.realistic.source import AnnotationSource, cat
 from sarcoscreen.inference.phantom.result import PhantomResult, software_version
 from sarcoscreen.inference.volume import SeriesInfo, SliceRef, Volume
 
-__all__ = ["SimulatedSlab", "crop_levels", "simulate_ct", "simulate_hu"]
+__all__ = ["SimulatedSeries", "SimulatedSlab", "crop_levels", "simulate_ct", "simulate_hu", "simulate_series"]
 
 PSF_SIGMA_MM = 0.6
 _FOV = {Crop.NONE: Fov.ABDOMEN, Crop.ABDOMEN_PELVIS: Fov.ABDOMEN, Crop.HIP: Fov.HIP}
@@ -185,11 +186,35 @@ def _resample(slab: SimulatedSlab, hu: np.ndarray, labels: np.ndarray, params: S
     return out, out_labels, zs, (x, y, metal)
 
 
-def simulate_ct(annotation_dir: Path | str, params: SimulationParameters, out_dir: Path | str) -> PhantomResult:
-    """Simulate one series from `annotation_dir` into `out_dir` (``dicom/``, ``labels.nii.gz``,
-    ``ground_truth.json``)."""
-    start = time.perf_counter()
-    source = read_annotation(annotation_dir)
+@dataclass(frozen=True)
+class SimulatedSeries:
+    """A simulated series in memory: HU (float32, noise and randomisation applied) and catalogue labels on the
+    protocol's grid (slices by increasing z, rows posterior-going, columns patient-left-going)."""
+
+    source: AnnotationSource
+    hu: np.ndarray
+    labels: np.ndarray
+    x_mm: np.ndarray
+    y_mm: np.ndarray
+    z_mm: np.ndarray
+
+    @property
+    def pixel_mm(self) -> float:
+        return float(self.x_mm[1] - self.x_mm[0])
+
+    def volume(self, slice_mm: float) -> Volume:
+        """The series as a `Volume` (HU rounded to int16, no DICOM written): what ``simulate_ct`` writes and a
+        loader would read back."""
+        n = self.hu.shape[0]
+        positions = np.column_stack([np.full(n, self.x_mm[0]), np.full(n, self.y_mm[0]), self.z_mm])
+        ps = self.pixel_mm
+        return Volume(hu=to_stored_hu(self.hu), spacing=(slice_mm, ps, ps), row_direction=(1.0, 0.0, 0.0),
+                      column_direction=(0.0, 1.0, 0.0), positions=positions.astype(np.float64),
+                      slices=tuple(SliceRef("", "") for _ in range(n)), info=SeriesInfo("", "", ""))
+
+
+def simulate_series(source: AnnotationSource, params: SimulationParameters) -> SimulatedSeries:
+    """Simulate one series from an annotation in memory (see the module docstring for the steps)."""
     slab, hu, _ = simulate_hu(source, params)
     randomisation = draw_randomisation(params.seed) if params.randomise else None
     labels = catalogue_labels(slab.labels, source.left)
@@ -208,9 +233,18 @@ def simulate_ct(annotation_dir: Path | str, params: SimulationParameters, out_di
             hu_out[k] += metal_streaks(((0, metal[k]),), Grid(x, y, float(zs[k])), params.seed)
     if randomisation:
         hu_out = apply_gamma_bias(hu_out, randomisation, params.seed)
-    stored = to_stored_hu(hu_out)
-    del hu_out
-    return _write(Path(out_dir), source, params, stored, labels_out, x, y, zs, start)
+    return SimulatedSeries(source, hu_out, labels_out, x, y, zs)
+
+
+def simulate_ct(annotation_dir: Path | str, params: SimulationParameters, out_dir: Path | str) -> PhantomResult:
+    """Simulate one series from `annotation_dir` into `out_dir` (``dicom/``, ``labels.nii.gz``,
+    ``ground_truth.json``)."""
+    start = time.perf_counter()
+    source = read_annotation(annotation_dir)
+    series = simulate_series(source, params)
+    stored = to_stored_hu(series.hu)
+    return _write(Path(out_dir), source, params, stored, series.labels, series.x_mm, series.y_mm, series.z_mm,
+                  start)
 
 
 def _landmarks(source: AnnotationSource) -> Landmarks:
