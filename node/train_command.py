@@ -47,6 +47,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MC samples when validating after each epoch (the final validation uses 5).")
     parser.add_argument("--flip-lr", action="store_true",
                         help="Augment with left-right mirroring (right and left labels are swapped with it).")
+    parser.add_argument("--rotation", type=float, default=10.0, metavar="DEG",
+                        help="Random in-plane rotation up to +-DEG degrees (default 10).")
+    parser.add_argument("--scale", type=float, default=0.10, help="Random isotropic scaling up to +-this fraction.")
+    parser.add_argument("--elastic", type=float, default=0.0,
+                        help="SD of a smooth random elastic displacement as a fraction of the half field (0: off).")
+    parser.add_argument("--hu-offset", type=float, default=15.0, help="Random HU shift up to +-this (default 15).")
+    parser.add_argument("--hu-gain", type=float, default=0.05, help="Random HU gain up to +-this fraction.")
+    parser.add_argument("--noise-hu", type=float, default=15.0, help="Added Gaussian noise SD up to this (HU).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores).")
@@ -83,7 +91,9 @@ def run_train(args: argparse.Namespace) -> int:
             learning_rate=args.learning_rate,
             validation_fraction=args.validation_fraction, seed=args.seed, mc_samples=args.mc_samples,
             validation_samples=args.validation_samples,
-            augmentation=AugmentConfig(flip_lr=args.flip_lr), threads=args.threads, device=args.device,
+            augmentation=AugmentConfig(rotation_deg=args.rotation, scale=args.scale, elastic=args.elastic,
+                                       hu_gain=args.hu_gain, hu_offset=args.hu_offset, noise_hu=args.noise_hu,
+                                       flip_lr=args.flip_lr), threads=args.threads, device=args.device,
             name=args.name, version=args.bundle_version, description=args.description,
         )
         result = train(args.data, args.out, config, label_map=args.label_map, resume=args.resume,

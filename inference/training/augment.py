@@ -2,6 +2,8 @@
 
 * spatial: a small random rotation (default +-10 degrees), isotropic scaling (+-10 %) and shift (+-5 % of the
   field), the same for image (bilinear, air outside) and labels (nearest, background outside);
+* elastic (``elastic`` > 0): a smooth random displacement (a 5 x 5 grid of normal draws, SD ``elastic`` of the
+  half field, upsampled bicubically) added to the sampling grid, the same for image and labels;
 * intensity: a random gain (+-5 %) and offset (+-15 HU) on the HU, and Gaussian noise with a random SD
   (0..15 HU) - CT numbers move a little between scanners and kernels, anatomy does not;
 * **no left-right flip** by default: the labels are lateralised. With ``flip_lr`` a flipped slice also has
@@ -33,6 +35,8 @@ class AugmentConfig:
     hu_gain: float = 0.05
     hu_offset: float = 15.0
     noise_hu: float = 15.0
+    elastic: float = 0.0
+    """SD of the smooth random displacement, as a fraction of the half field (0: off)."""
     flip_lr: bool = False
     """Mirror left-right with label swapping (off by default)."""
     probability: float = 0.8
@@ -78,6 +82,10 @@ def augment(images: torch.Tensor, labels: torch.Tensor, config: AugmentConfig, g
         theta[flip, 0, :] *= torch.tensor([-1.0, -1.0, 1.0])  # x -> -x in the sampling grid: a mirror
         labels = torch.where(flip[:, None, None], swap[labels], labels)
     grid = F.affine_grid(theta, [b, 1, *images.shape[-2:]], align_corners=False)
+    if config.elastic > 0:
+        coarse = torch.randn((b, 2, 5, 5), generator=generator) * config.elastic * active[:, None, None, None]
+        field = F.interpolate(coarse, size=images.shape[-2:], mode="bicubic", align_corners=True)
+        grid = grid + field.permute(0, 2, 3, 1)
     moved = F.grid_sample((images + 1024.0).unsqueeze(1), grid, mode="bilinear", padding_mode="zeros",
                           align_corners=False).squeeze(1) - 1024.0
     moved_labels = F.grid_sample(labels.unsqueeze(1).float(), grid, mode="nearest", padding_mode="zeros",

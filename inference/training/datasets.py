@@ -8,6 +8,9 @@ A data folder ``DIR`` is read in one of three ways (first match wins):
         "cases": [{"name": "case01", "image": "case01/ct.nii.gz", "labels": "case01/muscles.nii.gz"}, ...]}
 
    ``image`` is a NIfTI file or a folder of one DICOM CT series; ``labels`` a NIfTI label map or a DICOM-SEG file.
+   A case with ``"split": "validation"`` is a validation case; when any case says so, the listing's split is used
+   instead of a random one. Optional provenance entries (``subjects``, ``provenance``, ``licences``,
+   ``intended_use``) are copied into the bundle's manifest.
 2. nnU-Net layout: ``DIR/imagesTr/NAME_0000.nii.gz`` with ``DIR/labelsTr/NAME.nii.gz``.
 3. One sub-folder per case holding an image (``image.nii.gz``, ``ct.nii.gz``, ``image.nii`` or a folder
    ``dicom/``) and labels (``labels.nii.gz``, ``label.nii.gz``, ``segmentation.nii.gz``, ``*.nii`` of those, or a
@@ -68,6 +71,8 @@ class Case:
     labels: Path
     """A NIfTI label map or a DICOM-SEG file."""
     synthetic: bool = False
+    validation: bool = False
+    """``dataset.json`` put the case in the validation set (``"split": "validation"``)."""
 
 
 @dataclass(frozen=True)
@@ -201,7 +206,8 @@ def find_cases(data_dir: Path | str) -> tuple[list[Case], dict[str, Any]]:
             meta = json.loads(listing.read_text(encoding="utf-8"))
             synthetic = bool(meta.get("synthetic", False))
             cases = [Case(str(c.get("name") or Path(c["image"]).stem), root / c["image"], root / c["labels"],
-                          synthetic or _is_synthetic((root / c["image"]).parent)) for c in meta["cases"]]
+                          synthetic or _is_synthetic((root / c["image"]).parent),
+                          c.get("split", "training") == "validation") for c in meta["cases"]]
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
             raise DatasetError(f"cannot read {listing}: {exc}") from None
         for case in cases:

@@ -6,7 +6,13 @@ own grid:
 
 * Dice = 2 |A n B| / (|A| + |B|) per structure and case;
 * volume error = (predicted voxels - reference voxels) / reference voxels, in percent (signed);
-* the structure-wise uncertainty the engine reported.
+* the structure-wise uncertainty the engine reported;
+* per muscle (both sides pooled): the mean Dice, next to the reference study's mean over its 19 muscles
+  (`REFERENCE_MEAN_DICE`; Hiasa et al. report per-muscle figures too, which are not reproduced here);
+* per group of the reference study (gluteal, above knee, all) and side: the volume error of the sum of its
+  member muscles that the bundle produces;
+* whether the structure-wise uncertainty ranks the poorly segmented structures: Spearman's rank correlation of
+  uncertainty against 1 - Dice over every (case, structure).
 
 Structures are scored on the cases whose reference has them; a structure the engine predicts in a case whose
 reference lacks it is listed as a false positive (voxels).
@@ -20,12 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from sarcoscreen.inference.catalogue import CATALOGUE
+from sarcoscreen.inference.catalogue import CATALOGUE, Group, Kind
 from sarcoscreen.inference.engines.unet import BayesianUNetEngine
 from sarcoscreen.inference.engines.unet.manifest import SYNTHETIC_WARNING
 from sarcoscreen.inference.training.datasets import LabelMapping, find_cases, load_case
 
-__all__ = ["CaseScore", "Evaluation", "StructureScore", "evaluate_bundle", "format_evaluation"]
+__all__ = ["REFERENCE_MEAN_DICE", "CaseScore", "Evaluation", "GroupVolume", "StructureScore", "evaluate_bundle",
+           "format_evaluation"]
+
+REFERENCE_MEAN_DICE = 0.891
+"""Hiasa et al., IEEE TMI 39(4), 2020: Dice 0.891 +- 0.016 (mean +- SD) over 19 muscles, 20 CTs, cross-validated."""
 
 
 @dataclass(frozen=True)
@@ -79,11 +89,66 @@ class Evaluation:
             ))
         return tuple(out)
 
+    def muscle_dice(self) -> dict[str, float]:
+        """Anatomy key -> mean Dice over every case and side, for the muscles (catalogue order)."""
+        pooled: dict[str, list[float]] = {}
+        for score in self.scores:
+            structure = CATALOGUE.by_key(score.key)
+            if structure.anatomy.kind is Kind.MUSCLE:
+                pooled.setdefault(structure.anatomy.key, []).append(score.dice)
+        order = sorted(pooled, key=lambda k: min(s.label for s in CATALOGUE if s.anatomy.key == k))
+        return {k: float(np.mean(pooled[k])) for k in order}
+
+    def group_volumes(self) -> tuple[GroupVolume, ...]:
+        return _group_volumes(self.scores)
+
+    def uncertainty_rank_correlation(self) -> tuple[float, float, int] | None:
+        """Spearman's rho and p of structure-wise uncertainty against 1 - Dice over every (case, structure) with an
+        uncertainty, and their number; None with fewer than 3."""
+        pairs = [(s.uncertainty, 1.0 - s.dice) for s in self.scores if s.uncertainty is not None]
+        if len(pairs) < 3:
+            return None
+        from scipy.stats import spearmanr
+
+        result = spearmanr([u for u, _ in pairs], [e for _, e in pairs])
+        return float(result.statistic), float(result.pvalue), len(pairs)
+
     def mean_dice(self, keys: Iterable[str] | None = None) -> float:
         """Mean over structures (each the mean over its cases) of the Dice, optionally of `keys` only."""
         wanted = None if keys is None else set(keys)
         values = [s.dice_mean for s in self.structures() if wanted is None or s.key in wanted]
         return float(np.mean(values)) if values else float("nan")
+
+
+@dataclass(frozen=True)
+class GroupVolume:
+    """One group of the reference study on one side of one case: its member muscles' voxels summed."""
+
+    case: str
+    group: str
+    side: str
+    reference_voxels: int
+    predicted_voxels: int
+
+    @property
+    def error_pct(self) -> float:
+        return 100.0 * (self.predicted_voxels - self.reference_voxels) / self.reference_voxels
+
+
+def _group_volumes(scores: Iterable[CaseScore]) -> tuple[GroupVolume, ...]:
+    by_case: dict[str, dict[str, CaseScore]] = {}
+    for score in scores:
+        by_case.setdefault(score.case, {})[score.key] = score
+    out = []
+    for case, rows in by_case.items():
+        for group in (Group.GLUTEAL, Group.ABOVE_KNEE, Group.ALL):
+            for side in ("right", "left"):
+                members = [s.key for s in CATALOGUE.group_members(group)
+                           if s.side.value == side and s.anatomy.kind is Kind.MUSCLE and s.key in rows]
+                if members:
+                    out.append(GroupVolume(case, group.value, side, sum(rows[k].reference_voxels for k in members),
+                                           sum(rows[k].predicted_voxels for k in members)))
+    return tuple(out)
 
 
 def _dice(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -141,6 +206,23 @@ def format_evaluation(evaluation: Evaluation) -> str:
                      f"{s.volume_error_pct_mean:+9.1f} {s.abs_volume_error_pct_mean:11.1f} {uncertainty:>8s}")
     lines.append("")
     lines.append(f"mean Dice over structures: {evaluation.mean_dice():.3f}")
+    muscles = evaluation.muscle_dice()
+    if muscles:
+        lines += ["", f"{'muscle (both sides)':40s} {'Dice':>6s}"]
+        names = {s.anatomy.key: s.anatomy.name for s in CATALOGUE}
+        lines += [f"{names[k][:40]:40s} {d:6.3f}" for k, d in muscles.items()]
+        lines.append(f"mean Dice over {len(muscles)} muscles: {np.mean(list(muscles.values())):.3f} (reference "
+                     f"study: {REFERENCE_MEAN_DICE} over 19 muscles, 20 training CTs)")
+    groups = evaluation.group_volumes()
+    if groups:
+        lines += ["", f"{'group volume (member muscles)':30s} {'case':>20s} {'side':>6s} {'ref. voxels':>13s} "
+                  f"{'error %':>8s}"]
+        for g in groups:
+            lines.append(f"{g.group:30s} {g.case[:20]:>20s} {g.side:>6s} {g.reference_voxels:13d} {g.error_pct:+8.1f}")
+    rank = evaluation.uncertainty_rank_correlation()
+    if rank is not None:
+        lines.append("")
+        lines.append(f"uncertainty vs 1 - Dice: Spearman rho {rank[0]:+.2f} (p {rank[1]:.2g}, {rank[2]} structures)")
     if evaluation.false_positives:
         lines.append(f"predicted but not in the reference: {len(evaluation.false_positives)} (case, structure) "
                      f"pairs, {sum(v for _, _, v in evaluation.false_positives)} voxels")

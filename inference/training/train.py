@@ -311,6 +311,9 @@ def train(data_dir: Path | str, out: Path | str, config: TrainingConfig, *, labe
                                 f"{data_dir}")
         training_cases = [by_name[n] for n in state["split"]["training"]]
         validation_cases = [by_name[n] for n in state["split"]["validation"]]
+    elif any(c.validation for c in cases):
+        training_cases = [c for c in cases if not c.validation]
+        validation_cases = [c for c in cases if c.validation]
     else:
         training_cases, validation_cases = _split(cases, config.validation_fraction, config.seed)
     if not training_cases:
@@ -446,7 +449,11 @@ def train(data_dir: Path | str, out: Path | str, config: TrainingConfig, *, labe
         input=spec,
         training_data=TrainingData(description=description, synthetic=synthetic, cases=len(train_data),
                                    validation_cases=len(val_data), sources=(str(Path(data_dir).name),),
-                                   label_mapping=mapping.description or mapping.source),
+                                   label_mapping=mapping.description or mapping.source,
+                                   subjects=int(meta.get("subjects", 0)),
+                                   provenance=tuple(str(v) for v in meta.get("provenance", ())),
+                                   licences=tuple(str(v) for v in meta.get("licences", ())),
+                                   intended_use=str(meta.get("intended_use", ""))),
         weights_sha256="0" * 64, mc_samples=config.mc_samples, uncertainty_measure="variance",
         uncertainty_threshold=threshold,
         training={
