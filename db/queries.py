@@ -81,6 +81,9 @@ class ResultRow:
     job_error: str | None = None
     finished_at: datetime | None = None
     engine: str | None = None
+    """``name version`` of the engine that made the job's results (``jobs.engine_name``/``engine_version``)."""
+    engine_name: str | None = None
+    engine_version: str | None = None
     height_m: float | None = None
     height_source: str | None = None
     groups: dict[str, GroupValue] = field(default_factory=dict)
@@ -155,6 +158,7 @@ def results(session: Session, *, since: datetime | None = None, flagged: bool = 
             row = replace(row, job_id=job.id, job_status=job.status.value, job_error=job.error,
                           finished_at=job.finished_at,
                           engine=f"{job.engine_name} {job.engine_version}" if job.engine_name else None,
+                          engine_name=job.engine_name, engine_version=job.engine_version,
                           height_m=height_m, height_source=height_source, groups=dict(groups.get(job.id, {})),
                           deliveries_sent=sent, deliveries_total=total)
         out.append(row)

@@ -296,7 +296,7 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(args, settings)
 
 
-# --- the Bayesian U-Net: train, evaluate -----------------------------------------------------------------------
+# --- the Bayesian U-Net: train, evaluate, bundle --------------------------------------------------------------
 
 
 def _cmd_train(args: argparse.Namespace, settings: Settings | None) -> int:
@@ -309,6 +309,12 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings | None) -> int:
     from sarcoscreen.node.train_command import run_evaluate
 
     return run_evaluate(args)
+
+
+def _cmd_bundle(args: argparse.Namespace, settings: Settings) -> int:
+    from sarcoscreen.node.bundle_command import run_bundle
+
+    return run_bundle(args, settings)
 
 
 # --- validation study and calibration -----------------------------------------------------------------------
@@ -508,8 +514,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true", help="No progress bars.")
     demo.add_argument("--destination", choices=("auto", "orthanc", "builtin"), default="auto",
                       help="Where the node sends SEG/SR: Orthanc (auto: when installed) or a built-in storage SCP.")
-    demo.add_argument("--timeout", type=float, default=600.0, help="Give up waiting after this many seconds.")
+    demo.add_argument("--timeout", type=float, help="Give up waiting after this many seconds (default 600; 3600 with "
+                      "--engine bayesian-unet).")
+    demo.add_argument("--engine", choices=("threshold", "bayesian-unet"), default="threshold",
+                      help="The engine the node runs (default threshold). bayesian-unet needs the 'unet' extra and "
+                           "is slow on a CPU: --mc-samples 1 and --slice-mm 5 make a quick run.")
+    demo.add_argument("--bundle", type=Path, metavar="PATH",
+                      help="bayesian-unet: the model bundle (default: engine.bundle_path when configured, else the "
+                           "bundle shipped with sarcoscreen).")
+    demo.add_argument("--mc-samples", type=int, metavar="T",
+                      help="bayesian-unet: Monte-Carlo dropout samples per slice (default: the bundle's).")
     demo.set_defaults(handler=_cmd_demo)
+
+    bundle = commands.add_parser(
+        "bundle", help="Describe a Bayesian U-Net model bundle (weights verified): model, structures, training data "
+                       "with provenance, licences and intended use; needs the 'unet' extra.")
+    bundle.add_argument("path", nargs="?", type=Path, metavar="PATH",
+                        help="Bundle folder or archive (default: engine.bundle_path when set, else the bundle "
+                             "shipped with sarcoscreen).")
+    bundle.set_defaults(handler=_cmd_bundle)
 
     from sarcoscreen.node.train_command import add_evaluate_arguments, add_train_arguments
 

@@ -171,7 +171,10 @@ class EngineSettings(_Section):
     name: str = Field(default="threshold", description="Segmentation engine: threshold | bayesian-unet.")
     muscle_hu_min: float = Field(default=-29.0, description="Lower bound of the skeletal-muscle HU window.")
     muscle_hu_max: float = Field(default=150.0, description="Upper bound of the skeletal-muscle HU window.")
-    bundle_path: Path | None = Field(default=None, description="Model bundle folder or archive (bayesian-unet).")
+    bundle_path: Path | None = Field(
+        default=None, description="bayesian-unet: model bundle folder or archive (unset: the bundle shipped with "
+        "sarcoscreen, when this installation has one)."
+    )
     device: str = Field(default="auto", description="auto (CUDA when present, else CPU) | cpu | cuda | cuda:N.")
     mc_samples: Annotated[int, Field(ge=1, le=1000)] | None = Field(
         default=None, description="bayesian-unet: Monte-Carlo dropout samples per slice (unset: the bundle's default)."
@@ -215,7 +218,13 @@ class EngineSettings(_Section):
                 f"muscle_hu_min ({self.muscle_hu_min}) must be below muscle_hu_max ({self.muscle_hu_max})"
             )
         if self.name == "bayesian-unet" and self.bundle_path is None:
-            raise ValueError("bundle_path is required for the bayesian-unet engine")
+            # unset means the bundle shipped in the package (inference/engines/unet/shipped_bundle.py): is there one?
+            from sarcoscreen.inference.engines.unet.shipped_bundle import NoShippedBundleError, shipped_bundle_path
+
+            try:
+                shipped_bundle_path()
+            except NoShippedBundleError as exc:
+                raise ValueError(f"bundle_path is required for the bayesian-unet engine here: {exc}") from None
         return self
 
 

@@ -14,6 +14,13 @@
 Everything stays under ``--out`` and on loopback; the node and the destination are stopped at the end. The
 configuration used is written to ``OUT/sarcoscreen.toml``, so ``sarcoscreen --config OUT/sarcoscreen.toml results``
 (or ``jobs``, ``run``) works on the demo's database afterwards.
+
+The engine is ``--engine threshold`` (default) or ``--engine bayesian-unet``: the Bayesian U-Net with the bundle of
+``--bundle``, else ``engine.bundle_path`` when configured, else the bundle shipped with sarcoscreen
+(`sarcoscreen.inference.engines.unet.shipped_bundle`), with the bundle's number of MC samples unless
+``--mc-samples`` says otherwise. The bundle is checked (manifest, weights checksum) before anything starts, and the
+demo prints which engine it runs - the bundle, its training data and intended use - and which engine and version
+the node recorded for the job.
 """
 
 from __future__ import annotations
@@ -49,13 +56,13 @@ from sarcoscreen.db.models import SeriesState as State
 from sarcoscreen.db.queries import results
 from sarcoscreen.inference.catalogue import Group
 from sarcoscreen.inference.phantom import PhantomParameterError, PhantomParameters, make_phantom
-from sarcoscreen.node.config import DestinationSettings, Settings
+from sarcoscreen.node.config import DestinationSettings, EngineSettings, Settings
 from sarcoscreen.node.dicom_sender import Destination, DestinationError, send_files
 from sarcoscreen.node.loopback import free_port, wait_for_port
 from sarcoscreen.node.results_command import format_results
 from sarcoscreen.reports.results_table import display_groups, group_label, own_groups_note
 
-__all__ = ["comparison_table", "run_demo"]
+__all__ = ["DemoEngineError", "comparison_table", "demo_engine", "run_demo"]
 
 _LABEL_MAP_SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.7"
 _KINDS = {"1.2.840.10008.5.1.4.1.1.66.4": "SEG", _LABEL_MAP_SEGMENTATION: "SEG (label map)",
@@ -191,6 +198,53 @@ def _orthanc_destination(folder: Path, executable: str) -> Iterator[_Destination
 
 # --- the demo -----------------------------------------------------------------------------------------------
 
+_TIMEOUT_S = {"threshold": 600.0, "bayesian-unet": 3600.0}
+"""How long the demo waits for the series by default: the U-Net on a CPU takes minutes for a 256 x 256 phantom."""
+
+
+class DemoEngineError(Exception):
+    """The chosen engine cannot run (no bundle, a refused bundle, no torch); the message says why."""
+
+
+def demo_engine(args: argparse.Namespace, settings: EngineSettings) -> tuple[EngineSettings, list[str]]:
+    """The ``[engine]`` settings of the demo's node for ``--engine`` / ``--bundle`` / ``--mc-samples``, and the
+    lines that say what it is. For ``bayesian-unet`` the bundle (``--bundle``, else the configured
+    ``bundle_path``, else the shipped one) is read and checked here, with its weights' checksum
+    (`sarcoscreen.inference.engines.unet.describe_bundle`), so a missing or refused bundle stops the demo before it
+    starts anything; `DemoEngineError` says why."""
+    name = getattr(args, "engine", None) or "threshold"
+    mc_samples = getattr(args, "mc_samples", None)
+    if name != "bayesian-unet":
+        if mc_samples is not None or getattr(args, "bundle", None) is not None:
+            raise DemoEngineError("--bundle and --mc-samples are options of --engine bayesian-unet")
+        return settings.model_copy(update={"name": name}), [f"engine: {name}"]
+    if mc_samples is not None and not 1 <= mc_samples <= 1000:
+        raise DemoEngineError(f"--mc-samples {mc_samples} out of range 1..1000")
+    from sarcoscreen.inference.engines.base import EngineError
+    from sarcoscreen.inference.engines.unet import describe_bundle
+    from sarcoscreen.inference.engines.unet.bundle_info import labelling_line
+    from sarcoscreen.inference.engines.unet.manifest import SYNTHETIC_WARNING
+    from sarcoscreen.inference.engines.unet.shipped_bundle import shipped_bundle_path
+
+    chosen = getattr(args, "bundle", None) or settings.bundle_path
+    try:
+        bundle = Path(chosen).resolve() if chosen is not None else shipped_bundle_path()
+        manifest = describe_bundle(bundle)
+    except EngineError as exc:
+        raise DemoEngineError(str(exc)) from None
+    samples = mc_samples or settings.mc_samples or manifest.mc_samples
+    where = ("shipped with sarcoscreen" if chosen is None else "--bundle" if getattr(args, "bundle", None)
+             else "engine.bundle_path")
+    lines = [f"engine: bayesian-unet, model bundle {manifest.name} {manifest.version} ({where}: {bundle}; sha256 "
+             f"{manifest.weights_sha256[:12]}), T = {samples} Monte-Carlo dropout samples per slice"
+             + ("" if samples != manifest.mc_samples else " (the bundle's default)") + f", device {settings.device}"]
+    label = labelling_line(manifest)
+    if label:
+        lines.append(label)
+    if manifest.training_data.synthetic:
+        lines.append(f"WARNING: {SYNTHETIC_WARNING}")
+    return settings.model_copy(update={"name": "bayesian-unet", "bundle_path": bundle, "mc_samples": samples}), lines
+
 
 def _demo_settings(settings: Settings, out: Path, destination: _Destination, port: int, log_level: str) -> Settings:
     """Embedded defaults under `out` (SQLite, local folders), short waits, the demo destination."""
@@ -213,13 +267,17 @@ def _demo_settings(settings: Settings, out: Path, destination: _Destination, por
 
 def _write_config(settings: Settings, path: Path) -> None:
     d = settings.destinations[0]
+    engine = settings.engine
+    engine_text = f'\n[engine]\nname = "{engine.name}"\n'
+    if engine.name == "bayesian-unet":
+        engine_text += f'bundle_path = "{engine.bundle_path}"\nmc_samples = {engine.mc_samples}\n'
     path.write_text(
         "# The configuration `sarcoscreen demo` ran with: sarcoscreen --config this-file results|jobs|run\n"
         f'[network]\nhost = "127.0.0.1"\nport = {settings.network.port}\nstable_age_s = '
         f"{settings.network.stable_age_s}\n\n"
         f'[database]\nurl = "{settings.database.url}"\n\n[storage]\ndata_dir = "{settings.storage.data_dir}"\n\n'
-        f'[[destinations]]\nname = "{d.name}"\nae_title = "{d.ae_title}"\nhost = "{d.host}"\nport = {d.port}\n',
-        encoding="utf-8")
+        f'[[destinations]]\nname = "{d.name}"\nae_title = "{d.ae_title}"\nhost = "{d.host}"\nport = {d.port}\n'
+        + engine_text, encoding="utf-8")
 
 
 def _progress(session: Session, series_uid: str) -> tuple[str, Job | None, int, int]:
@@ -256,11 +314,25 @@ def _wait(service_db: Any, series_uid: str, timeout: float) -> tuple[str, Job | 
     return "timeout", None
 
 
+def _skip_reason(service_db: Any, series_uid: str) -> str | None:
+    """Why the node skipped the series (routing, or no gluteal muscle found), if it did."""
+    with Session(service_db) as session:
+        return session.execute(select(Series.skip_reason).where(Series.series_instance_uid == series_uid)
+                               ).scalar_one_or_none()
+
+
 def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     from sarcoscreen.node.service import NodeService, ServiceError
 
     out: Path = args.out.resolve()
     phantom_dir = out / "phantom"
+    try:
+        engine_settings, engine_lines = demo_engine(args, settings.engine)
+    except DemoEngineError as exc:
+        print(f"sarcoscreen: --engine {getattr(args, 'engine', None) or 'threshold'}: {exc}")
+        return 2
+    settings = settings.model_copy(update={"engine": engine_settings})
+    timeout = getattr(args, "timeout", None) or _TIMEOUT_S[engine_settings.name]
     if (out / "sarcoscreen-data").exists():
         shutil.rmtree(out / "sarcoscreen-data")  # a fresh node each time; the phantom is remade too
     print(f"1/5 making a synthetic hip CT (digital phantom, {args.matrix}x{args.matrix}, {args.slice_mm:g} mm "
@@ -295,6 +367,8 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
             print(f"3/5 node {node_settings.network.ae_title} listening on 127.0.0.1:{service.port} (SQLite "
                   f"{node_settings.storage.data_dir / 'sarcoscreen.db'}, engine '{node_settings.engine.name}', one "
                   "worker process)")
+            for line in engine_lines:
+                print(f"    {line}")
             started = time.monotonic()
             try:
                 sent = send_files([phantom.dicom_dir], Destination(node_settings.network.ae_title, "127.0.0.1",
@@ -314,12 +388,15 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
             assert service.db is not None
             series_uid = str(dcmread(next(phantom.dicom_dir.glob("*.dcm")), stop_before_pixels=True,
                                      specific_tags=["SeriesInstanceUID"]).SeriesInstanceUID)
-            outcome, job = _wait(service.db, series_uid, args.timeout)
+            outcome, job = _wait(service.db, series_uid, timeout)
             if outcome != "delivered":
-                print(f"sarcoscreen: the series ended as {outcome}"
-                      + (f": {job.error}" if job is not None and job.error else ""))
+                reason = job.error if job is not None and job.error else _skip_reason(service.db, series_uid)
+                engine_text = f" (engine {job.engine_name} {job.engine_version})" if job and job.engine_name else ""
+                print(f"sarcoscreen: the series ended as {outcome}{engine_text}" + (f": {reason}" if reason else ""))
                 return 1
-            print(f"    done {time.monotonic() - started:.1f} s after the first instance was sent\n")
+            print(f"    done {time.monotonic() - started:.1f} s after the first instance was sent")
+            assert job is not None
+            print(f"    measured by engine {job.engine_name} {job.engine_version} (as recorded for job {job.id})\n")
             arrived = destination.received()
             print(f"At the destination ({destination.name}):")
             for kind, uid in arrived:

@@ -14,6 +14,11 @@ Two SMI per group: the screening SMI, a per-side value by the side rule - headed
 SMI per side (mean of left and right)``, half the both-sides SMI (CSV ``*_smi_per_side_kg_m2`` with
 ``*_smi_side_rule``; JSON ``screening_smi_kg_m2`` with ``screening_smi_basis``) - and beside it both sides' SMI
 (``gluteal SMI both sides``; CSV ``*_smi_both_sides_kg_m2``; JSON ``smi_kg_m2``).
+
+Which engine measured each row: its name and version as the worker stored them with the job (``jobs.engine_name``,
+``jobs.engine_version``; for ``bayesian-unet`` the version names the weights, ``1.0+<sha256 prefix>``), in the
+table's ``engine`` column, CSV ``engine`` and JSON ``job.engine`` (with ``engine_name`` and ``engine_version``
+apart).
 """
 
 from __future__ import annotations
@@ -120,6 +125,7 @@ def _json(row: ResultRow) -> dict[str, Any]:
         "instances": row.instances, "last_received_at": row.last_received_at.isoformat(),
         "job": None if row.job_id is None else {
             "id": row.job_id, "status": row.job_status, "error": row.job_error, "engine": row.engine,
+            "engine_name": row.engine_name, "engine_version": row.engine_version,
             "finished_at": row.finished_at.isoformat() if row.finished_at else None,
         },
         "height_m": row.height_m, "height_source": row.height_source, "flagged": row.flagged,
@@ -157,7 +163,8 @@ def _table_columns(rows: list[ResultRow]) -> tuple[tuple[str, str], ...]:
         smi += [(f"{group.value}_smi_per_side_kg_m2", _per_side_heading(rows, group)),
                 (f"{group.value}_smi_both_sides_kg_m2", f"{_short(group)} SMI {BOTH_SIDES}")]
     return (
-        ("patient_id", "patient"), ("study_date", "study date"), ("state", "state"), ("job_id", "job"), *smi,
+        ("patient_id", "patient"), ("study_date", "study date"), ("state", "state"), ("job_id", "job"),
+        ("engine", "engine"), *smi,
         ("flagged", "flagged"), ("delivered", "sent"), ("in_scan", "not complete: muscle in scan (lower bound)"),
         ("series_instance_uid", "series"), ("reason", "reason"),
     )

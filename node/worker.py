@@ -22,7 +22,9 @@ Any exception in 3-5 fails the attempt with its text, scrubbed of anything that 
 its images, the source cannot be referenced, instances were purged - fails the job at once (``failed``: the next
 attempt would meet the same files); anything else is retried after a backoff and ``failed`` after the last attempt
 (`fail`; the table is in docs/node.md, "Failed attempts"). Malformed patient or study values do not fail a job:
-the outputs carry them repaired or leave them out, and an ``output.repaired`` event names the attributes. A worker
+the outputs carry them repaired or leave them out, and an ``output.repaired`` event names the attributes. The
+engine's notes of a result (`Segmentation.notes`: e.g. the model bundle's training data and intended use) are
+kept as an ``engine.notes`` event of the job, besides ``measurements.json``, the SR and the key image. A worker
 killed mid-job leaves its job ``running``; when the lease expires the job goes back to the
 queue and another worker runs it - the deterministic output UIDs make the second run's objects the same ones.
 
@@ -378,6 +380,9 @@ class Worker:
                 logger.info("job %d: series skipped: %s", claimed.id, analysis.skip_reason)
                 return
             _store_report(session, job, analysis.report)
+            if analysis.report.notes:  # what the engine says about this result (e.g. the model's intended use)
+                record_event(session, "engine.notes", f"job {job.id}: engine {segmenter.name} {segmenter.version}: "
+                             + " | ".join(analysis.report.notes), series_id=claimed.series_id, job_id=job.id)
             outputs = _store_outputs(session, job, analysis.files, outputs_root)
             newer = session.execute(select(Job.id).where(Job.series_id == claimed.series_id, Job.id > claimed.id)
                                     .order_by(Job.id.desc()).limit(1)).scalar_one_or_none()

@@ -3,7 +3,8 @@
 screening SMI headed with what it is, e.g. per side (mean of left and right), and both sides' SMI beside it).
 
 Used for ``overlay.png`` of ``sarcoscreen analyze`` and as the pixel data of the key image. Burns in no patient
-name or identifier: only the results, the engine and the slice positions.
+name or identifier: only the results, the engine with its notes (`Segmentation.notes`, e.g. the model's training
+data and intended use) and the slice positions.
 """
 
 from __future__ import annotations
@@ -78,6 +79,20 @@ def _table_columns(rows: list[tuple[str, ...]], font: ImageFont.FreeTypeFont | I
     return columns
 
 
+def _wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: float) -> list[str]:
+    """`text` as lines no wider than `width` pixels, broken at spaces (a single longer word stays whole)."""
+    lines: list[str] = []
+    current = ""
+    for word in text.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if current and font.getlength(candidate) > width:
+            lines.append(current)
+            current = f"    {word}"
+        else:
+            current = candidate
+    return [*lines, current]
+
+
 def render_overlay(volume: Volume, segmentation: Segmentation, report: MeasurementReport,
                    count: int = 4) -> Image.Image:
     """RGB image: up to `count` axial panels with masks over a soft-tissue window, then the results table."""
@@ -89,15 +104,18 @@ def render_overlay(volume: Volume, segmentation: Segmentation, report: Measureme
     panels_h = max((p.height for p in panels), default=0) + caption_h
     rows = table_rows(report)
     order = display_groups()
-    notes = [
-        *own_groups_note(),
-        f"engine {report.engine_name} {report.engine_version}; density {report.density_rule}; {height_text(report)}",
-        *(f"{group_label(s.group)}: {s.reason}" for s in sorted(report.screening, key=lambda s: order.index(s.group))),
-    ]
     line_h = 17
     columns = _table_columns(rows, font)
     table_w = columns[-1] + max(round(font.getlength(row[-1])) for row in rows) + 6
     width = max(PANEL * max(len(panels), 1), 960, table_w)
+    notes = [
+        *own_groups_note(),
+        f"engine {report.engine_name} {report.engine_version}; density {report.density_rule}; {height_text(report)}",
+        *(f"{group_label(s.group)}: {s.reason}" for s in sorted(report.screening, key=lambda s: order.index(s.group))),
+        # the engine's notes (e.g. the model's training data and intended use, a synthetic-data warning): the key
+        # image is what a reader sees, so they are on it, wrapped to the picture's width
+        *(line for note in report.notes for line in _wrap(f"note: {note}", font, width - 12)),
+    ]
     height = panels_h + line_h * (len(rows) + len(notes) + 2)
     canvas = Image.new("RGB", (width, height), (0, 0, 0))
     draw = ImageDraw.Draw(canvas)

@@ -61,7 +61,6 @@ def test_config_file_from_environment_variable(tmp_path: Path) -> None:
         ({"SARCOSCREEN_MEASUREMENT__DENSITY_G_PER_CM3": "10.4"}, "measurement.density_g_per_cm3"),
         ({"SARCOSCREEN_UIDS__ROOT": "1.02.3"}, "uids.root: must be a dotted-decimal UID prefix"),
         ({"SARCOSCREEN_DATABASE__URL": "mysql://x@y/z"}, "database.url: must be a sqlite:/// or postgresql://"),
-        ({"SARCOSCREEN_ENGINE__NAME": "bayesian-unet"}, "bundle_path is required"),
         ({"SARCOSCREEN_ENGINE__DEVCE": "cpu"}, "engine.devce: unknown key"),
         ({"SARCOSCREEN_LOGGING__LEVEL": "loud"}, "logging.level"),
     ],
@@ -72,6 +71,20 @@ def test_invalid_values_name_the_key_and_the_reason(environ: dict[str, str], exp
     message = str(caught.value)
     assert expected in message
     assert "environment variable SARCOSCREEN_" in message
+
+
+def test_bayesian_unet_without_bundle_path_needs_a_shipped_bundle(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset, engine.bundle_path means the bundle shipped in the package (tests/test_unet_shipped.py); an
+    installation without one (the lookup pointed at an empty folder here) refuses the setting with the reason."""
+    from sarcoscreen.inference.engines.unet import shipped_bundle
+
+    monkeypatch.setattr(shipped_bundle, "shipped_folder", lambda: tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"SARCOSCREEN_ENGINE__NAME": "bayesian-unet"})
+    message = str(caught.value)
+    assert "engine: bundle_path is required for the bayesian-unet engine here: no model bundle is shipped" in message
+    assert "environment variable SARCOSCREEN_ENGINE__NAME" in message
 
 
 def test_every_bad_key_is_reported_at_once_with_its_origin(tmp_path: Path) -> None:

@@ -39,3 +39,57 @@ def test_demo_runs_the_whole_product(tmp_path: Path) -> None:
     assert "3 sent of 3" in jobs.stdout
     assert "WARNING" not in result.stderr
     assert "ERROR" not in result.stderr
+
+
+def test_demo_with_the_bayesian_unet_says_which_engine_and_model(tmp_path: Path) -> None:
+    """``--engine bayesian-unet`` runs the same flow with the U-Net (an untrained test bundle given by --bundle;
+    without --bundle the shipped one) and says which engine, bundle, T and intended use it ran with."""
+    pytest.importorskip("torch")
+    from unet_bundles import INTENDED_USE, make_bundle
+
+    bundle = tmp_path / "bundle"
+    # untrained, but leaning to gluteus maximus so that the node's routing finds gluteal muscle
+    manifest = make_bundle(bundle, favour={"gluteus_maximus_right": 2.0, "gluteus_maximus_left": 2.0})
+    out = tmp_path / "demo"
+    result = subprocess.run([*SARCOSCREEN, "demo", "--out", str(out), "--matrix", "96", "--slice-mm", "5",
+                             "--destination", "builtin", "--timeout", "240", "--engine", "bayesian-unet",
+                             "--bundle", str(bundle), "--mc-samples", "1"], capture_output=True, text=True,
+                            timeout=400, check=False, cwd=tmp_path)
+    text = result.stdout
+    assert result.returncode == 0, text + result.stderr
+    version = f"1.0+{manifest.weights_sha256[:12]}"
+    assert "engine 'bayesian-unet'" in text
+    assert (f"engine: bayesian-unet, model bundle test-public 0.1 (--bundle: {bundle.resolve()}; sha256 "
+            f"{manifest.weights_sha256[:12]}), T = 1 Monte-Carlo dropout samples per slice") in text
+    assert f"intended use: {INTENDED_USE}" in text
+    assert f"measured by engine bayesian-unet {version}" in text
+    assert f"bayesian-unet {version}" in text.split("Results (sarcoscreen results):")[1]  # the table's engine column
+    assert "3/3 outputs accepted by the destination" in text
+    config = (out / "sarcoscreen.toml").read_text()
+    assert 'name = "bayesian-unet"' in config
+    assert "mc_samples = 1" in config
+    assert "ERROR" not in result.stderr
+
+
+def test_demo_engine_options_are_checked_before_anything_starts(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from sarcoscreen.node.config import EngineSettings
+    from sarcoscreen.node.demo import DemoEngineError, demo_engine
+
+    def args(**values: object) -> argparse.Namespace:
+        return argparse.Namespace(**{"engine": "threshold", "bundle": None, "mc_samples": None, **values})
+
+    settings, lines = demo_engine(args(), EngineSettings())
+    assert (settings.name, lines) == ("threshold", ["engine: threshold"])
+    with pytest.raises(DemoEngineError, match="options of --engine bayesian-unet"):
+        demo_engine(args(mc_samples=2), EngineSettings())
+    pytest.importorskip("torch")
+    from sarcoscreen.inference.engines.unet import shipped_bundle
+
+    monkeypatch.setattr(shipped_bundle, "shipped_folder", lambda: tmp_path)  # an installation without a bundle
+    with pytest.raises(DemoEngineError, match="no model bundle is shipped with this installation"):
+        demo_engine(args(engine="bayesian-unet"), EngineSettings())
+    with pytest.raises(DemoEngineError, match="not found"):
+        demo_engine(args(engine="bayesian-unet", bundle=tmp_path / "missing"), EngineSettings())

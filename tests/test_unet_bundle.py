@@ -152,10 +152,14 @@ def test_weights_of_another_architecture_are_refused(model, tmp_path: Path) -> N
         save_bundle(model, replace(manifest, labels=(*manifest.labels, extra)), path3)
 
 
-def test_missing_bundle_and_engine_options(model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_bundle_and_engine_options(model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from sarcoscreen.inference.engines.unet import shipped_bundle
+
     with pytest.raises(BundleError, match="not found"):
         create_engine("bayesian-unet", bundle_path=tmp_path / "nothing", device="cpu")
-    with pytest.raises(EngineError, match="needs a model bundle"):
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setattr(shipped_bundle, "shipped_folder", lambda: tmp_path / "empty")  # no bundle shipped
+    with pytest.raises(EngineError, match="no model bundle is shipped"):
         create_engine("bayesian-unet", bundle_path=None)
     path = _bundle(model, tmp_path)
     with pytest.raises(EngineError, match="uncertainty measure 'std'"):

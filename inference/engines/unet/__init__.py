@@ -6,9 +6,12 @@ personalized musculoskeletal modeling", IEEE TMI 39(4), 2020 (`model`), loaded f
 structures of the bundle's label table, a voxel-wise uncertainty map and a structure-wise uncertainty with a QA
 threshold, which measurement turns into a QA flag per structure (carried into the results and the SR).
 
-No trained weights ship with sarcoscreen: a site trains its own (``sarcoscreen train``) or loads a bundle it was
-given. A bundle whose manifest says its training data were synthetic (phantoms) is for testing only; the engine
-says so in its notes and in the log.
+Without ``bundle_path`` the engine loads the bundle shipped inside the package (`shipped_bundle`: the folder
+``shipped/``; a clear `EngineError` when this installation has none); a site may train its own
+(``sarcoscreen train``) or load a bundle it was given. Every result carries the bundle's own account of itself
+(`bundle_info.labelling_line`: subjects, provenance, licences, intended use) in the engine's notes. A bundle whose
+manifest says its training data were synthetic (phantoms) is for testing only; the engine says so in its notes
+and in the log.
 
 This module imports torch only when an engine is created, so the rest of sarcoscreen works without the
 ``unet`` extra; `create_engine("bayesian-unet")` then fails with a message naming the extra.
@@ -25,6 +28,7 @@ import numpy as np
 from sarcoscreen.inference.catalogue import CATALOGUE, Structure
 from sarcoscreen.inference.engines.base import EngineError, Progress, Segmentation
 from sarcoscreen.inference.engines.orientation import axial_frame
+from sarcoscreen.inference.engines.unet.bundle_info import labelling_line
 from sarcoscreen.inference.engines.unet.manifest import SYNTHETIC_WARNING, UNCERTAINTY_MEASURES, BundleError, Manifest
 from sarcoscreen.inference.volume import Volume
 
@@ -78,7 +82,7 @@ class BayesianUNetEngine:
 
     def __init__(
         self,
-        bundle_path: Path | str | None,
+        bundle_path: Path | str | None = None,
         device: str = "auto",
         mc_samples: int | None = None,
         uncertainty: str = "variance",
@@ -88,10 +92,10 @@ class BayesianUNetEngine:
         mixed_precision: bool = True,
         keep_voxel_uncertainty: bool = True,
     ) -> None:
-        """`mc_samples` and `uncertainty_threshold` default to the bundle's (the threshold only when the bundle's
-        uncertainty measure is `uncertainty`); `seed` None draws fresh dropout masks on every run."""
-        if bundle_path is None:
-            raise EngineError("the bayesian-unet engine needs a model bundle: set engine.bundle_path")
+        """`bundle_path` None loads the bundle shipped with sarcoscreen (`shipped_bundle.shipped_bundle_path`;
+        `EngineError` when there is none); `mc_samples` and `uncertainty_threshold` default to the bundle's (the
+        threshold only when the bundle's uncertainty measure is `uncertainty`); `seed` None draws fresh dropout
+        masks on every run."""
         if uncertainty not in UNCERTAINTY_MEASURES:
             raise EngineError(f"uncertainty measure {uncertainty!r} is not one of {', '.join(UNCERTAINTY_MEASURES)}")
         if mc_samples is not None and not 1 <= mc_samples <= 1000:
@@ -100,8 +104,10 @@ class BayesianUNetEngine:
             raise EngineError(f"batch_images {batch_images} must be at least 1")
         self.device = resolve_device(device)
         from sarcoscreen.inference.engines.unet.bundle import load_bundle
+        from sarcoscreen.inference.engines.unet.shipped_bundle import shipped_bundle_path
 
-        self.bundle_path = Path(bundle_path)
+        self.shipped = bundle_path is None
+        self.bundle_path = shipped_bundle_path() if bundle_path is None else Path(bundle_path)
         self.model, self.manifest = load_bundle(self.bundle_path, self.device)
         self.mc_samples = mc_samples or self.manifest.mc_samples
         self.uncertainty = uncertainty
@@ -157,6 +163,9 @@ class BayesianUNetEngine:
                  f"{self.mc_samples} Monte-Carlo dropout samples, uncertainty = predictive {self.uncertainty}"
                  + ("" if self.uncertainty_threshold is None
                     else f", QA threshold {self.uncertainty_threshold:.4g}")]
+        label = labelling_line(m)
+        if label is not None:
+            notes.append(label)
         if m.training_data.synthetic:
             notes.append(f"WARNING: {SYNTHETIC_WARNING}")
         if outside > 0.001:
@@ -168,9 +177,12 @@ class BayesianUNetEngine:
         return tuple(notes)
 
 
-def describe_bundle(path: Path | str) -> Manifest:
-    """The checked manifest of a bundle (weights verified by checksum); needs the ``unet`` extra."""
+def describe_bundle(path: Path | str | None = None) -> Manifest:
+    """The checked manifest of a bundle (weights verified by checksum; `path` None: the shipped bundle, see
+    `shipped_bundle.shipped_bundle_path`); needs the ``unet`` extra. Its training data (``training_data``:
+    subjects, provenance, licences, intended use) are shown in words by `bundle_info.describe_manifest`."""
     _import_torch()
     from sarcoscreen.inference.engines.unet.bundle import read_bundle_files
+    from sarcoscreen.inference.engines.unet.shipped_bundle import shipped_bundle_path
 
-    return read_bundle_files(path)[0]
+    return read_bundle_files(shipped_bundle_path() if path is None else path)[0]
