@@ -47,8 +47,7 @@ from sarcoscreen.node.stability import SeriesWatcher  # noqa: E402
 from sarcoscreen.node.worker import Worker  # noqa: E402
 
 LABEL = ("model test-public 0.1: trained on data from 3 subjects (Pelvic Reference Data annotations; Pelvic "
-         "Reference Data CT; licences MIT (annotations); TCIA Data Usage Policy (CT)); intended use: research; not a "
-         "medical device")
+         "Reference Data CT, DOI 10.7937/TCIA.2019.woskq5oo); intended use: research; not a medical device")
 
 NO_BUNDLE_YET = pytest.mark.skipif(
     not shipped.has_shipped_bundle(),
@@ -148,6 +147,17 @@ def test_the_labelling_line_says_what_the_manifest_states(bundle: Path) -> None:
     phantoms = TrainingData("phantoms", synthetic=True, subjects=1, sources=("sarcoscreen phantom",))
     assert labelling_line(replace(manifest, training_data=phantoms)) == (
         "model test-public 0.1: trained on synthetic data from 1 subject (sarcoscreen phantom)")
+    # the provenance `sarcoscreen train` puts into the shipped model's manifest (training/public_data.py), shortened
+    from sarcoscreen.inference.training import public_data
+
+    shipped_like = TrainingData("x", synthetic=False, subjects=3, sources=("public-data",),
+                                provenance=(public_data.ANNOTATION_PROVENANCE, public_data.CT_PROVENANCE),
+                                licences=(public_data.ANNOTATION_LICENCE, public_data.CT_LICENCE),
+                                intended_use=public_data.INTENDED_USE)
+    assert labelling_line(replace(manifest, training_data=shipped_like)) == (
+        "model test-public 0.1: trained on data from 3 subjects (manual per-voxel muscle and bone labels of the TCIA "
+        "Pelvic Reference Data cases, github.com/yuta-hi/pelvic-annonation; CT: Yorke et al., DOI "
+        "10.7937/TCIA.2019.woskq5oo); intended use: research; not a medical device")
 
 
 def test_the_bundle_command_shows_provenance_licences_and_intended_use(

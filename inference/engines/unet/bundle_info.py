@@ -5,9 +5,8 @@ Both read only the manifest (`manifest.Manifest`, `manifest.TrainingData`): plai
 * `labelling_line` - one line for the engine's notes (``Segmentation.notes``), which measurement copies into the
   report and so into ``measurements.json``, the TID 1500 SR (one engine-note text item each), the key image /
   overlay, the terminal table of ``analyze`` and the node's audit trail: which model, trained on what (how many
-  subjects, from where, under which licence) and for what use, as the bundle's manifest states it. Nothing is
-  added that the manifest does not say (the manifest has no "public" flag: the provenance and licences say
-  where the data came from).
+  subjects, from where) and for what use, as the bundle's manifest states it. Nothing is added that the
+  manifest does not say (the manifest has no "public" flag: the provenance says where the data came from).
 * `describe_manifest` - the manifest for a person (``sarcoscreen bundle``): name, version, weights, structures,
   input, inference defaults, training data with provenance, licences and intended use, validation summary.
 """
@@ -21,38 +20,53 @@ from sarcoscreen.inference.engines.unet.manifest import SYNTHETIC_WARNING, Manif
 
 __all__ = ["describe_manifest", "labelling_line", "short_provenance"]
 
-_SHORT_SOURCE = 60
+_SHORT_SOURCE = 120
+_REFERENCE = re.compile(r"\b(?:DOI:?\s*10\.\S+|10\.\d{4,}/\S+|https?://\S+|(?:www\.)?[\w-]+(?:\.[\w-]+)*\.(?:com|org|io|"
+                        r"net|edu|gov)/\S+)", re.IGNORECASE)
+
+
+def _short_line(line: str) -> str:
+    """One provenance line in a few words: its text up to the first comma, semicolon or parenthesis outside
+    parentheses, followed by the DOI or URL the line gives (if the head lacks it), at most 120 characters."""
+    depth, cut = 0, len(line)
+    for i, char in enumerate(line):
+        if char == "(" and depth == 0 and i > 0:
+            cut = i
+            break
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char in ",;" and depth == 0:
+            cut = i
+            break
+    head = line[:cut].strip()
+    reference = _REFERENCE.search(line)
+    if reference is not None and reference.group(0).rstrip(").,;") not in head:
+        head = f"{head}, {reference.group(0).rstrip(').,;')}" if head else reference.group(0).rstrip(").,;")
+    return head if len(head) <= _SHORT_SOURCE else head[:_SHORT_SOURCE - 3].rstrip() + "..."
 
 
 def short_provenance(manifest: Manifest) -> str:
-    """The training data's sources in a few words: the manifest's short ``sources`` names when it has them, else
-    each ``provenance`` line up to its first comma or semicolon (a line is "data set, version, DOI or URL");
-    ``""`` when neither is given."""
+    """The training data's sources in a few words: each ``provenance`` line (a line is "data set, version, DOI or
+    URL") shortened by `_short_line`; without provenance the manifest's short ``sources`` names; ``""`` when
+    neither is given."""
     data = manifest.training_data
-    if data.sources:
-        names = list(data.sources)
-    else:
-        names = [re.split(r"[,;]", line, maxsplit=1)[0].strip() for line in data.provenance]
-    names = [name if len(name) <= _SHORT_SOURCE else name[:_SHORT_SOURCE - 3].rstrip() + "..." for name in names]
+    names = [_short_line(line) for line in data.provenance] if data.provenance else list(data.sources)
     return "; ".join(name for name in names if name)
 
 
 def labelling_line(manifest: Manifest) -> str | None:
-    """``model NAME VERSION: trained on data from N subjects (SOURCES; licences L); intended use: USE`` - the
-    parts the manifest states (``subjects``, ``provenance``/``sources``, ``licences``, ``intended_use``); ``None``
-    when it states none of subjects, provenance and intended use (older bundles: the engine's other notes
-    still name the bundle)."""
+    """``model NAME VERSION: trained on data from N subjects (SOURCES); intended use: USE`` - the parts the manifest
+    states (``subjects``, ``provenance``, else ``sources``, ``intended_use``; the licences are shown by
+    `describe_manifest`, too long for every result); ``None`` when it states none of subjects, provenance and
+    intended use (older bundles: the engine's other notes still name the bundle)."""
     data = manifest.training_data
     if not (data.subjects or data.provenance or data.intended_use):
         return None
     parts = []
     sources = short_provenance(manifest)
-    licences = "; ".join(data.licences)
-    detail = "; ".join(p for p in (sources, f"licences {licences}" if licences else "") if p)
-    if data.subjects or detail:
+    if data.subjects or data.provenance:
         kind = "synthetic data" if data.synthetic else "data"
         subjects = (f" from {data.subjects} subject{'s' if data.subjects != 1 else ''}" if data.subjects else "")
-        parts.append(f"trained on {kind}{subjects}" + (f" ({detail})" if detail else ""))
+        parts.append(f"trained on {kind}{subjects}" + (f" ({sources})" if sources else ""))
     if data.intended_use:
         parts.append(f"intended use: {data.intended_use}")
     return f"model {manifest.name} {manifest.version}: " + "; ".join(parts)
