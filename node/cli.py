@@ -337,32 +337,59 @@ def _cmd_calibrate(args: argparse.Namespace, settings: Settings | None) -> int:
 
 def _add_phantom_options(parser: argparse.ArgumentParser) -> None:
     # No abbreviations: "phantom cohort --n 6" must not be taken for an abbreviation of a phantom option.
+    # Options without a default here (None) get theirs in phantom_command: the procedural phantom's and the
+    # --anatomy simulator's defaults differ (sex, height, slice spacing), and an option of the one given to the
+    # other is refused by name.
     parser.allow_abbrev = False
     parser.add_argument("--out", type=Path, help="Folder for the DICOM series and ground truth (required).")
-    parser.add_argument("--fov", choices=("hip", "abdomen", "legs"), default="hip",
-                        help="hip: 2 cm above the iliac crest to below the ankle; abdomen: above the iliac crest to "
-                             "~2 cm below the lesser trochanter; legs: ~7 cm above the knee to below the ankle.")
-    parser.add_argument("--sex", choices=("F", "M"), default="F")
-    parser.add_argument("--height", type=float, default=1.58, metavar="M", help="Body height in metres.")
-    parser.add_argument("--muscle-scale", type=float, default=1.0, help="Muscle cross-section scale (1 = typical).")
-    parser.add_argument("--fat-mm", type=float, default=15.0, help="Subcutaneous fat thickness in mm.")
-    parser.add_argument("--slice-mm", type=float, default=1.0, help="Slice spacing and thickness in mm.")
-    parser.add_argument("--matrix", type=int, default=512, help="Rows and columns of each slice.")
-    parser.add_argument("--noise-hu", type=float, default=12.0, help="Image noise standard deviation in HU.")
+    parser.add_argument("--anatomy", type=Path, metavar="DIR",
+                        help="Simulate the CT of a real label map instead (an annotation folder with label.mhd and "
+                             "mask.mhd, e.g. ../shared/data/pelvic-annotation/Pelvic-Ref-002): real anatomy, CT "
+                             "numbers calibrated on real CT (docs/phantom.md, 'CT from real label maps').")
+    parser.add_argument("--fov", choices=("hip", "abdomen", "legs"),
+                        help="hip (default): 2 cm above the iliac crest to below the ankle; abdomen: above the iliac "
+                             "crest to ~2 cm below the lesser trochanter; legs: ~7 cm above the knee to below the "
+                             "ankle.")
+    parser.add_argument("--sex", choices=("F", "M"), help="Default F; with --anatomy M (the annotated cases are men: "
+                        "prostate or uterus).")
+    parser.add_argument("--height", "--height-m", dest="height", type=float, metavar="M",
+                        help="Body height in metres (default 1.58; with --anatomy 1.75, written as PatientSize only).")
+    parser.add_argument("--muscle-scale", type=float, help="Muscle cross-section scale (default 1 = typical).")
+    parser.add_argument("--fat-mm", type=float, help="Subcutaneous fat thickness in mm (default 15).")
+    parser.add_argument("--slice-mm", type=float, help="Slice spacing in mm (default 1, also the thickness; with "
+                        "--anatomy 3).")
+    parser.add_argument("--matrix", type=int, help="Rows and columns of each slice (default 512).")
+    parser.add_argument("--noise-hu", type=float, help="Image noise standard deviation in HU (default 12).")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--fatty-infiltration", type=float, default=0.0, metavar="0..1",
-                        help="Intramuscular fat and lower muscle attenuation (myosteatosis).")
+    parser.add_argument("--fatty-infiltration", type=float, metavar="0..1",
+                        help="Intramuscular fat and lower muscle attenuation (myosteatosis; default 0).")
     parser.add_argument("--metal-hip", choices=("none", "left", "right", "both"), default="none",
                         help="Total hip prostheses on one side or both, with streak artefacts.")
     parser.add_argument("--contrast", action="store_true", help="Intravenous contrast (portal-venous phase).")
-    parser.add_argument("--no-table", dest="table", action="store_false", help="Leave out the CT table top.")
-    parser.add_argument("--offset-mm", type=float, nargs=2, default=(0.0, 0.0), metavar=("X", "Y"),
+    parser.add_argument("--no-table", dest="table", action="store_false", default=None,
+                        help="Leave out the CT table top.")
+    parser.add_argument("--offset-mm", type=float, nargs=2, metavar=("X", "Y"),
                         help="Shift the patient in the image (x to the patient's left, y posterior), mm.")
-    parser.add_argument("--legs-touching", action="store_true", help="Thighs and knees close enough to touch.")
-    parser.add_argument("--arms", action="store_true", help="Forearms beside the pelvis and hips (arms down).")
-    parser.add_argument("--patient-position", choices=("HFS", "FFS"), default="HFS",
-                        help="Head first or feet first supine (feet first mirrors the image columns).")
-    parser.add_argument("--age", type=int, default=72, help="Age in years (PatientAge; muscle attenuation).")
+    parser.add_argument("--legs-touching", action="store_true", default=None,
+                        help="Thighs and knees close enough to touch.")
+    parser.add_argument("--arms", action="store_true", default=None, help="Forearms beside the pelvis and hips (arms "
+                        "down).")
+    parser.add_argument("--patient-position", choices=("HFS", "FFS"),
+                        help="Head first (default) or feet first supine (feet first mirrors the image columns).")
+    parser.add_argument("--age", type=int, help="Age in years (PatientAge; muscle attenuation; default 72).")
+    anatomy = parser.add_argument_group("with --anatomy only")
+    anatomy.add_argument("--crop", choices=("none", "abdomen-pelvis", "hip"),
+                         help="Field of view: none (default; the annotated range, lumbar spine to mid-thigh), "
+                              "abdomen-pelvis (down to the lesser trochanter), hip (iliac crest + 20 mm to lesser "
+                              "trochanter - 50 mm).")
+    anatomy.add_argument("--pixel-mm", type=float, help="In-plane pixel size (default 1.0; the 512 mm field is kept).")
+    anatomy.add_argument("--thickness-mm", type=float, help="Slice thickness, FWHM (default 3.0, the annotation's).")
+    anatomy.add_argument("--noise-scale", type=float, help="Noise relative to the real series' (default 1.0 = 7.1 HU "
+                         "at 1 x 1 x 3 mm, rescaled to the voxel size).")
+    anatomy.add_argument("--infiltration-scale", type=float, help="Multiplies every muscle's fat fraction (default "
+                         "1.0, the profile measured on Pelvic-Ref-002; 0 = lean muscle).")
+    anatomy.add_argument("--randomise", action="store_true", default=None,
+                         help="Domain randomisation of intensities, blur and noise from the seed (training data).")
     parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
 
 

@@ -1,7 +1,12 @@
-"""``sarcoscreen phantom``, ``phantom cohort`` and ``phantom crop``: synthetic CT with exact ground truth.
+"""``sarcoscreen phantom``, ``phantom --anatomy``, ``phantom cohort`` and ``phantom crop``: synthetic CT with exact
+ground truth.
 
-Each prints a short summary (where the files are, the ground-truth group masses, the landmarks); a bad
-parameter is one clear message on stderr with exit status 2, a failure to write files exit status 1.
+``phantom`` writes the procedural phantom; ``phantom --anatomy DIR`` the CT simulated from a real label map
+(`sarcoscreen.inference.phantom.realistic.simulate_ct`). The two share ``--out``, ``--seed``, ``--sex``,
+``--height``, ``--slice-mm``, ``--metal-hip`` and ``--contrast`` (with different defaults for sex, height and slice
+spacing); an option of the one given to the other is refused by name. Each prints a short summary (where the files
+are, the ground-truth group masses, the landmarks); a bad parameter (also a folder that is not an annotation
+folder) is one clear message on stderr with exit status 2, a failure to write files exit status 1.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -22,29 +28,70 @@ from sarcoscreen.inference.phantom import (
     make_phantom,
 )
 from sarcoscreen.inference.phantom.cohort import make_cohort
+from sarcoscreen.inference.phantom.realistic import Protocol, SimulationParameters, simulate_ct
 
-__all__ = ["params_from_args", "run_cohort", "run_crop", "run_phantom"]
+__all__ = ["params_from_args", "run_anatomy", "run_cohort", "run_crop", "run_phantom", "simulation_params_from_args"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
+PHANTOM_DEFAULTS: dict[str, Any] = {
+    "fov": "hip", "sex": "F", "height": 1.58, "muscle_scale": 1.0, "fat_mm": 15.0, "slice_mm": 1.0, "matrix": 512,
+    "noise_hu": 12.0, "fatty_infiltration": 0.0, "table": True, "offset_mm": (0.0, 0.0), "legs_touching": False,
+    "arms": False, "patient_position": "HFS", "age": 72,
+}
+"""The procedural phantom's defaults of the options the parser leaves unset (None)."""
+ANATOMY_DEFAULTS: dict[str, Any] = {
+    "sex": "M", "height": 1.75, "slice_mm": Protocol.slice_mm, "crop": "none", "pixel_mm": Protocol.pixel_mm,
+    "thickness_mm": Protocol.thickness_mm, "noise_scale": Protocol.noise_scale, "infiltration_scale": 1.0,
+    "randomise": False,
+}
+"""``--anatomy``'s defaults: those of `SimulationParameters` and `Protocol` (the annotated cases are men)."""
+_SHARED = frozenset(PHANTOM_DEFAULTS) & frozenset(ANATOMY_DEFAULTS)
+_FLAGS = {"table": "--no-table", "height": "--height"}
+
+
+def _value(args: argparse.Namespace, name: str, defaults: dict[str, Any]) -> Any:
+    value = getattr(args, name, None)
+    return defaults[name] if value is None else value
+
+
+def _given(args: argparse.Namespace, names: frozenset[str] | set[str]) -> list[str]:
+    """The options among `names` given on the command line (those the parser leaves None when not given)."""
+    return [_FLAGS.get(n, "--" + n.replace("_", "-")) for n in sorted(names) if getattr(args, n, None) is not None]
+
 
 def params_from_args(args: argparse.Namespace) -> PhantomParameters:
     """`PhantomParameters` from the ``phantom`` sub-command's options (`PhantomParameterError` when invalid)."""
+    def v(name: str) -> Any:
+        return _value(args, name, PHANTOM_DEFAULTS)
+
     return PhantomParameters(
-        fov=args.fov, sex=args.sex, height_m=args.height, muscle_scale=args.muscle_scale, fat_mm=args.fat_mm,
-        slice_mm=args.slice_mm, matrix=args.matrix, noise_hu=args.noise_hu, seed=args.seed,
-        fatty_infiltration=getattr(args, "fatty_infiltration", 0.0),
+        fov=v("fov"), sex=v("sex"), height_m=v("height"), muscle_scale=v("muscle_scale"), fat_mm=v("fat_mm"),
+        slice_mm=v("slice_mm"), matrix=v("matrix"), noise_hu=v("noise_hu"), seed=args.seed,
+        fatty_infiltration=v("fatty_infiltration"),
         metal_hip=getattr(args, "metal_hip", "none"),
         contrast=getattr(args, "contrast", False),
-        table=getattr(args, "table", True),
-        offset_mm=tuple(getattr(args, "offset_mm", (0.0, 0.0))),
-        legs_touching=getattr(args, "legs_touching", False),
-        arms=getattr(args, "arms", False),
-        patient_position=getattr(args, "patient_position", "HFS"),
-        age_years=getattr(args, "age", 72),
+        table=v("table"),
+        offset_mm=tuple(v("offset_mm")),
+        legs_touching=v("legs_touching"),
+        arms=v("arms"),
+        patient_position=v("patient_position"),
+        age_years=v("age"),
     )
+
+
+def simulation_params_from_args(args: argparse.Namespace) -> SimulationParameters:
+    """`SimulationParameters` from ``phantom --anatomy``'s options (`PhantomParameterError` when invalid)."""
+    def v(name: str) -> Any:
+        return _value(args, name, ANATOMY_DEFAULTS)
+
+    protocol = Protocol(pixel_mm=v("pixel_mm"), slice_mm=v("slice_mm"), thickness_mm=v("thickness_mm"),
+                        noise_scale=v("noise_scale"), contrast=bool(getattr(args, "contrast", False)))
+    return SimulationParameters(protocol=protocol, seed=args.seed, sex=v("sex"), height_m=v("height"),
+                                metal_hip=getattr(args, "metal_hip", "none"), crop=v("crop"),
+                                infiltration_scale=v("infiltration_scale"), randomise=bool(v("randomise")))
 
 
 class _Bar:
@@ -70,6 +117,13 @@ def _error(message: str) -> None:
 
 
 def run_phantom(args: argparse.Namespace) -> int:
+    """``sarcoscreen phantom --out DIR [options]`` (with ``--anatomy DIR``: `run_anatomy`)."""
+    if getattr(args, "anatomy", None) is not None:
+        return run_anatomy(args)
+    misplaced = _given(args, set(ANATOMY_DEFAULTS) - _SHARED)
+    if misplaced:
+        _error(f"phantom: {', '.join(misplaced)} only appl{'ies' if len(misplaced) == 1 else 'y'} with --anatomy DIR")
+        return EXIT_USAGE
     if getattr(args, "out", None) is None:
         _error("phantom: --out DIR is required")
         return EXIT_USAGE
@@ -91,11 +145,61 @@ def run_phantom(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_annotation_folder(folder: Path) -> str | None:
+    """Why `folder` is not an annotation folder (``label.mhd`` + ``mask.mhd``), or ``None`` when it looks like one
+    (`read_annotation` then checks the files themselves)."""
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    missing = [name for name in ("label.mhd", "mask.mhd") if not (folder / name).is_file()]
+    if missing:
+        return (f"{folder} is not an annotation folder: it has no {' and no '.join(missing)} (a label map and body "
+                "mask as in ../shared/data/pelvic-annotation/Pelvic-Ref-002)")
+    return None
+
+
+def run_anatomy(args: argparse.Namespace) -> int:
+    """``sarcoscreen phantom --anatomy DIR --out OUT [options]``: a CT simulated from a real label map."""
+    misplaced = _given(args, set(PHANTOM_DEFAULTS) - _SHARED)
+    if misplaced:
+        _error(f"phantom --anatomy: {', '.join(misplaced)} "
+               f"{'does' if len(misplaced) == 1 else 'do'} not apply to a simulated real anatomy")
+        return EXIT_USAGE
+    if getattr(args, "out", None) is None:
+        _error("phantom --anatomy: --out DIR is required")
+        return EXIT_USAGE
+    anatomy, out = Path(args.anatomy), Path(args.out)
+    problem = _check_annotation_folder(anatomy)
+    if problem is not None:
+        _error(f"phantom --anatomy: {problem}")
+        return EXIT_USAGE
+    if out.resolve() == anatomy.resolve():
+        _error("phantom --anatomy: --out must not be the annotation folder")
+        return EXIT_USAGE
+    try:
+        params = simulation_params_from_args(args)
+        result = simulate_ct(anatomy, params, out)
+    except PhantomParameterError as exc:
+        _error(f"phantom --anatomy: {exc}")
+        return EXIT_USAGE
+    except OSError as exc:
+        _error(f"phantom --anatomy: cannot write {out}: {exc.strerror or exc}")
+        return EXIT_FAILED
+    source = result.ground_truth["source"]
+    z0, z1 = source["z_range_mm"]
+    randomised = " (intensities randomised from the seed: training data)" if params.randomise else ""
+    print(f"SIMULATED CT of the label map {source['annotation']} (z {z0:.1f}..{z1:.1f} mm, crop "
+          f"{params.crop.value}){randomised} written to {result.out_dir} in {result.seconds:.1f} s")
+    _print_summary(result)
+    return EXIT_OK
+
+
 def _print_summary(result: PhantomResult) -> None:
     gt = result.ground_truth
     series = gt["series"]
+    thickness = series.get("slice_thickness_mm")
+    thick = f", {thickness:g} mm thick" if thickness not in (None, series["slice_spacing_mm"]) else ""
     print(f"  series:       {result.dicom_dir} ({result.slices} slices, {series['rows']}x{series['columns']}, "
-          f"{series['pixel_spacing_mm']:.3f} mm pixels, {series['slice_spacing_mm']:g} mm slices)")
+          f"{series['pixel_spacing_mm']:.3f} mm pixels, {series['slice_spacing_mm']:g} mm slices{thick})")
     print(f"  labels:       {result.labels_path}")
     print(f"  ground truth: {result.ground_truth_path}")
     print("  group masses (g, density 1.04 g/cm3; in-scan mass of a truncated group in brackets):")
@@ -114,6 +218,9 @@ def _print_summary(result: PhantomResult) -> None:
         print(f"    {group.value:<13s} " + "  ".join(cells))
     print("  landmarks (z, mm):")
     for name, lm in gt["landmarks_mm"].items():
+        if lm["z_mm"] is None:  # a simulated label map has no knee, ankle, ...
+            print(f"    {name:<20s} {'-':>8s}  (not in the label map)")
+            continue
         where = f"slice {lm['slice_index']}" if lm["in_scan"] else "outside the scan"
         print(f"    {name:<20s} {lm['z_mm']:8.1f}  ({where})")
 
