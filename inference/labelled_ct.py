@@ -31,6 +31,7 @@ Definitions (the benchmark prints them; ``docs/benchmarks.md``):
   reported (18.5-18.8 mm on 002's label, drawn inside the cortex; 22-23 mm on 003's manual contours).
 * **Iliac crest top**: the highest slice holding the pelvis label on that side.
 * **Pelvis bottom**: the lowest slice holding the pelvis label on that side (the ischial tuberosity).
+  These four are defined once, in `inference.bone_landmarks`, for this module and for an engine's own bone labels.
 * **Cuts**: a view cut ``N`` mm below the femoral head top keeps every slice from the head end of the scan down to
   the head top minus ``N`` mm (a negative ``N``: above it), as an abdomen-pelvis CT ends.
 * **Groups of the annotation**: gluteal = gluteus maximus + medius + minimus (5-7); above knee = the 19 hip and
@@ -38,9 +39,10 @@ Definitions (the benchmark prints them; ``docs/benchmarks.md``):
 * **Verdicts of the annotation** for a view: a group whose labelled voxels on that side touch the view's first or
   last slice is *truncated*; none in the view: *not in scan*; else *complete*. The upper gluteal group is complete
   when the side's crest top and head centre both lie inside the view, not on its first or last slice.
-  (Measurement also calls a group *not in scan* when one member is absent and none is cut; every member is in the
-  002 annotation, where an engine that returns the annotation gets the annotation's verdicts in every view:
-  `reference_segmentation`.)
+  (Measurement judges a member muscle without voxels by where it should be, placed by the landmarks
+  (`inference.muscle_extents`): *not found* when the view holds its place, *not in scan* when it lies outside;
+  every member is in the 002 annotation, where an engine that returns the annotation gets the annotation's verdicts
+  in every view: `reference_segmentation`.)
 * **Engine muscle outside the labels**: engine muscle voxels farther than 3 mm (in the slice plane) from any
   labelled muscle voxel of the same slice. In-plane, because the annotation is drawn slice by slice and the slices
   are 3 mm apart: a 3-D tolerance of 3 mm would excuse a whole slice beyond where the annotator stopped.
@@ -59,6 +61,7 @@ from types import MappingProxyType
 import numpy as np
 from scipy import ndimage
 
+from sarcoscreen.inference.bone_landmarks import bone_landmarks
 from sarcoscreen.inference.catalogue import CATALOGUE, Group, Side
 from sarcoscreen.inference.density import DensityRule
 from sarcoscreen.inference.engines.base import Certainty, EngineError, Landmark, Segmentation
@@ -136,7 +139,6 @@ MANUAL_ROI_NAMES: Mapping[str, tuple[str, ...]] = MappingProxyType({
 })
 """The manual contours of the Pelvic Reference Data structure sets by organ (names compared case-insensitively)."""
 
-HEAD_SEARCH_MM = 60.0
 _TOLERANCE_MM = 1e-3
 
 
@@ -299,20 +301,8 @@ class LabelledCase:
                 source, what = "structure set", "the manual femoral head contour"
             else:
                 continue
-            if pelvis is not None and pelvis.any():
-                ks = np.nonzero(pelvis.any(axis=(1, 2)))[0]
-                top, bottom = self._extreme(ks, highest=True), self._extreme(ks, highest=False)
-                found.append(self._landmark("iliac_crest", side, top, source, "highest slice of the pelvis label"))
-                found.append(self._landmark("pelvis_bottom", side, bottom, source,
-                                            "lowest slice of the pelvis label (ischial tuberosity)"))
-            if femur.any():
-                ks = np.nonzero(femur.any(axis=(1, 2)))[0]
-                top = self._extreme(ks, highest=True)
-                found.append(self._landmark("femoral_head_top", side, top, source, f"highest slice of {what}"))
-                centre, radius = self._head_centre(femur, top)
-                found.append(self._landmark("femoral_head", side, centre, source,
-                                            f"maximum of the distance transform of {what} within "
-                                            f"{HEAD_SEARCH_MM:g} mm of its top", radius))
+            for lm in bone_landmarks(femur, pelvis, self.superior_mm, self.volume.spacing, femur_label=what):
+                found.append(self._landmark(lm.name, side, lm.slice_index, source, lm.method, lm.radius_mm))
         return tuple(found)
 
     def landmark(self, name: str, side: Side | None = None) -> CaseLandmark | None:
@@ -324,26 +314,10 @@ class LabelledCase:
         tops = [lm for lm in self.landmarks if lm.name == "femoral_head_top"]
         return max(tops, key=lambda lm: lm.z_mm) if tops else None
 
-    def _extreme(self, ks: np.ndarray, *, highest: bool) -> int:
-        z = self.superior_mm[ks]
-        return int(ks[np.argmax(z)] if highest else ks[np.argmin(z)])
-
     def _landmark(self, name: str, side: Side, k: int, source: str, method: str,
                   radius_mm: float | None = None) -> CaseLandmark:
         return CaseLandmark(name, side, int(k), float(self.superior_mm[k]), source, method=method,
                             radius_mm=radius_mm)
-
-    def _head_centre(self, femur: np.ndarray, top: int) -> tuple[int, float]:
-        """Slice of the femoral head centre and the head's radius (mm)."""
-        near_top = self.superior_mm >= self.superior_mm[top] - HEAD_SEARCH_MM - _TOLERANCE_MM
-        ks = np.nonzero(near_top & femur.any(axis=(1, 2)))[0]
-        k0, k1 = int(ks.min()), int(ks.max()) + 1
-        rows = np.nonzero(femur[k0:k1].any(axis=(0, 2)))[0]
-        cols = np.nonzero(femur[k0:k1].any(axis=(0, 1)))[0]
-        box = femur[k0:k1, rows.min():rows.max() + 1, cols.min():cols.max() + 1] & near_top[k0:k1, None, None]
-        distance = ndimage.distance_transform_edt(np.pad(box, 1), sampling=self.volume.spacing)
-        k = int(np.unravel_index(int(np.argmax(distance)), distance.shape)[0]) - 1 + k0
-        return k, float(distance.max())
 
     # -- views ------------------------------------------------------------------------------------------------
     def whole(self) -> CaseView:

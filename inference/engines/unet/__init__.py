@@ -126,6 +126,7 @@ class BayesianUNetEngine:
         return self.manifest.structures()
 
     def segment(self, volume: Volume, progress: Progress | None = None) -> Segmentation:
+        from sarcoscreen.inference.bone_landmarks import landmarks_from_labels
         from sarcoscreen.inference.engines.unet.inference import predict_slices
         from sarcoscreen.inference.engines.unet.preprocess import PlaneMapping, body_centre
 
@@ -150,6 +151,9 @@ class BayesianUNetEngine:
             structures=self.structures(),
             engine_name=self.name,
             engine_version=self.version,
+            # Landmarks from the engine's own hip bone and femur labels (the reference's definitions; bounding the
+            # upper gluteal group and telling a muscle not found from one outside the scan: inference.measure).
+            landmarks=landmarks_from_labels(volume, labels),
             voxel_uncertainty=uncertainty,
             structure_uncertainty={CATALOGUE.by_label(v).key: u for v, u in by_label.items()},
             uncertainty_threshold=self.uncertainty_threshold,
