@@ -58,7 +58,7 @@ DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data"
 DEFAULT_FIGURE = PROJECT_ROOT / "docs" / "figures" / "real_ct_outside_muscle.png"
 SIDES = (Side.RIGHT, Side.LEFT)
 _VERDICT = {"complete": "complete", "truncated": "truncated", "uncertain": "uncertain", "not in scan": "not in scan",
-            "not produced by the engine": "not produced"}
+            "not found": "not found", "not produced by the engine": "not produced"}
 
 FOOTNOTES = """\
 Notes

@@ -26,6 +26,7 @@ from sarcoscreen.db.models import (
     Output,
     Series,
     SeriesState,
+    StructureMeasurement,
     Study,
 )
 from sarcoscreen.inference.catalogue import Group
@@ -61,6 +62,11 @@ class GroupValue:
     def complete(self) -> bool:
         return self.completeness == Completeness.COMPLETE.value
 
+    @property
+    def qa_flag(self) -> bool:
+        """A member muscle was not found where the scan holds it (``not found``): review the segmentation."""
+        return self.completeness == Completeness.NOT_FOUND.value
+
 
 @dataclass(frozen=True)
 class ResultRow:
@@ -89,19 +95,33 @@ class ResultRow:
     groups: dict[str, GroupValue] = field(default_factory=dict)
     deliveries_sent: int = 0
     deliveries_total: int = 0
+    uncertain_structures: tuple[str, ...] = ()
+    """Names of the structures whose segmentation uncertainty exceeds the engine's QA threshold
+    (``structure_measurements.qa_flag``)."""
 
     @property
     def flagged(self) -> bool:
         return any(g.classification == Classification.SUSPECTED.value for g in self.groups.values())
 
+    @property
+    def qa_flags(self) -> tuple[str, ...]:
+        """What QA staff should review, in words: each group with a member muscle not found where the scan holds it
+        (``gluteal: a muscle not found``), and the structures above the uncertainty threshold."""
+        flags = [f"{name}: a muscle not found" for name, g in self.groups.items() if g.qa_flag]
+        if self.uncertain_structures:
+            flags.append("uncertainty above the QA threshold: " + ", ".join(self.uncertain_structures))
+        return tuple(flags)
+
 
 def results(session: Session, *, since: datetime | None = None, flagged: bool = False, state: str | None = None,
-            patient_id: str | None = None, limit: int | None = None) -> list[ResultRow]:
+            patient_id: str | None = None, limit: int | None = None, qa: bool = False) -> list[ResultRow]:
     """Series, newest first, each with its latest job's results; filters combine with AND.
 
     `since`: the series' latest job finished, or (without a finished job) its last instance arrived, at or after
     this time. `flagged`: some group is ``suspected``. `state`: the series state (``processed``, ``skipped``,
-    ``failed``, ``queued``, ``receiving``). `patient_id`: exactly this PatientID.
+    ``failed``, ``queued``, ``receiving``). `patient_id`: exactly this PatientID. `qa`: the job has a QA flag - a
+    group (any side) with a member muscle not found (``not found``), or a structure whose uncertainty exceeds the
+    engine's threshold (`ResultRow.qa_flags`).
     """
     latest_job = (select(Job.series_id, func.max(Job.id).label("job_id")).group_by(Job.series_id).subquery())
     query = (
@@ -121,6 +141,10 @@ def results(session: Session, *, since: datetime | None = None, flagged: bool = 
         suspected = select(GroupResult.job_id).where(GroupResult.side == GroupSide.BOTH,
                                                      GroupResult.classification == Classification.SUSPECTED)
         query = query.where(Job.id.in_(suspected))
+    if qa:
+        not_found = select(GroupResult.job_id).where(GroupResult.completeness == Completeness.NOT_FOUND)
+        uncertain = select(StructureMeasurement.job_id).where(StructureMeasurement.qa_flag.is_(True))
+        query = query.where(Job.id.in_(not_found.union(uncertain)))
     if limit is not None:
         query = query.limit(limit)
     rows = session.execute(query).all()
@@ -128,6 +152,7 @@ def results(session: Session, *, since: datetime | None = None, flagged: bool = 
     groups: dict[int, dict[str, GroupValue]] = defaultdict(dict)
     heights: dict[int, tuple[float | None, str]] = {}
     deliveries: dict[int, tuple[int, int]] = {}
+    uncertain: dict[int, list[str]] = defaultdict(list)
     if job_ids:
         for g in session.execute(select(GroupResult).where(GroupResult.job_id.in_(job_ids),
                                                            GroupResult.side == GroupSide.BOTH)).scalars():
@@ -136,6 +161,11 @@ def results(session: Session, *, since: datetime | None = None, flagged: bool = 
                 g.classification.value if g.classification else None,
                 g.cutoff_kg_m2, g.classification_reason or g.reason, g.in_scan_smm_g, g.shortfall_mm)
             heights[g.job_id] = (g.height_m, g.height_source.value)
+        for job_id, name in session.execute(
+                select(StructureMeasurement.job_id, StructureMeasurement.name)
+                .where(StructureMeasurement.job_id.in_(job_ids), StructureMeasurement.qa_flag.is_(True))
+                .order_by(StructureMeasurement.job_id, StructureMeasurement.label)).all():
+            uncertain[job_id].append(name)
         counts = session.execute(
             select(Output.job_id, Delivery.status, func.count(Delivery.id))
             .join(Delivery, Delivery.output_id == Output.id)
@@ -160,7 +190,8 @@ def results(session: Session, *, since: datetime | None = None, flagged: bool = 
                           engine=f"{job.engine_name} {job.engine_version}" if job.engine_name else None,
                           engine_name=job.engine_name, engine_version=job.engine_version,
                           height_m=height_m, height_source=height_source, groups=dict(groups.get(job.id, {})),
-                          deliveries_sent=sent, deliveries_total=total)
+                          deliveries_sent=sent, deliveries_total=total,
+                          uncertain_structures=tuple(uncertain.get(job.id, ())))
         out.append(row)
     return out
 

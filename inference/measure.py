@@ -11,7 +11,11 @@ From a `Volume` and an engine's `Segmentation`:
   both): skeletal muscle mass (SMM, g) and SMI = SMM / height^2 (kg/m^2) - only when the scan holds the group's
   whole extent. A group the scan cuts is *truncated*: its in-scan mass and, where the engine can estimate it, how
   far the scan falls short are reported, never a smaller mass called complete. A group bounded by a landmark the
-  engine is unsure of is *uncertain*;
+  engine is unsure of is *uncertain*. With per-muscle labels each member muscle without voxels is judged by where it
+  should be (`inference.muscle_extents`, placed by the engine's landmarks): *not in the scan* when the landmarks
+  place it outside the scan, *not found* when the scan holds where it lies - a segmentation failure: the group is
+  never complete, is reported as not found and carries a QA flag - and "not in the scan or not found" when there are
+  no landmarks to tell (reported as not in the scan, as before);
 * per group: the screening SMI (by the side rule) and the classification against a site calibration, or "not
   classified" with the reason. There is no built-in cut-off. The screening SMI is a *per-side* value (by default
   the mean of the left and right SMI, so half the both-sides SMI): `SMI_BASIS` says which, in the words every
@@ -34,12 +38,14 @@ from sarcoscreen.inference.catalogue import CATALOGUE, GROUP_BOUNDS, Group, Kind
 from sarcoscreen.inference.density import DensityRule
 from sarcoscreen.inference.engines.base import Certainty, ExtentStatus, Segmentation
 from sarcoscreen.inference.height import Height
+from sarcoscreen.inference.muscle_extents import LANDMARK_ALIASES, LANDMARKS, Coverage, Placement, place
 from sarcoscreen.inference.sides import SideRule
 from sarcoscreen.inference.volume import Volume
 
 __all__ = [
     "BOTH_SIDES",
     "SMI_BASIS",
+    "Absence",
     "Classification",
     "Completeness",
     "GroupMeasurement",
@@ -78,7 +84,25 @@ class Completeness(StrEnum):
     UNCERTAIN = "uncertain"
     """The group is in the scan, but a landmark bounding it is uncertain (`engines.base.Certainty`)."""
     NOT_IN_SCAN = "not in scan"
+    """The group's muscle is not in the scan: no member is and none is cut, or a member is missing and the landmarks
+    place it outside the scan - or, with no landmarks to tell, a member muscle has no voxels (the reason then says
+    "not in the scan or not found")."""
+    NOT_FOUND = "not found"
+    """A member muscle has no voxels although the scan holds where it lies (`Absence.NOT_FOUND`): a segmentation
+    failure. Never complete; the group carries a QA flag (`GroupMeasurement.qa_flag`)."""
     NOT_PRODUCED = "not produced by the engine"
+
+
+class Absence(StrEnum):
+    """Why a muscle of a per-muscle engine has no voxels, judged by where it should be (`inference.muscle_extents`)
+    relative to the engine's landmarks and the scan's extent."""
+
+    NOT_IN_SCAN = "not in scan"
+    """The landmarks place it wholly outside the scan."""
+    NOT_FOUND = "not found"
+    """The scan holds levels where it lies in every reference: the engine failed to find it."""
+    NOT_IN_SCAN_OR_NOT_FOUND = "not in scan or not found"
+    """Cannot be told: no (certain) landmarks, or the scan reaches only the edge of where it may lie."""
 
 
 class Classification(StrEnum):
@@ -111,6 +135,12 @@ class StructureMeasurement:
     shortfall_mm: float | None = None
     """For a truncated structure: how far its expected extent reaches beyond the scan, when the engine knows."""
     extent_note: str = ""
+    absence: Absence | None = None
+    """For a muscle of a per-muscle engine without voxels, a member of a group: is it outside the scan, or not found
+    where the scan holds it? ``None`` for a structure with voxels, a bone, a muscle region or psoas major (in no
+    group, so not judged)."""
+    absence_note: str = ""
+    """Why, in words (where it should be, relative to the landmarks and the scan)."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +160,8 @@ class GroupMeasurement:
     group a lower bound, never the group's mass."""
     shortfall_mm: float | None = None
     """For a truncated group: how far the scan falls short of the group's whole extent (mm), when known."""
+    qa_flag: bool = False
+    """A member muscle was not found where the scan holds it (`Completeness.NOT_FOUND`): review the segmentation."""
 
 
 @dataclass(frozen=True)
@@ -245,6 +277,9 @@ def _measure_structures(volume: Volume, segmentation: Segmentation, rule: Densit
     for structure in segmentation.structures:
         label = structure.label
         n = int(sums.count[:, label].sum())
+        absence = None
+        if n == 0 and structure.anatomy.kind is Kind.MUSCLE and structure.anatomy.groups:
+            absence = _absence(structure, volume, segmentation)  # psoas major, in no group, is not judged
         total_hu = float(sums.sum_hu[:, label].sum())
         mean = sd = fraction = None
         if n:
@@ -267,8 +302,31 @@ def _measure_structures(volume: Volume, segmentation: Segmentation, rule: Densit
             extent_uncertain=extent is not None and extent.status is ExtentStatus.UNCERTAIN,
             shortfall_mm=extent.shortfall_mm if beyond else None,
             extent_note=extent.reason if extent is not None and extent.status is not ExtentStatus.IN_SCAN else "",
+            absence=None if absence is None else absence[0], absence_note="" if absence is None else absence[1],
         ))
     return tuple(results), sums
+
+
+_ABSENCE = {Coverage.OUTSIDE: Absence.NOT_IN_SCAN, Coverage.COVERED: Absence.NOT_FOUND,
+            Coverage.UNKNOWN: Absence.NOT_IN_SCAN_OR_NOT_FOUND}
+
+
+def _absence(structure: Structure, volume: Volume, segmentation: Segmentation) -> tuple[Absence, str]:
+    """Why a muscle without voxels has none: where it should be (`muscle_extents.place`) placed by the engine's
+    landmarks - those of its side, the other side's where its own are missing - against the scan's extent (patient z
+    of the first and last slice). Uncertain landmarks place nothing."""
+    superior = volume.positions[:, 2]
+    scan = (float(superior.min()), float(superior.max()))
+    usable = [lm for lm in segmentation.landmarks if LANDMARK_ALIASES.get(lm.name, lm.name) in LANDMARKS]
+    certain = [lm for lm in usable if lm.certainty is not Certainty.UNCERTAIN]
+    marks: dict[str, float] = {}
+    for lm in sorted(certain, key=lambda lm: lm.side is structure.side):  # its own side last: it wins
+        marks[LANDMARK_ALIASES.get(lm.name, lm.name)] = float(superior[lm.slice_index])
+    if not marks and usable:
+        placement = Placement(Coverage.UNKNOWN, "the landmarks to tell are uncertain")
+    else:
+        placement = place(structure.anatomy.key, scan, marks)
+    return _ABSENCE[placement.coverage], placement.reason
 
 
 def _group_members(group: Group, side: Side | None,
@@ -329,7 +387,10 @@ def _measure_group(group: Group, side: str, found: tuple[tuple[Structure, ...], 
     if group in GROUP_BOUNDS:
         return _measure_bounded_group(group, side, members, context)
     by_key = context.by_key
-    absent = [by_key[k].name for k in keys if by_key[k].voxels == 0]
+    absent = [by_key[k] for k in keys if by_key[k].voxels == 0]
+    not_found = [m for m in absent if m.absence is Absence.NOT_FOUND]
+    if not_found:
+        return _not_found(group, side, keys, not_found)
     cut = [by_key[k] for k in keys if by_key[k].truncated]
     unsure = [by_key[k] for k in keys if by_key[k].extent_uncertain and not by_key[k].truncated]
     in_scan = sum(_muscle_mass(by_key[k]) for k in keys)
@@ -339,8 +400,7 @@ def _measure_group(group: Group, side: str, found: tuple[tuple[Structure, ...], 
         reasons = [f"{m.name}: {m.extent_note}" for m in cut if m.extent_note]
         if touching:
             reasons.insert(0, f"{_names(touching)} touch the first or last slice")
-        if absent:
-            reasons.append(f"not in the scan: {_names(absent)}")
+        reasons += _absent_reasons(absent)
         shortfalls = [m.shortfall_mm for m in cut]
         shortfall = max(shortfalls) if all(x is not None for x in shortfalls) else None  # type: ignore[type-var]
         reason = f"not measurable: truncated: {'; '.join(reasons)}"
@@ -350,11 +410,39 @@ def _measure_group(group: Group, side: str, found: tuple[tuple[Structure, ...], 
         return GroupMeasurement(group, side, keys, Completeness.TRUNCATED, reason, None, None, in_scan, shortfall)
     if absent:
         return GroupMeasurement(group, side, keys, Completeness.NOT_IN_SCAN,
-                                f"not measurable: not in the scan: {_names(absent)}", None, None)
+                                f"not measurable: {'; '.join(_absent_reasons(absent))}", None, None)
     if unsure:
         reason = "not measurable: uncertain extent: " + "; ".join(f"{m.name}: {m.extent_note}" for m in unsure)
         return GroupMeasurement(group, side, keys, Completeness.UNCERTAIN, reason, None, None, in_scan)
     return _complete(group, side, keys, in_scan, context.height)
+
+
+def _absent_reasons(absent: list[StructureMeasurement]) -> list[str]:
+    """Members without voxels in words: ``not in the scan: A, B`` (the landmarks place them outside, or a muscle
+    region's engine, which cannot tell); ``not in the scan or not found: <why>: C`` per reason it cannot be told."""
+    outside = [m.name for m in absent if m.absence in (None, Absence.NOT_IN_SCAN)]
+    reasons = [f"not in the scan: {_names(outside)}"] if outside else []
+    unknown: dict[str, list[str]] = {}
+    for m in absent:
+        if m.absence is Absence.NOT_IN_SCAN_OR_NOT_FOUND:
+            unknown.setdefault(_short_why(m.absence_note), []).append(m.name)
+    reasons += [f"not in the scan or not found: {why}: {_names(names)}" for why, names in unknown.items()]
+    return reasons
+
+
+def _short_why(note: str) -> str:
+    """The gist of a `muscle_extents.Placement.reason` (``gist (detail)``): the reason without the levels, which are
+    in the structure's own note."""
+    return note.split(" (", maxsplit=1)[0]
+
+
+def _not_found(group: Group, side: str, keys: tuple[str, ...],
+               not_found: list[StructureMeasurement]) -> GroupMeasurement:
+    """A group with member muscles the engine did not find where the scan holds them: no mass, a QA flag."""
+    reason = ("not measurable: not found (segmentation failure, QA): "
+              + "; ".join(f"{m.name}: no voxels, but {m.absence_note}" for m in not_found)
+              + "; the group's mass is not reported")
+    return GroupMeasurement(group, side, keys, Completeness.NOT_FOUND, reason, None, None, qa_flag=True)
 
 
 def _complete(group: Group, side: str, keys: tuple[str, ...], smm: float, height: Height) -> GroupMeasurement:
@@ -369,6 +457,9 @@ def _measure_bounded_group(group: Group, side: str, members: tuple[Structure, ..
     landmarks, both included. Each side separately; ``both`` is the sum of the sides."""
     bounds = GROUP_BOUNDS[group]
     keys = tuple(s.key for s in members)
+    not_found = [context.by_key[k] for k in keys if context.by_key[k].absence is Absence.NOT_FOUND]
+    if not_found:
+        return _not_found(group, side, keys, not_found)
     if not any(context.by_key[k].voxels for k in keys):
         return GroupMeasurement(group, side, keys, Completeness.NOT_IN_SCAN,
                                 f"not measurable: no {bounds.of_group.value} muscle in the scan", None, None)

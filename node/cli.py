@@ -503,6 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     results = commands.add_parser("results", help="Results per series for QA (table, CSV or JSON).")
     results.add_argument("--since", metavar="WHEN", help="2026-11-01, 2026-11-01T08:00 or a duration: 7d, 12h, 30m.")
     results.add_argument("--flagged", action="store_true", help="Only series with a group below its cut-off.")
+    results.add_argument("--qa", action="store_true",
+                         help="Only series with a QA flag: a muscle the engine did not find where the scan holds it "
+                              "(a group 'not found'), or a structure above the uncertainty threshold.")
     results.add_argument("--status", choices=("receiving", "stable", "queued", "skipped", "processed", "failed"),
                          help="Only series in this state.")
     results.add_argument("--patient", metavar="ID", help="Only this PatientID.")

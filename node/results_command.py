@@ -1,8 +1,10 @@
 """``sarcoscreen results``: the node's results per series for QA staff, as a table, CSV or JSON.
 
 Filters (combined with AND): ``--since`` (a date ``2026-11-01``, a time ``2026-11-01T08:00``, or a duration back
-from now ``7d``, ``12h``, ``30m``), ``--flagged`` (a group is ``suspected``), ``--status`` (the series state:
-processed, skipped, failed, queued, receiving), ``--patient ID``. The output shows patient IDs (QA staff need
+from now ``7d``, ``12h``, ``30m``), ``--flagged`` (a group is ``suspected``), ``--qa`` (a QA flag: a group with a
+member muscle the engine did not find where the scan holds it - completeness ``not found`` - or a structure whose
+segmentation uncertainty exceeds the engine's threshold), ``--status`` (the series state: processed, skipped,
+failed, queued, receiving), ``--patient ID``. The output shows patient IDs (QA staff need
 them); it is for the terminal or a file, never for logs.
 
 Every group of `Group` is shown, the reference study's first and sarcoscreen's own (upper gluteal) after them,
@@ -89,6 +91,7 @@ def _flat(row: ResultRow) -> dict[str, Any]:
             value.in_scan_smm_g / 1000.0 if partial and value.in_scan_smm_g is not None else None)
         flat[f"{group}_shortfall_mm"] = _number(value.shortfall_mm if partial else None, 0)
     flat["flagged"] = "yes" if row.flagged else ""
+    flat["qa"] = "; ".join(row.qa_flags)
     flat["in_scan"] = _in_scan_text(row)
     flat["delivered"] = f"{row.deliveries_sent}/{row.deliveries_total}" if row.deliveries_total else ""
     flat["reason"] = row.skip_reason or row.job_error or ""
@@ -129,12 +132,14 @@ def _json(row: ResultRow) -> dict[str, Any]:
             "finished_at": row.finished_at.isoformat() if row.finished_at else None,
         },
         "height_m": row.height_m, "height_source": row.height_source, "flagged": row.flagged,
+        "qa_flags": list(row.qa_flags),
         "groups": {name: {"of_reference_study": Group(name).of_reference_study, "completeness": g.completeness,
                           "smm_g": g.smm_g, "smi_kg_m2": g.smi_kg_m2, "in_scan_smm_g": g.in_scan_smm_g,
                           "in_scan_is_lower_bound": not g.complete, "shortfall_mm": g.shortfall_mm,
                           "screening_smi_kg_m2": g.screening_smi_kg_m2, "screening_side_rule": g.screening_side_rule,
                           "screening_smi_basis": _basis(g.screening_side_rule),
-                          "classification": g.classification, "cutoff_kg_m2": g.cutoff_kg_m2, "reason": g.reason}
+                          "classification": g.classification, "cutoff_kg_m2": g.cutoff_kg_m2, "reason": g.reason,
+                          "qa_flag": g.qa_flag}
                    for name, g in row.groups.items()},
         "deliveries": {"sent": row.deliveries_sent, "total": row.deliveries_total},
     }
@@ -165,7 +170,8 @@ def _table_columns(rows: list[ResultRow]) -> tuple[tuple[str, str], ...]:
     return (
         ("patient_id", "patient"), ("study_date", "study date"), ("state", "state"), ("job_id", "job"),
         ("engine", "engine"), *smi,
-        ("flagged", "flagged"), ("delivered", "sent"), ("in_scan", "not complete: muscle in scan (lower bound)"),
+        ("flagged", "flagged"), ("qa", "QA"), ("delivered", "sent"),
+        ("in_scan", "not complete: muscle in scan (lower bound)"),
         ("series_instance_uid", "series"), ("reason", "reason"),
     )
 
@@ -187,6 +193,7 @@ def format_results(rows: list[ResultRow], fmt: str) -> str:
     columns = _table_columns(rows)
     widths = {key: max(len(title), *(len(str(f[key])) for f in flat)) for key, title in columns}
     widths["reason"] = min(widths["reason"], 60)
+    widths["qa"] = min(widths["qa"], 60)
     lines = ["  ".join(title.ljust(widths[key]) for key, title in columns).rstrip()]
     lines.append("  ".join("-" * widths[key] for key, _ in columns))
     for f in flat:
@@ -196,6 +203,8 @@ def format_results(rows: list[ResultRow], fmt: str) -> str:
                  "height^2; flagged: a group below its calibrated cut-off")
     lines.append("not complete: a truncated or uncertain group has no mass or SMI; the muscle of it inside the scan "
                  "is a lower bound, not the group's mass")
+    lines.append("QA: a group with a muscle the engine did not find where the scan holds it (not found: a "
+                 "segmentation failure, no mass), or structures whose segmentation uncertainty exceeds the threshold")
     lines += own_groups_note()
     return "\n".join(lines) + "\n"
 
@@ -211,7 +220,7 @@ def run_results(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with session_scope(engine) as session:
             rows = results(session, since=since, flagged=args.flagged, state=args.status, patient_id=args.patient,
-                           limit=args.limit)
+                           limit=args.limit, qa=args.qa)
     finally:
         engine.dispose()
     print(format_results(rows, args.format), end="")

@@ -5,7 +5,9 @@ landmarks with how each was found and how sure the engine is) and the definition
 it is one of the reference study's); the CSV is long-format, one row per structure or group value, for
 spreadsheets and QA scripts. A group's mass (``smm_g``) is there only when the group is complete; the mass of its
 muscle inside the scan (``in_scan_smm_g``: a lower bound for a truncated or uncertain group) and the scan's
-shortfall (``shortfall_mm``) have their own fields. Neither file contains patient name, identifier or birth date.
+shortfall (``shortfall_mm``) have their own fields. A group with a member muscle the engine did not find where the
+scan holds it is ``not found`` with ``qa_flag`` true (JSON ``groups[].qa_flag``; the structure's ``absence``, ``not
+found``, says which). Neither file contains patient name, identifier or birth date.
 Both are written atomically (a temporary name, then a rename; none left behind when writing fails: `FileWriteError`)
 and created with `modes` (0600 unless the node's ``storage.file_mode`` says otherwise).
 """
@@ -40,7 +42,12 @@ and SMI only. ``smi_basis``: what ``smi_kg_m2`` is - for a group row its side (`
 half the both-sides SMI), whose both-sides SMI is beside it in ``smi_both_sides_kg_m2``. ``in_scan_smm_g``: a
 group's muscle inside the scan (a lower bound unless ``status`` is ``complete``). ``shortfall_mm``: how far the
 scan falls short of a truncated group or structure, when the engine knows. ``uncertainty_measure``: what
-``uncertainty`` is, ``variance`` (predictive variance, no unit) or ``entropy`` (predictive entropy, nats)."""
+``uncertainty`` is, ``variance`` (predictive variance, no unit) or ``entropy`` (predictive entropy, nats).
+``status``: a structure's ``complete``, ``truncated``, ``uncertain`` or, without voxels, ``absent`` - for a muscle of a
+per-muscle engine ``not in scan``, ``not found`` or ``not in scan or not found`` (`measure.Absence`, why in
+``reason``); a group's completeness (``not found``: a member muscle the engine did not find where the scan holds
+it). ``qa_flag``: a structure whose uncertainty exceeds the engine's QA threshold (``true``/``false``), a group
+with a member muscle not found (``true``, else empty)."""
 
 
 def _software_version() -> str:
@@ -99,8 +106,8 @@ def _fmt(value: float | None, digits: int) -> str:
 def _structure_status(m: StructureMeasurement) -> str:
     if m.truncated:
         return "truncated"
-    if m.voxels == 0:
-        return "absent"
+    if m.voxels == 0:  # a per-muscle engine's muscle is judged by where it should be: not in scan, not found, ...
+        return m.absence.value if m.absence is not None else "absent"
     return "uncertain" if m.extent_uncertain else "complete"
 
 
@@ -114,7 +121,8 @@ def write_measurements_csv(report: MeasurementReport, path: Path, *, modes: File
             "side": m.side.value, "voxels": str(m.voxels), "volume_cm3": _fmt(m.volume_cm3, 3),
             "mean_hu": _fmt(m.mean_hu, 2), "sd_hu": _fmt(m.sd_hu, 2),
             "fraction_in_window": _fmt(m.fraction_in_window, 4), "mass_g": _fmt(m.mass_g, 2),
-            "shortfall_mm": _fmt(m.shortfall_mm, 1), "status": _structure_status(m), "reason": m.extent_note,
+            "shortfall_mm": _fmt(m.shortfall_mm, 1), "status": _structure_status(m),
+            "reason": m.absence_note or m.extent_note,
             "uncertainty": _fmt(m.uncertainty, 5),
             "uncertainty_measure": (report.uncertainty_measure or "") if m.uncertainty is not None else "",
             "qa_flag": "" if m.qa_flag is None else str(m.qa_flag).lower(),
@@ -126,8 +134,8 @@ def write_measurements_csv(report: MeasurementReport, path: Path, *, modes: File
             "side": g.side, "smm_g": _fmt(g.smm_g, 2), "smi_kg_m2": _fmt(g.smi_kg_m2, 4),
             "smi_basis": side_smi_basis(g.side),
             "in_scan_smm_g": _fmt(g.in_scan_smm_g, 2), "shortfall_mm": _fmt(g.shortfall_mm, 1),
-            "status": g.completeness.value, "reason": g.reason, "density_rule": report.density_rule,
-            "engine": engine,
+            "status": g.completeness.value, "reason": g.reason, "qa_flag": "true" if g.qa_flag else "",
+            "density_rule": report.density_rule, "engine": engine,
         })
     for s in report.screening:
         rows.append({

@@ -58,9 +58,12 @@ def _kg(grams: float | None) -> str:
 
 def partial_text(group: GroupMeasurement) -> str:
     """For a truncated or uncertain group: its completeness, the mass of its muscle inside the scan as a lower
-    bound and the scan's shortfall when known, e.g. ``truncated: in scan >= 6.12 kg, 40 mm short``; otherwise the
+    bound and the scan's shortfall when known, e.g. ``truncated: in scan >= 6.12 kg, 40 mm short``; for a group with
+    a member muscle not found where the scan holds it ``not found: QA, segmentation failure``; otherwise the
     completeness alone."""
     text = group.completeness.value
+    if group.qa_flag:
+        return f"{text}: QA, segmentation failure"
     if group.completeness is Completeness.COMPLETE or group.in_scan_smm_g is None:
         return text
     text += f": in scan >= {group.in_scan_smm_g / 1000.0:.2f} kg"

@@ -112,6 +112,12 @@ COMPLETENESS_REASON = Code("SARCO-1015", PRIVATE_SCHEME, "Completeness reason", 
 UNCERTAIN = Code("SARCO-1016", PRIVATE_SCHEME, "Extent uncertain",
                  f"{_PRIV}; a value of SARCO-1010: a landmark bounding the group is uncertain, so its mass is not "
                  "reported")
+NOT_FOUND = Code(
+    "SARCO-1019", PRIVATE_SCHEME, "Not found by the segmentation engine",
+    f"{_PRIV}; a value of SARCO-1010: a member muscle has no voxels although the scan holds where it lies "
+    "(inference/muscle_extents.py, placed by the engine's landmarks) - a segmentation failure to review (a QA flag); "
+    "the group's mass is not reported",
+)
 IN_SCAN_MASS = Code(
     "SARCO-1017", PRIVATE_SCHEME, "Muscle mass inside the scan (lower bound)",
     f"{_PRIV}; the mass of a truncated or uncertain group's muscle inside the scan: a lower bound, never the "
@@ -168,6 +174,7 @@ COMPLETENESS_VALUES: dict[Completeness, Code] = {
     Completeness.TRUNCATED: TRUNCATED,
     Completeness.UNCERTAIN: UNCERTAIN,
     Completeness.NOT_IN_SCAN: NOT_IN_SCAN,
+    Completeness.NOT_FOUND: NOT_FOUND,
     Completeness.NOT_PRODUCED: NOT_PRODUCED,
 }
 
