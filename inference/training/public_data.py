@@ -143,9 +143,11 @@ def build_public_dataset(out: Path | str, annotations: Sequence[Path | str], see
     out.mkdir(parents=True, exist_ok=True)
     cases: list[dict[str, Any]] = []
     subjects: set[str] = set()
+    simulated: list[str] = []
     for annotation in annotations:
         source = read_annotation(annotation)
         subjects.add(source.name)
+        simulated.append(source.name)
         for seed in seeds:
             name = f"{source.name}-sim{seed:03d}"
             folder = out / name
@@ -176,10 +178,7 @@ def build_public_dataset(out: Path | str, annotations: Sequence[Path | str], see
     provenance = [ANNOTATION_PROVENANCE, CT_PROVENANCE]
     licences = [ANNOTATION_LICENCE, CT_LICENCE]
     listing = {
-        "description": description or (
-            f"CT simulated by sarcoscreen's realistic simulator from the manual label maps of "
-            f"{len(subjects)} subjects ({', '.join(sorted(subjects))}; tissue values {tissue})"
-            + (f", plus the real labelled CT of {', '.join(c.name for c in real)}" if real else "")),
+        "description": description or _describe(simulated, len(seeds), tissue, [c.name for c in real]),
         "synthetic": False,
         "subjects": len(subjects),
         "provenance": provenance,
@@ -191,6 +190,16 @@ def build_public_dataset(out: Path | str, annotations: Sequence[Path | str], see
     path = out / "dataset.json"
     path.write_text(json.dumps(listing, indent=2) + "\n")
     return path
+
+
+def _describe(simulated: Sequence[str], seeds: int, tissue: str, real: Sequence[str]) -> str:
+    parts = []
+    if simulated:
+        parts.append(f"{seeds} CT series per label map simulated by sarcoscreen's realistic simulator from the manual "
+                     f"label maps of {', '.join(simulated)} (tissue values {tissue})")
+    if real:
+        parts.append(f"the real labelled CT {', '.join(real)}")
+    return "; ".join(parts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
