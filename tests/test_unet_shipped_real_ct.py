@@ -78,6 +78,15 @@ def _seg_labels(seg: pydicom.Dataset, shape: tuple[int, int, int], uids: list[st
     return labels
 
 
+def _content_items(dataset: pydicom.Dataset) -> list[pydicom.Dataset]:
+    """Every content item of an SR, depth first."""
+    items = []
+    for item in dataset.get("ContentSequence", []):
+        items.append(item)
+        items.extend(_content_items(item))
+    return items
+
+
 def test_the_shipped_model_segments_real_ct_per_muscle_with_codes_and_uncertainty(analysed: Path) -> None:
     dicom = sorted((analysed / "dicom").rglob("*.dcm"))
     seg = next(pydicom.dcmread(p) for p in dicom if pydicom.dcmread(p, stop_before_pixels=True).Modality == "SEG")
@@ -104,7 +113,7 @@ def test_the_shipped_model_segments_real_ct_per_muscle_with_codes_and_uncertaint
         dice = 2 * np.sum((predicted == v) & (truth == v)) / (np.sum(predicted == v) + np.sum(truth == v))
         assert dice >= 0.8, f"{key}: Dice {dice:.3f}"
 
-    uncertainty_items = [item for item in sr.iterall()
+    uncertainty_items = [item for item in _content_items(sr)
                          if "ConceptNameCodeSequence" in item and item.ConceptNameCodeSequence[0].CodeValue
                          == "SARCO-1006"]
     assert len(uncertainty_items) >= len(muscles)
