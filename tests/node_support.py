@@ -69,6 +69,20 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60.0, in
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
 
 
+def decide_series(engine: Engine, settings: Any) -> list[Any]:
+    """One decision round of a just-created series watcher (`SeriesWatcher.run_once`), as a node that has listened
+    for ``network.stable_age_s``: the watcher decides nothing before it has listened that long, so with the tests'
+    tiny stable age a first round right after it starts may find nothing (a race); then a second round decides."""
+    from sarcoscreen.node.stability import SeriesWatcher
+
+    watcher = SeriesWatcher(engine, settings)
+    outcomes = watcher.run_once()
+    if not outcomes:
+        time.sleep(max(0.01, 2 * settings.network.stable_age_s))
+        outcomes = watcher.run_once()
+    return outcomes
+
+
 def rows(engine: Engine, query: Any) -> list[Any]:
     with Session(engine) as session:
         return list(session.execute(query).scalars())

@@ -25,7 +25,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from node_support import jobs_of, rows  # noqa: E402
+from node_support import decide_series, jobs_of, rows  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 from unet_bundles import INTENDED_USE, PUBLIC_TRAINING_DATA, make_bundle  # noqa: E402
 
@@ -43,7 +43,6 @@ from sarcoscreen.node.config import ConfigError, Settings, load_settings  # noqa
 from sarcoscreen.node.reconcile import reconcile  # noqa: E402
 from sarcoscreen.node.results_command import format_results  # noqa: E402
 from sarcoscreen.node.spool import Spool  # noqa: E402
-from sarcoscreen.node.stability import SeriesWatcher  # noqa: E402
 from sarcoscreen.node.worker import Worker  # noqa: E402
 
 LABEL = ("model test-public 0.1: trained on data from 3 subjects (Pelvic Reference Data annotations; Pelvic "
@@ -224,7 +223,7 @@ def test_the_worker_keeps_the_label_and_results_name_the_engine(db_url: str, bun
     db = create_engine_from_url(db_url)
     try:
         reconcile(db, spool)
-        assert [o.outcome for o in SeriesWatcher(db, settings).run_once()] == ["queued"]
+        assert [o.outcome for o in decide_series(db, settings)] == ["queued"]
         assert Worker(settings, db).run_one()
         (job,) = jobs_of(db)
         (event,) = rows(db, select(Event.message).where(Event.kind == "engine.notes", Event.job_id == job.id))

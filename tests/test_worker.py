@@ -13,7 +13,7 @@ import pydicom
 import pytest
 from ct_series_factory import CTSeries, edit_file, write_ct_series
 from invalid_values import invalid_series_transform, markers, without_uids
-from node_support import jobs_of, rows
+from node_support import decide_series, jobs_of, rows
 from pydicom.dataset import Dataset
 from sqlalchemy import Engine, select
 
@@ -32,7 +32,6 @@ from sarcoscreen.inference.phantom import PhantomParameters, make_phantom
 from sarcoscreen.node.config import Settings
 from sarcoscreen.node.reconcile import reconcile
 from sarcoscreen.node.spool import Spool
-from sarcoscreen.node.stability import SeriesWatcher
 from sarcoscreen.node.worker import Worker
 
 
@@ -54,7 +53,7 @@ def _queue_series(engine: Engine, settings: Settings, series: CTSeries) -> None:
     for path, uid in zip(series.files, series.sop_instance_uids, strict=True):
         spool.store(path.read_bytes(), series.series_instance_uid, uid)
     assert reconcile(engine, spool).indexed == len(series.files)
-    assert [o.outcome for o in SeriesWatcher(engine, settings).run_once()] == ["queued"]
+    assert [o.outcome for o in decide_series(engine, settings)] == ["queued"]
 
 
 def _events(engine: Engine, job_id: int) -> list[str]:
@@ -190,7 +189,7 @@ def test_the_worker_stores_every_group_with_its_in_scan_mass_as_measured(db_url:
     engine = create_engine_from_url(db_url)
     try:
         reconcile(engine, spool)
-        assert [o.outcome for o in SeriesWatcher(engine, settings).run_once()] == ["queued"]
+        assert [o.outcome for o in decide_series(engine, settings)] == ["queued"]
         assert Worker(settings, engine).run_one()
         (job,) = jobs_of(engine)
         groups = rows(engine, select(GroupResult).where(GroupResult.job_id == job.id))
