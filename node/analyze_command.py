@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tqdm import tqdm
-
 from sarcoscreen.inference.calibration import Calibration, CalibrationError, load_calibration
 from sarcoscreen.inference.density import DensityRule
 from sarcoscreen.inference.engines import Engine, EngineError, create_engine
@@ -31,6 +29,7 @@ from sarcoscreen.inference.series_loader import SeriesLoadError, load_series
 from sarcoscreen.inference.volume import Volume
 from sarcoscreen.node.config import Settings
 from sarcoscreen.node.height_registry import registry_height_for_series
+from sarcoscreen.node.progress_bars import StepBars, wanted
 from sarcoscreen.reports.result_files import write_result_files
 from sarcoscreen.reports.results_table import results_table
 
@@ -120,30 +119,6 @@ def calibration_from(settings: Settings) -> Calibration | None:
     return None if path is None else load_calibration(path)
 
 
-class _Progress:
-    """tqdm bars for the engine's steps."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar: tqdm | None = None
-        self.step = ""
-
-    def __call__(self, step: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None or step != self.step:
-            self.close()
-            self.step = step
-            self.bar = tqdm(total=total, desc=step, unit="slice", leave=False)
-        self.bar.n = done
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
 def analyze_series(
     series: Path,
     out_dir: Path,
@@ -163,7 +138,7 @@ def analyze_series(
             validate_height_m(height_m, "--height")
         except ImplausibleHeightError as exc:
             raise AnalysisError(str(exc)) from None
-    bar = _Progress(progress)
+    bar = StepBars(progress)
     try:
         calibration = calibration_from(settings)
         volume = load_series(series, series_instance_uid=series_uid,
@@ -217,7 +192,7 @@ def run_analyze(args: argparse.Namespace, settings: Settings) -> int:
     try:
         result = analyze_series(args.series, args.out, settings, engine_name=args.engine, labels=args.labels,
                                 height_m=args.height, series_uid=args.series_uid,
-                                progress=not args.no_progress, dicom_out=args.dicom_out)
+                                progress=wanted(args.no_progress), dicom_out=args.dicom_out)
     except AnalysisError as exc:
         print(f"sarcoscreen: cannot analyse {args.series}: {exc}")
         return 1

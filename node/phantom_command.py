@@ -16,8 +16,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from sarcoscreen.inference.catalogue import Group
 from sarcoscreen.inference.phantom import (
     PhantomParameterError,
@@ -29,6 +27,7 @@ from sarcoscreen.inference.phantom import (
 )
 from sarcoscreen.inference.phantom.cohort import make_cohort
 from sarcoscreen.inference.phantom.realistic import Protocol, SimulationParameters, simulate_ct
+from sarcoscreen.node.progress_bars import CountBar, wanted
 
 __all__ = ["params_from_args", "run_anatomy", "run_cohort", "run_crop", "run_phantom", "simulation_params_from_args"]
 
@@ -94,24 +93,6 @@ def simulation_params_from_args(args: argparse.Namespace) -> SimulationParameter
                                 infiltration_scale=v("infiltration_scale"), randomise=bool(v("randomise")))
 
 
-class _Bar:
-    def __init__(self, enabled: bool, unit: str) -> None:
-        self.enabled = enabled
-        self.unit = unit
-        self.bar: tqdm | None = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            self.bar = tqdm(total=total, unit=self.unit, leave=False, file=sys.stderr)
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def _error(message: str) -> None:
     print(f"sarcoscreen: {message}", file=sys.stderr)
 
@@ -132,7 +113,7 @@ def run_phantom(args: argparse.Namespace) -> int:
     except PhantomParameterError as exc:
         _error(f"phantom: {exc}")
         return EXIT_USAGE
-    bar = _Bar(not getattr(args, "no_progress", False) and sys.stderr.isatty(), "slice")
+    bar = CountBar(wanted(getattr(args, "no_progress", False)), "slice")
     try:
         result = make_phantom(params, Path(args.out), progress=bar)
     except OSError as exc:
@@ -247,7 +228,7 @@ def run_cohort(args: argparse.Namespace) -> int:
     if getattr(args, "out", None) is None:
         _error("phantom cohort: --out DIR is required")
         return EXIT_USAGE
-    bar = _Bar(not getattr(args, "no_progress", False) and sys.stderr.isatty(), "subject")
+    bar = CountBar(wanted(getattr(args, "no_progress", False)), "subject")
     try:
         result = make_cohort(args.n, Path(args.out), seed=args.seed, sex=args.sex, with_ct=args.with_ct,
                              matrix=args.matrix, slice_mm=args.slice_mm, progress=bar)

@@ -75,6 +75,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from sarcoscreen.node.progress_bars import wanted
+
     try:
         from sarcoscreen.inference.engines.base import EngineError
         from sarcoscreen.inference.training.augment import AugmentConfig
@@ -97,7 +99,7 @@ def run_train(args: argparse.Namespace) -> int:
             name=args.name, version=args.bundle_version, description=args.description,
         )
         result = train(args.data, args.out, config, label_map=args.label_map, resume=args.resume,
-                       log=print, progress=not args.no_progress)
+                       log=print, progress=wanted(args.no_progress))
     except (TrainingError, DatasetError, EngineError, ValueError) as exc:
         print(f"sarcoscreen: cannot train: {exc}", file=sys.stderr)
         return 1
