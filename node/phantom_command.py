@@ -97,6 +97,16 @@ def _error(message: str) -> None:
     print(f"sarcoscreen: {message}", file=sys.stderr)
 
 
+def _failed(command: str, out: Path | str, exc: PhantomParameterError | OSError) -> int:
+    """Say why `command` failed and return its exit code: bad parameters or input (`PhantomParameterError`) are the
+    user's to fix (`EXIT_USAGE`); a failed write of `out` is `EXIT_FAILED`."""
+    if isinstance(exc, OSError):
+        _error(f"{command}: cannot write {out}: {exc.strerror or exc}")
+        return EXIT_FAILED
+    _error(f"{command}: {exc}")
+    return EXIT_USAGE
+
+
 def run_phantom(args: argparse.Namespace) -> int:
     """``sarcoscreen phantom --out DIR [options]`` (with ``--anatomy DIR``: `run_anatomy`)."""
     if getattr(args, "anatomy", None) is not None:
@@ -159,12 +169,8 @@ def run_anatomy(args: argparse.Namespace) -> int:
     try:
         params = simulation_params_from_args(args)
         result = simulate_ct(anatomy, params, out)
-    except PhantomParameterError as exc:
-        _error(f"phantom --anatomy: {exc}")
-        return EXIT_USAGE
-    except OSError as exc:
-        _error(f"phantom --anatomy: cannot write {out}: {exc.strerror or exc}")
-        return EXIT_FAILED
+    except (PhantomParameterError, OSError) as exc:
+        return _failed("phantom --anatomy", out, exc)
     source = result.ground_truth["source"]
     z0, z1 = source["z_range_mm"]
     randomised = " (intensities randomised from the seed: training data)" if params.randomise else ""
@@ -210,12 +216,8 @@ def run_crop(args: argparse.Namespace) -> int:
     """``sarcoscreen phantom crop SOURCE --out DIR --end-below-head-top MM``."""
     try:
         result = crop_phantom(args.source, args.out, args.end_below_head_top)
-    except PhantomParameterError as exc:
-        _error(f"phantom crop: {exc}")
-        return EXIT_USAGE
-    except OSError as exc:
-        _error(f"phantom crop: cannot write {args.out}: {exc.strerror or exc}")
-        return EXIT_FAILED
+    except (PhantomParameterError, OSError) as exc:
+        return _failed("phantom crop", args.out, exc)
     crop = result.ground_truth["crop"]
     print(f"SYNTHETIC phantom {args.source} cut {cut_description(args.end_below_head_top)} (z >= "
           f"{crop['cut_z_mm']:.1f} mm): {crop['slices']} of {crop['source_slices']} slices kept, written to "
@@ -232,12 +234,8 @@ def run_cohort(args: argparse.Namespace) -> int:
     try:
         result = make_cohort(args.n, Path(args.out), seed=args.seed, sex=args.sex, with_ct=args.with_ct,
                              matrix=args.matrix, slice_mm=args.slice_mm, progress=bar)
-    except PhantomParameterError as exc:
-        _error(f"phantom cohort: {exc}")
-        return EXIT_USAGE
-    except OSError as exc:
-        _error(f"phantom cohort: cannot write {args.out}: {exc.strerror or exc}")
-        return EXIT_FAILED
+    except (PhantomParameterError, OSError) as exc:
+        return _failed("phantom cohort", args.out, exc)
     finally:
         bar.close()
     smi = [s.dxa_smi for s in result.subjects]
