@@ -75,6 +75,15 @@ def test_real_case_labels_align_with_the_real_series(tmp_path):
     assert 0 < float(np.median(volume.hu[glut])) < 60
 
 
+def test_a_folder_that_is_not_an_annotation_is_refused_with_the_reason(tmp_path, capsys):
+    from sarcoscreen.inference.training.public_data import main
+
+    (tmp_path / "empty").mkdir()
+    assert main(["--out", str(tmp_path / "out"), "--annotation", str(tmp_path / "empty"), "--seeds", "1"]) == 2
+    assert "not an annotation folder" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "dataset.json").exists()
+
+
 def test_elastic_augmentation_moves_image_and_labels_together():
     generator = torch.Generator().manual_seed(0)
     images = torch.full((2, 64, 64), -100.0)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from sarcoscreen.inference.phantom.parameters import MetalHip
+from sarcoscreen.inference.phantom.parameters import MetalHip, PhantomParameterError
 from sarcoscreen.inference.phantom.realistic import tissue_model as tm
 from sarcoscreen.inference.phantom.realistic.parameters import Protocol, SimulationParameters
 from sarcoscreen.inference.phantom.realistic.simulate import simulate_series
@@ -217,9 +218,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tissue", choices=("calibrated", "generic"), default="calibrated")
     args = parser.parse_args(argv)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    path = build_public_dataset(args.out, args.annotation, seeds,
-                                real=[RealCase(n, Path(c), Path(a)) for n, c, a in args.real],
-                                validation=args.validation, tissue=args.tissue)
+    try:
+        path = build_public_dataset(args.out, args.annotation, seeds,
+                                    real=[RealCase(n, Path(c), Path(a)) for n, c, a in args.real],
+                                    validation=args.validation, tissue=args.tissue)
+    except (PhantomParameterError, ValueError) as exc:
+        print(f"public_data: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"public_data: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     print(f"data set written: {path}")
     return 0
 
