@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session
 
 from sarcoscreen.db.events import record_event
 from sarcoscreen.db.models import Delivery, DeliveryStatus, EventLevel, Job, Output
-from sarcoscreen.db.queue import backoff_seconds, db_now, write_session
+from sarcoscreen.db.queue import backoff_seconds
+from sarcoscreen.db.session import db_now, write_session
 from sarcoscreen.inference.error_text import scrub_text
 
 __all__ = ["DestinationAddress", "DueDelivery", "add_deliveries", "claim_due", "record_outcome", "supersede"]

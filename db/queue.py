@@ -27,8 +27,6 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -45,9 +43,8 @@ from sarcoscreen.db.models import (
     Output,
     Series,
     SeriesState,
-    utcnow,
 )
-from sarcoscreen.db.session import BEGIN_IMMEDIATE, session_scope
+from sarcoscreen.db.session import db_now, session_scope, write_session
 from sarcoscreen.inference.error_text import scrub_text
 
 __all__ = [
@@ -58,14 +55,12 @@ __all__ = [
     "cancel",
     "claim",
     "complete",
-    "db_now",
     "enqueue",
     "fail",
     "heartbeat",
     "new_lease_token",
     "reap_expired",
     "retry",
-    "write_session",
 ]
 
 _MAX_ERROR = 8000
@@ -95,23 +90,6 @@ class ClaimedJob:
 def new_lease_token() -> str:
     """A token naming this claim: host, process and a random part (unique per claim)."""
     return f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-
-
-@contextmanager
-def write_session(engine: Engine) -> Iterator[Session]:
-    """A session for a read-then-write step: ``BEGIN IMMEDIATE`` on SQLite (the write lock at once, so two
-    processes never both read the same state and act on it); an ordinary transaction on PostgreSQL, where row
-    locks (``FOR UPDATE``) do that job."""
-    with session_scope(engine.execution_options(**{BEGIN_IMMEDIATE: True})) as session:
-        yield session
-
-
-def db_now(session: Session) -> datetime:
-    """The current time: the database server's on PostgreSQL (shared by all machines), this host's otherwise."""
-    if session.get_bind().dialect.name == "postgresql":
-        value = session.execute(select(func.statement_timestamp())).scalar_one()
-        return value
-    return utcnow()
 
 
 def backoff_seconds(attempt: int, base_s: float, max_s: float) -> float:

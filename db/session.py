@@ -20,24 +20,28 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.engine import URL, Connection, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session
 
+from sarcoscreen.db.models import utcnow
 from sarcoscreen.inference.file_modes import PRIVATE, FileModes
 
 __all__ = [
     "BEGIN_IMMEDIATE",
     "SQLITE_BUSY_TIMEOUT_MS",
     "create_engine_from_url",
+    "db_now",
     "mask_url",
     "prepare_sqlite_file",
     "session_scope",
     "sqlite_file",
+    "write_session",
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -182,3 +186,20 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def write_session(engine: Engine) -> Iterator[Session]:
+    """A session for a read-then-write step: ``BEGIN IMMEDIATE`` on SQLite (the write lock at once, so two
+    processes never both read the same state and act on it); an ordinary transaction on PostgreSQL, where row
+    locks (``FOR UPDATE``) do that job."""
+    with session_scope(engine.execution_options(**{BEGIN_IMMEDIATE: True})) as session:
+        yield session
+
+
+def db_now(session: Session) -> datetime:
+    """The current time: the database server's on PostgreSQL (shared by all machines), this host's otherwise."""
+    if session.get_bind().dialect.name == "postgresql":
+        value: datetime = session.execute(select(func.statement_timestamp())).scalar_one()
+        return value
+    return utcnow()

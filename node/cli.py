@@ -166,14 +166,14 @@ def _cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_send(args: argparse.Namespace, settings: Settings | None) -> int:
     import dataclasses
 
-    from sarcoscreen.node.dicom_sender import DestinationError, parse_destination, send_files
+    from sarcoscreen.node.storage_scu import DestinationError, parse_destination, send_files
     from sarcoscreen.node.tls import TlsConfigError, client_context
 
     try:
         if "@" in args.to:
             destination = parse_destination(args.to, args.calling_ae)
         else:  # the name of a [[destinations]] entry, with its TLS settings
-            from sarcoscreen.node.sender import destination_of
+            from sarcoscreen.node.delivery import destination_of
 
             configured = {d.name: d for d in load_settings(args.config).destinations}
             if args.to not in configured:

@@ -399,7 +399,7 @@ class WorkerSettings(_Section):
 
 
 class DeliverySettings(_Section):
-    """The outbox: sending SEG/SR/key images to the [[destinations]] by C-STORE (node/sender.py)."""
+    """The outbox: sending SEG/SR/key images to the [[destinations]] by C-STORE (node/delivery.py)."""
 
     retry_s: Annotated[float, Field(ge=0)] = Field(
         default=10.0, description="Wait before the 2nd attempt of a delivery; doubled for each further attempt.")

@@ -5,7 +5,7 @@
    small built-in storage SCP that writes what it receives into a folder (``--destination builtin``);
 3. starts the node in this process (`sarcoscreen.node.service.NodeService`: Storage SCP, series watcher, sender,
    and one worker process) on SQLite under ``OUT/sarcoscreen-data``, listening on a free loopback port;
-4. sends the phantom to the node with a real C-STORE SCU (`sarcoscreen.node.dicom_sender.send_files`, the same as
+4. sends the phantom to the node with a real C-STORE SCU (`sarcoscreen.node.storage_scu.send_files`, the same as
    ``sarcoscreen send``);
 5. waits until the series was stable, queued, processed and its SEG, SR and key image were accepted by the
    destination, then shows what arrived there, the results table (as ``sarcoscreen results``) and the engine's
@@ -57,9 +57,9 @@ from sarcoscreen.db.queries import results
 from sarcoscreen.inference.catalogue import Group
 from sarcoscreen.inference.phantom import PhantomParameterError, PhantomParameters, make_phantom
 from sarcoscreen.node.config import DestinationSettings, EngineSettings, Settings
-from sarcoscreen.node.dicom_sender import Destination, DestinationError, send_files
 from sarcoscreen.node.loopback import free_port, wait_for_port
 from sarcoscreen.node.results_command import format_results
+from sarcoscreen.node.storage_scu import Destination, DestinationError, send_files
 from sarcoscreen.reports.results_table import display_groups, group_label, own_groups_note
 
 __all__ = ["DemoEngineError", "comparison_table", "demo_engine", "run_demo"]

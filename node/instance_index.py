@@ -42,8 +42,7 @@ from sarcoscreen.db.models import (
     UTCDateTime,
     utcnow,
 )
-from sarcoscreen.db.queue import db_now, write_session
-from sarcoscreen.db.session import BEGIN_IMMEDIATE, create_engine_from_url
+from sarcoscreen.db.session import BEGIN_IMMEDIATE, create_engine_from_url, db_now, write_session
 from sarcoscreen.node.scp import IndexUnavailableError, InstanceConflictError, ReceivedInstance
 
 __all__ = ["SqlInstanceIndex", "index_engine", "index_instance"]

@@ -34,7 +34,7 @@ from sqlalchemy import Engine, select
 
 from sarcoscreen.db.events import record_event
 from sarcoscreen.db.models import EventLevel, Instance, InstanceState, Series
-from sarcoscreen.db.queue import write_session
+from sarcoscreen.db.session import write_session
 from sarcoscreen.inference.error_text import error_text
 from sarcoscreen.node.instance_index import index_instance
 from sarcoscreen.node.received_header import dataset_attributes

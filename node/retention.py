@@ -44,8 +44,7 @@ from sarcoscreen.db.models import (
     Series,
     SeriesState,
 )
-from sarcoscreen.db.queue import db_now, write_session
-from sarcoscreen.db.session import session_scope
+from sarcoscreen.db.session import db_now, session_scope, write_session
 from sarcoscreen.node.background_loop import BackgroundLoop
 from sarcoscreen.node.config import Settings
 from sarcoscreen.node.storage_setup import unwritable_reason

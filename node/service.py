@@ -24,12 +24,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sarcoscreen.db.migrate import ensure_schema
 from sarcoscreen.db.session import create_engine_from_url, mask_url
 from sarcoscreen.node.config import Settings
+from sarcoscreen.node.delivery import Sender
 from sarcoscreen.node.instance_index import SqlInstanceIndex, index_engine
 from sarcoscreen.node.reconcile import reconcile
 from sarcoscreen.node.retention import RetentionSweeper
 from sarcoscreen.node.scp import StorageSCP
-from sarcoscreen.node.sender import Sender
-from sarcoscreen.node.stability import SeriesWatcher
+from sarcoscreen.node.series_watcher import SeriesWatcher
 from sarcoscreen.node.storage_setup import StorageSetupError, prepare_storage
 from sarcoscreen.node.tls import TlsConfigError, server_context
 from sarcoscreen.node.worker import WorkerPool

@@ -75,9 +75,8 @@ from sarcoscreen.db.queue import (
     fail,
     heartbeat,
     reap_expired,
-    write_session,
 )
-from sarcoscreen.db.session import create_engine_from_url
+from sarcoscreen.db.session import create_engine_from_url, write_session
 from sarcoscreen.inference.calibration import Calibration, CalibrationError
 from sarcoscreen.inference.catalogue import CATALOGUE, Group
 from sarcoscreen.inference.engines import Engine as Segmenter

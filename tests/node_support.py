@@ -73,7 +73,7 @@ def decide_series(engine: Engine, settings: Any) -> list[Any]:
     """One decision round of a just-created series watcher (`SeriesWatcher.run_once`), as a node that has listened
     for ``network.stable_age_s``: the watcher decides nothing before it has listened that long, so with the tests'
     tiny stable age a first round right after it starts may find nothing (a race); then a second round decides."""
-    from sarcoscreen.node.stability import SeriesWatcher
+    from sarcoscreen.node.series_watcher import SeriesWatcher
 
     watcher = SeriesWatcher(engine, settings)
     outcomes = watcher.run_once()

@@ -29,7 +29,7 @@ from sarcoscreen.node.analyze_command import (
 )
 from sarcoscreen.node.cli import main
 from sarcoscreen.node.config import ConfigError, Settings, load_settings
-from sarcoscreen.node.dicom_sender import Destination, send_files
+from sarcoscreen.node.storage_scu import Destination, send_files
 from sarcoscreen.reports.dicom_outputs import DicomOutputOptions, DicomOutputs, write_dicom_outputs
 from sarcoscreen.reports.dicom_reader import read_seg, read_sr
 from sarcoscreen.reports.key_image import KeyImageKind, KeyImageOptions

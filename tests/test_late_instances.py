@@ -23,10 +23,11 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from sarcoscreen.db.models import JobStatus, Series, SeriesState
-from sarcoscreen.db.queue import claim, complete, db_now, fail, reap_expired, write_session
+from sarcoscreen.db.queue import claim, complete, fail, reap_expired
+from sarcoscreen.db.session import db_now, write_session
 from sarcoscreen.node.config import load_settings
 from sarcoscreen.node.routing import RoutingRules
-from sarcoscreen.node.stability import SeriesWatcher, decide_stable_series
+from sarcoscreen.node.series_watcher import SeriesWatcher, decide_stable_series
 
 UID = "1.2.826.0.1.77.1"
 

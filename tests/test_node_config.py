@@ -9,7 +9,7 @@ import pytest
 
 from sarcoscreen.node.config import ConfigError, load_settings
 from sarcoscreen.node.config_text import effective_toml, example_toml
-from sarcoscreen.node.stability import routing_rules_from
+from sarcoscreen.node.series_watcher import routing_rules_from
 
 DESTINATIONS = """
 [[destinations]]

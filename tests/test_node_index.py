@@ -20,14 +20,15 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from sarcoscreen.db.models import Event, Instance, InstanceState, JobStatus, Series, SeriesState, Study
-from sarcoscreen.db.queue import claim, complete, write_session
-from sarcoscreen.node.dicom_sender import parse_destination, send_files
+from sarcoscreen.db.queue import claim, complete
+from sarcoscreen.db.session import write_session
 from sarcoscreen.node.instance_index import SqlInstanceIndex, index_engine
 from sarcoscreen.node.reconcile import reconcile
 from sarcoscreen.node.routing import RoutingRules
 from sarcoscreen.node.scp import STATUS_SOP_INSTANCE_CONFLICT, StorageSCP
+from sarcoscreen.node.series_watcher import decide_stable_series
 from sarcoscreen.node.spool import Spool
-from sarcoscreen.node.stability import decide_stable_series
+from sarcoscreen.node.storage_scu import parse_destination, send_files
 
 needs_dcmtk = pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk is not installed")
 

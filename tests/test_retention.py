@@ -33,8 +33,8 @@ from sarcoscreen.node.config import Settings
 from sarcoscreen.node.instance_index import SqlInstanceIndex
 from sarcoscreen.node.reconcile import reconcile
 from sarcoscreen.node.retention import purge_expired
+from sarcoscreen.node.series_watcher import SeriesWatcher
 from sarcoscreen.node.spool import Spool
-from sarcoscreen.node.stability import SeriesWatcher
 
 SLICES = 4
 PAYLOAD = b"\0" * 128 + b"DICM" + b"x" * 2000

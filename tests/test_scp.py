@@ -24,7 +24,6 @@ from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import Verification
 from test_received_header import ps10_bytes
 
-from sarcoscreen.node.dicom_sender import parse_destination, send_files
 from sarcoscreen.node.scp import (
     STATUS_CANNOT_UNDERSTAND,
     STATUS_DATASET_MISMATCH,
@@ -33,6 +32,7 @@ from sarcoscreen.node.scp import (
     StorageSCP,
 )
 from sarcoscreen.node.spool import Spool
+from sarcoscreen.node.storage_scu import parse_destination, send_files
 
 pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk is not installed")
 

@@ -16,9 +16,9 @@ from dicom_peers import free_port
 from node_support import wait_for
 from test_scp import RecordingIndex
 
-from sarcoscreen.node.dicom_sender import DestinationError, parse_destination, send_files
 from sarcoscreen.node.scp import StorageSCP
 from sarcoscreen.node.spool import Spool
+from sarcoscreen.node.storage_scu import DestinationError, parse_destination, send_files
 from sarcoscreen.node.tls import TlsConfigError, client_context, server_context
 
 pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk is not installed")

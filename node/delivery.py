@@ -3,7 +3,7 @@
 Runs in the ``serve``/``run`` process, in its own thread. Every ``queue.poll_s`` seconds it claims the due
 deliveries (`sarcoscreen.db.outbox.claim_due`; a claim holds a row for ``5 x delivery.timeout_s`` so that two
 senders never send it at once and a sender that died releases it), groups them by destination and sends each
-group in one association (`sarcoscreen.node.dicom_sender.send_files`: every file in its own transfer syntax, one
+group in one association (`sarcoscreen.node.storage_scu.send_files`: every file in its own transfer syntax, one
 presentation context per SOP class and syntax).
 
 Outcomes (PS3.4 Annex B, Table B.2-1): Success (0x0000) and the warnings (0xB000 coercion, 0xB007 data set does
@@ -28,7 +28,7 @@ from sarcoscreen.db.models import DeliveryStatus
 from sarcoscreen.db.outbox import DueDelivery, claim_due, record_outcome
 from sarcoscreen.node.background_loop import BackgroundLoop
 from sarcoscreen.node.config import DestinationSettings, Settings
-from sarcoscreen.node.dicom_sender import Destination, DestinationError, send_files
+from sarcoscreen.node.storage_scu import Destination, DestinationError, send_files
 from sarcoscreen.node.tls import client_context
 
 __all__ = ["Sender", "destination_of"]

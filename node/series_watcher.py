@@ -44,7 +44,8 @@ from sarcoscreen.db.models import (
     SeriesState,
     Study,
 )
-from sarcoscreen.db.queue import db_now, enqueue, reap_expired, write_session
+from sarcoscreen.db.queue import enqueue, reap_expired
+from sarcoscreen.db.session import db_now, write_session
 from sarcoscreen.node.background_loop import BackgroundLoop
 from sarcoscreen.node.config import Settings
 from sarcoscreen.node.routing import Decision, RoutingRules, SeriesSummary, decide

@@ -8,7 +8,7 @@ import pydicom
 import pytest
 from dicom_peers import dcmtk_storescp, free_port
 
-from sarcoscreen.node.dicom_sender import DestinationError, parse_destination, send_files
+from sarcoscreen.node.storage_scu import DestinationError, parse_destination, send_files
 
 
 def test_compressed_real_series_arrives_intact(tmp_path: Path, shared_data: Path) -> None:
