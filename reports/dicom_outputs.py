@@ -26,7 +26,6 @@ import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ from pydicom import Dataset
 from sarcoscreen.inference.engines.base import Segmentation
 from sarcoscreen.inference.file_modes import PRIVATE, FileModes
 from sarcoscreen.inference.measure import MeasurementReport
+from sarcoscreen.inference.version import software_version
 from sarcoscreen.inference.volume import Volume
 from sarcoscreen.reports.dicom_uids import (
     DEFAULT_ROOT,
@@ -88,10 +88,7 @@ class DicomOutputs:
 
 
 def _software_version() -> str:
-    try:
-        return f"sarcoscreen {metadata.version('sarcoscreen')}"
-    except metadata.PackageNotFoundError:
-        return "sarcoscreen (not installed)"
+    return f"sarcoscreen {software_version()}"
 
 
 def _save(ds: Dataset, path: Path, modes: FileModes) -> Path:

@@ -19,7 +19,6 @@ import json
 from dataclasses import asdict
 from datetime import UTC, datetime
 from enum import Enum
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from sarcoscreen.inference.catalogue import Group
 from sarcoscreen.inference.engines.base import Landmark
 from sarcoscreen.inference.file_modes import PRIVATE, FileModes
 from sarcoscreen.inference.measure import MeasurementReport, StructureMeasurement, side_smi_basis
+from sarcoscreen.inference.version import software_version
 
 __all__ = ["CSV_COLUMNS", "group_definitions", "landmark_json", "report_as_json", "write_measurements_csv",
            "write_measurements_json"]
@@ -48,13 +48,6 @@ per-muscle engine ``not in scan``, ``not found`` or ``not in scan or not found``
 ``reason``); a group's completeness (``not found``: a member muscle the engine did not find where the scan holds
 it). ``qa_flag``: a structure whose uncertainty exceeds the engine's QA threshold (``true``/``false``), a group
 with a member muscle not found (``true``, else empty)."""
-
-
-def _software_version() -> str:
-    try:
-        return version("sarcoscreen")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def _plain(value: Any) -> Any:
@@ -85,7 +78,7 @@ def report_as_json(report: MeasurementReport, **provenance: Any) -> dict[str, An
     group definitions."""
     return {
         "format": "sarcoscreen-measurements/1",
-        "software_version": _software_version(),
+        "software_version": software_version(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **{k: _plain(v) for k, v in provenance.items()},
         "group_definitions": group_definitions(),

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from sarcoscreen.inference.version import software_version
+
 __all__ = ["PhantomResult", "software_version"]
-
-
-def software_version() -> str:
-    """sarcoscreen's version (SoftwareVersions, ground_truth.json), or ``0+unknown`` when not installed."""
-    try:
-        return version("sarcoscreen")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 @dataclass(frozen=True)
