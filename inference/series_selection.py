@@ -9,14 +9,15 @@ patient) that the loader does not guess: it refuses and lists them, and the call
 
 **Image or not, per instance.** An instance is an *image* when
 
-* its SOP class is one of the CT image storage classes the loader reads - CT Image Storage
+* its SOP class is one of the CT image storage classes the loader reads (`sop_classes`) - CT Image Storage
   (1.2.840.10008.5.1.4.1.1.2), Enhanced CT Image Storage (.2.1), Legacy Converted Enhanced CT Image Storage
   (.2.2) - with or without pixel data (a CT image without pixel data is refused later, with the reason); or
 * it carries pixel data - Pixel Data (7FE0,0010), Float Pixel Data (7FE0,0008) or Double Float Pixel Data
   (7FE0,0009) at the top level of its data set, the Image Pixel module of an image IOD (PS3.3 C.7.6.3) - and its
   SOP class is not one of those whose pixel data are a derived map *of* another image series: Segmentation
   Storage (PS3.3 A.51), Label Map Segmentation Storage, Height Map Segmentation Storage and RT Dose Storage
-  (A.18). These four are set aside with the non-image objects, as a PACS lists them.
+  (A.18) (`sop_classes.DERIVED_MAP_SOP_CLASSES`). These four are set aside with the non-image objects, as a
+  PACS lists them.
 
 So MR, PET, ultrasound, X-ray, parametric maps and **secondary captures** (a scanner's dose report screen, a
 key image such as the one sarcoscreen writes when ``outputs.key_image`` is a secondary capture) are image
@@ -43,53 +44,25 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from pydicom.uid import UID
-
 from sarcoscreen.inference.dicom_headers import FrameHeader, InstanceHeader
 from sarcoscreen.inference.series_errors import MultipleSeriesError, NoImageSeriesError, SeriesNotFoundError
+from sarcoscreen.inference.sop_classes import CT_IMAGE_STORAGE_SOP_CLASSES, DERIVED_MAP_SOP_CLASSES, sop_class_name
 
 __all__ = [
-    "CT_IMAGE_SOP_CLASSES",
-    "MAP_SOP_CLASSES",
     "Selection",
     "SetAside",
     "choose_series",
     "is_image",
-    "sop_class_name",
 ]
 
 Header = tuple[InstanceHeader, list[FrameHeader]]
 
-CT_IMAGE_SOP_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.2": "CT Image Storage",
-    "1.2.840.10008.5.1.4.1.1.2.1": "Enhanced CT Image Storage",
-    "1.2.840.10008.5.1.4.1.1.2.2": "Legacy Converted Enhanced CT Image Storage",
-}
-"""The image storage SOP classes the loader reads (PS3.4 B.5)."""
-
-MAP_SOP_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",
-    "1.2.840.10008.5.1.4.1.1.66.7": "Label Map Segmentation Storage",
-    "1.2.840.10008.5.1.4.1.1.66.8": "Height Map Segmentation Storage",
-    "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose Storage",
-}
-"""SOP classes with pixel data that are derived maps of another image series, not images to choose from."""
-
-_NAMES = {**CT_IMAGE_SOP_CLASSES, **MAP_SOP_CLASSES}  # pydicom's dictionary may lack the newest classes
-
 
 def is_image(instance: InstanceHeader) -> bool:
     """Whether `instance` is an image (see the module docstring for the rule)."""
-    if instance.sop_class_uid in CT_IMAGE_SOP_CLASSES:
+    if instance.sop_class_uid in CT_IMAGE_STORAGE_SOP_CLASSES:
         return True
-    return instance.pixel_keyword is not None and instance.sop_class_uid not in MAP_SOP_CLASSES
-
-
-def sop_class_name(uid: str) -> str:
-    """``"RT Structure Set Storage"``; the UID itself when the class is private or unknown."""
-    if not uid:
-        return "(no SOP Class UID)"
-    return _NAMES.get(uid) or UID(uid).name or uid
+    return instance.pixel_keyword is not None and instance.sop_class_uid not in DERIVED_MAP_SOP_CLASSES
 
 
 @dataclass(frozen=True)

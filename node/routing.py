@@ -14,13 +14,9 @@ import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Decision", "RoutingRules", "SeriesSummary", "decide"]
+from sarcoscreen.inference.sop_classes import CT_IMAGE_STORAGE_SOP_CLASSES
 
-_ANALYSABLE_SOP_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.2": "CT Image Storage",
-    "1.2.840.10008.5.1.4.1.1.2.1": "Enhanced CT Image Storage",
-    "1.2.840.10008.5.1.4.1.1.2.2": "Legacy Converted Enhanced CT Image Storage",
-}
+__all__ = ["Decision", "RoutingRules", "SeriesSummary", "decide"]
 
 
 @dataclass(frozen=True)
@@ -77,7 +73,7 @@ def decide(summary: SeriesSummary, rules: RoutingRules) -> Decision:
     reasons: list[str] = []
     if summary.modality != "CT":
         reasons.append(f"modality {summary.modality or '(none)'} is not CT")
-    unsupported = sorted(summary.sop_class_uids - set(_ANALYSABLE_SOP_CLASSES))
+    unsupported = sorted(summary.sop_class_uids.difference(CT_IMAGE_STORAGE_SOP_CLASSES))
     if unsupported:
         reasons.append(f"SOP class {', '.join(unsupported)} is not a CT image storage class")
     if "LOCALIZER" in summary.image_types and summary.frames < rules.min_slices:

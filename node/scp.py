@@ -39,14 +39,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pynetdicom import ALL_TRANSFER_SYNTAXES, Association, evt
-from pynetdicom.sop_class import (
-    CTImageStorage,
-    EnhancedCTImageStorage,
-    LegacyConvertedEnhancedCTImageStorage,
-    Verification,
-)
+from pynetdicom.sop_class import Verification
 
 from sarcoscreen.inference.error_text import error_text
+from sarcoscreen.inference.sop_classes import CT_IMAGE_STORAGE_SOP_CLASSES
 from sarcoscreen.node.association_server import NodeAE
 from sarcoscreen.node.received_header import HeaderAttributes, TransferSyntaxMismatchError, read_header_attributes
 from sarcoscreen.node.spool import (
@@ -86,8 +82,6 @@ STATUS_CANNOT_UNDERSTAND = 0xC000
 STATUS_SOP_INSTANCE_CONFLICT = 0xC001
 """A SOP Instance UID the node holds under another series: in the "Cannot understand" range (C000-CFFF) of
 Table B.2-1, distinct from 0xC000 so that the sender's log tells the two apart."""
-
-STORAGE_SOP_CLASSES = (CTImageStorage, EnhancedCTImageStorage, LegacyConvertedEnhancedCTImageStorage)
 
 JPIP_TRANSFER_SYNTAXES = frozenset({
     "1.2.840.10008.1.2.4.94", "1.2.840.10008.1.2.4.95",  # JPIP Referenced, JPIP Referenced Deflate
@@ -293,7 +287,7 @@ class StorageSCP:
         ae.maximum_associations = _UNLIMITED
         ae.maximum_pdu_size = max_pdu_bytes
         ae.require_called_aet = require_called_ae_title
-        for sop_class in STORAGE_SOP_CLASSES:
+        for sop_class in CT_IMAGE_STORAGE_SOP_CLASSES:
             ae.add_supported_context(sop_class, ACCEPTED_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification, ACCEPTED_TRANSFER_SYNTAXES)
         self._ae = ae

@@ -37,7 +37,8 @@ from sarcoscreen.inference.series_loader import (
     SeriesNotFoundError,
     load_series,
 )
-from sarcoscreen.inference.series_selection import is_image, sop_class_name
+from sarcoscreen.inference.series_selection import is_image
+from sarcoscreen.inference.sop_classes import sop_class_name
 from sarcoscreen.node.cli import main
 
 PELVIC_003_CT = "1.3.6.1.4.1.14519.5.2.1.7085.2036.172655946193211583130023679095"
@@ -345,7 +346,7 @@ def test_analyze_refuses_two_ct_series_and_lists_both(phantom: Path, tmp_path: P
     capsys.readouterr()
     code = main(["analyze", str(tmp_path), "--labels", str(phantom / "labels.nii.gz"), "--out",
                  str(tmp_path / "out"), "--no-progress"])
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     assert code == 1
     assert printed.startswith(f"sarcoscreen: cannot analyse {tmp_path}: the files hold 2 image series; choose one")
     assert ct.series_instance_uid in printed
