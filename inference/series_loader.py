@@ -57,6 +57,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from sarcoscreen.inference.dicom_files import find_dicom_files
 from sarcoscreen.inference.dicom_headers import (
     FrameHeader,
     InstanceHeader,
@@ -146,10 +147,11 @@ def load_series(
     """Load one CT series from a folder (searched recursively: a case folder with ``ct/`` and ``rtstruct/``
     subfolders is one input) or a list of files.
 
-    Files that are not DICOM (text, hidden files and folders, DICOMDIR) are skipped; DICOM files that cannot be
-    parsed are skipped too, with a warning in `Volume.warnings` that says how many, as long as the remaining files
-    form a valid series. Non-image objects (SR, RT Structure Set, SEG, ...) are set aside, and so are the image
-    series not chosen, each with a warning. When the files hold several image series, `MultipleSeriesError` lists
+    Which files of a folder are read is `dicom_files.find_dicom_files`'s rule (hidden files and folders and
+    DICOMDIR are left out). Files that are not DICOM, and DICOM files that cannot be parsed, are skipped with a
+    warning in `Volume.warnings` that says how many, as long as the remaining files form a valid series.
+    Non-image objects (SR, RT Structure Set, SEG, ...) are set aside, and so are the image series not chosen,
+    each with a warning. When the files hold several image series, `MultipleSeriesError` lists
     them unless `series_instance_uid` chooses one. `progress(done, total)` is called after each decoded slice.
     A volume whose HU array would take more than `max_volume_bytes` is refused before it is allocated
     (`VolumeTooLargeError`).
@@ -190,18 +192,9 @@ def _describe(path: Path | str | Sequence[Path | str]) -> str:
 
 
 def _list_files(path: Path | str | Sequence[Path | str]) -> list[Path]:
-    if not isinstance(path, str | Path):
-        return [Path(p) for p in path]
-    root = Path(path)
-    if root.is_file():
-        return [root]
-    if not root.is_dir():
-        raise NoDicomFilesError(f"{root} does not exist")
-    return sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and p.name.upper() != "DICOMDIR"
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+    if isinstance(path, str | Path) and not (Path(path).is_file() or Path(path).is_dir()):
+        raise NoDicomFilesError(f"{path} does not exist")
+    return find_dicom_files(path)
 
 
 def _names(paths: list[str]) -> str:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sarcoscreen.db.heights import registry_height
 from sarcoscreen.db.session import create_engine_from_url, session_scope, sqlite_file
+from sarcoscreen.inference.dicom_files import find_dicom_files
 from sarcoscreen.node.config import Settings
 
 __all__ = ["patient_id_of_series", "registry_height_for_series"]
@@ -26,21 +27,9 @@ _CONNECT_TIMEOUT_S = 10
 """A registry on an unreachable PostgreSQL server must not hold up an analysis for minutes."""
 
 
-def _candidate_files(series_path: Path) -> list[Path]:
-    if series_path.is_file():
-        return [series_path]
-    if not series_path.is_dir():
-        return []
-    return sorted(
-        path for path in series_path.rglob("*")
-        if path.is_file() and path.name.upper() != "DICOMDIR"
-        and not any(part.startswith(".") for part in path.relative_to(series_path).parts)
-    )
-
-
 def patient_id_of_series(series_path: Path) -> str | None:
     """PatientID (0010,0020) of the first DICOM file (in path order) under `series_path`; ``None`` if empty."""
-    for path in _candidate_files(series_path):
+    for path in find_dicom_files(series_path):
         try:
             dataset = dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"])
         except (InvalidDicomError, OSError, EOFError, ValueError):

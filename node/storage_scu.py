@@ -13,7 +13,7 @@ import logging
 import re
 import socket
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_context, evt
 from pynetdicom.sop_class import Verification
 
+from sarcoscreen.inference.dicom_files import find_dicom_files
 from sarcoscreen.inference.error_text import error_text
 
 __all__ = ["Destination", "DestinationError", "SendOutcome", "SendResult", "parse_destination", "send_files"]
@@ -93,16 +94,6 @@ class SendResult:
         return tuple(o for o in self.outcomes if not o.ok)
 
 
-def _dicom_files(paths: Iterable[Path]) -> list[Path]:
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file()))
-        else:
-            files.append(path)
-    return files
-
-
 def _dataset_to_send(path: Path) -> Path | Dataset:
     """The file itself, or - when its SOP Class or Instance UID (0008,0016/0018) is empty, as in some
     de-identified data - the dataset with those UIDs taken from its File Meta Information, which pynetdicom needs
@@ -146,12 +137,13 @@ def _why_not_established(assoc: object, destination: Destination) -> str:
 def send_files(paths: Sequence[Path], destination: Destination, timeout: float = 30.0) -> SendResult:
     """Send every DICOM file under `paths` (files or folders) to `destination` in one association.
 
-    Files that are not DICOM are reported as not sent. Raises `DestinationError` when no association can be
-    established (peer down, refused, TLS failure): nothing was sent, everything can be retried.
+    Folders are searched by `find_dicom_files` (recursively; DICOMDIR and hidden files left out). Files that are
+    not DICOM are reported as not sent. Raises `DestinationError` when no association can be established (peer
+    down, refused, TLS failure): nothing was sent, everything can be retried.
     """
     outcomes: list[SendOutcome] = []
     headers = []
-    for path in _dicom_files(paths):
+    for path in find_dicom_files(paths):
         try:
             ds = dcmread(path, stop_before_pixels=True)
             sop_class = str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", ""))

@@ -42,6 +42,7 @@ from pydicom.dataelem import DataElement
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag, Tag
 
+from sarcoscreen.inference.dicom_files import find_dicom_files
 from sarcoscreen.inference.volume import Volume
 from sarcoscreen.reports.vr_validation import check, encodings_of, repair, value_ok
 
@@ -89,16 +90,6 @@ class SourceInstances:
     @property
     def frame_of_reference_uid(self) -> str:
         return str(self.first.FrameOfReferenceUID)
-
-
-def _files(source: Path | Sequence[Path]) -> list[Path]:
-    if not isinstance(source, str | Path):
-        return [Path(p) for p in source]
-    root = Path(source)
-    if root.is_file():
-        return [root]
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.name.upper() != "DICOMDIR"
-                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
 def _header(path: Path) -> Dataset | None:
@@ -221,7 +212,7 @@ def read_source_instances(source: Path | Sequence[Path], volume: Volume) -> Sour
         )
     found: dict[str, tuple[Dataset, Path]] = {}
     remaining = set(wanted)
-    for path in _files(source):
+    for path in find_dicom_files(source):
         if not remaining:
             break
         ds = _header(path)

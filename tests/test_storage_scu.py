@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pydicom
@@ -68,3 +69,14 @@ def test_bad_destinations_are_explained(text: str, message: str) -> None:
 def test_destination_parsing() -> None:
     destination = parse_destination("PACS@[::1]:11112")
     assert (destination.ae_title, destination.host, destination.port) == ("PACS", "::1", 11112)
+
+
+def test_a_folder_is_sent_without_its_dicomdir_and_hidden_files(tmp_path: Path, shared_data: Path) -> None:
+    folder = tmp_path / "export"
+    shutil.copytree(shared_data / "dcmqi" / "ct-3slice", folder / "SE0")
+    (folder / "DICOMDIR").write_bytes(b"a File-set's directory, not an instance")
+    (folder / ".DS_Store").write_bytes(b"\0\1\2")
+    with dcmtk_storescp(tmp_path / "received") as scp:
+        result = send_files([folder], parse_destination(f"{scp.ae_title}@127.0.0.1:{scp.port}"))
+    assert [o.path.parent.name for o in result.outcomes] == ["SE0"] * 3
+    assert (result.sent, result.failed) == (3, ())
