@@ -52,6 +52,7 @@ __all__ = [
     "GroupScreening",
     "MeasurementReport",
     "StructureMeasurement",
+    "gluteal_region_missed",
     "measure",
     "measure_structures",
     "side_smi_basis",
@@ -550,6 +551,24 @@ def _screen(group: Group, per_side: dict[str, GroupMeasurement], height: Height,
               + (f" ({BOTH_SIDES} {both:.2f} kg/m2)" if both is not None else ""))
     return GroupScreening(group, rule, value, verdict, reason, cutoff.smi_cutoff_kg_m2, calibration.name,
                           calibration.sha256, both, basis)
+
+
+def gluteal_region_missed(segmentation: Segmentation) -> str | None:
+    """Why the scan does not reach the gluteal region, or ``None`` when it does.
+
+    The coverage rule of ``routing.require_gluteal_region``: a segmentation without a single voxel of a gluteal
+    muscle does not reach the region, and the series is skipped rather than measured (every group would be
+    empty). Engines that produce no structure of the gluteal group cannot tell, and are not judged (``None``).
+    Group completeness (`Completeness`) is the finer judgement made once the region is reached.
+    """
+    members = CATALOGUE.group_members(Group.GLUTEAL, None)
+    produced = {s.key for s in segmentation.structures}
+    labels = [s.label for s in members if s.key in produced]
+    if not labels:
+        return None
+    if np.isin(segmentation.labels, np.asarray(labels, dtype=segmentation.labels.dtype)).any():
+        return None
+    return "the images do not reach the gluteal region (no gluteal muscle found)"
 
 
 def measure(

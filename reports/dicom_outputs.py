@@ -52,7 +52,14 @@ from sarcoscreen.reports.seg import NoSegmentsError, SegOptions, SegSegment, bui
 from sarcoscreen.reports.source_attributes import SourceReferenceError, read_source_instances
 from sarcoscreen.reports.sr import SrOptions, build_sr
 
-__all__ = ["FILE_NAMES", "DicomOutputError", "DicomOutputOptions", "DicomOutputs", "write_dicom_outputs"]
+__all__ = [
+    "FILE_NAMES",
+    "DicomOutputError",
+    "DicomOutputOptions",
+    "DicomOutputs",
+    "WrittenObject",
+    "write_dicom_outputs",
+]
 
 FILE_NAMES = {"seg": "seg.dcm", "sr": "sr.dcm", "key_image": "key_image.dcm"}
 
@@ -70,6 +77,22 @@ class DicomOutputOptions:
 
 
 @dataclass(frozen=True)
+class WrittenObject:
+    """One object written: its kind (``seg``, ``sr`` or ``key_image``), file and identity (PS3.3 C.12.1 SOP Common,
+    C.7.3 General Series) - what the node stores and delivers, without reading the file again."""
+
+    kind: str
+    path: Path
+    sop_class_uid: str
+    sop_instance_uid: str
+    series_instance_uid: str
+
+    @classmethod
+    def of(cls, kind: str, path: Path, dataset: Dataset) -> WrittenObject:
+        return cls(kind, path, str(dataset.SOPClassUID), str(dataset.SOPInstanceUID), str(dataset.SeriesInstanceUID))
+
+
+@dataclass(frozen=True)
 class DicomOutputs:
     folder: Path
     uids: OutputUids
@@ -81,6 +104,8 @@ class DicomOutputs:
     """(object, reason) for each object not written."""
     notes: tuple[str, ...] = ()
     """Malformed source attributes repaired or left out in the copies (`SourceInstances.notes`; names, no values)."""
+    objects: tuple[WrittenObject, ...] = ()
+    """Every object written, in the order SEG, SR, key image."""
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -145,6 +170,7 @@ def _write(source: Path | Sequence[Path], volume: Volume, segmentation: Segmenta
     modes.make_dirs(out_dir)
     paths = {kind: out_dir / name for kind, name in FILE_NAMES.items()}
     omitted: list[tuple[str, str]] = []
+    objects: list[WrittenObject] = []
 
     seg_path: Path | None = None
     seg = None
@@ -157,6 +183,7 @@ def _write(source: Path | Sequence[Path], volume: Volume, segmentation: Segmenta
             options=seg_options, dimension_organization_uid=uids.dimension_organization, created=created,
         )
         seg_path = _save(seg, paths["seg"], modes)
+        objects.append(WrittenObject.of("seg", seg_path, seg))
     except NoSegmentsError as exc:
         omitted.append(("seg", str(exc)))
     except SourceReferenceError as exc:
@@ -165,6 +192,7 @@ def _write(source: Path | Sequence[Path], volume: Volume, segmentation: Segmenta
     sr = build_sr(instances, report, uids, seg=seg, segments=segments,
                   uncertainty_threshold=segmentation.uncertainty_threshold, options=sr_options, created=created)
     sr_path = _save(sr, paths["sr"], modes)
+    objects.append(WrittenObject.of("sr", sr_path, sr))
 
     key_path: Path | None = None
     if key_options.kind is KeyImageKind.NONE:
@@ -179,9 +207,11 @@ def _write(source: Path | Sequence[Path], volume: Volume, segmentation: Segmenta
                               options=key_options, created=created)
         if key is not None:
             key_path = _save(key, paths["key_image"], modes)
+            objects.append(WrittenObject.of("key_image", key_path, key))
     for kind, _ in omitted:
         paths[kind].unlink(missing_ok=True)
-    return DicomOutputs(out_dir, uids, sr_path, seg_path, key_path, segments, tuple(omitted), instances.notes)
+    return DicomOutputs(out_dir, uids, sr_path, seg_path, key_path, segments, tuple(omitted), instances.notes,
+                        tuple(objects))
 
 
 def _content(volume: Volume, segmentation: Segmentation, report: MeasurementReport,

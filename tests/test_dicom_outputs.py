@@ -20,8 +20,8 @@ from sarcoscreen.inference.catalogue import CATALOGUE, Group, Kind
 from sarcoscreen.inference.engines.base import Segmentation
 from sarcoscreen.inference.height import choose_height
 from sarcoscreen.inference.measure import MeasurementReport, measure
-from sarcoscreen.node.analyze_command import (
-    AnalysisResult,
+from sarcoscreen.node.analysis import (
+    AnalysisOutcome,
     analyze_series,
     density_rule_from,
     dicom_options_from,
@@ -53,12 +53,12 @@ def phantom(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def per_muscle(phantom: Path, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> AnalysisResult:
+def per_muscle(phantom: Path, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> AnalysisOutcome:
     out = tmp_path_factory.mktemp("per-muscle")
     return analyze_series(phantom / "dicom", out, settings, labels=phantom / "labels.nii.gz", dicom_out=out / "dicom")
 
 
-def _labels_from_seg(path: Path, result: AnalysisResult) -> np.ndarray:
+def _labels_from_seg(path: Path, result: AnalysisOutcome) -> np.ndarray:
     seg = hd.seg.segread(path)
     numbers = [int(s.SegmentNumber) for s in seg.SegmentSequence if int(s.SegmentNumber) > 0]
     pixels = seg.get_pixels_by_source_instance([s.sop_instance_uid for s in result.volume.slices],
@@ -70,7 +70,7 @@ def _labels_from_seg(path: Path, result: AnalysisResult) -> np.ndarray:
     return lut[pixels]
 
 
-def test_phantom_per_muscle_outputs_are_valid_and_round_trip(per_muscle: AnalysisResult) -> None:
+def test_phantom_per_muscle_outputs_are_valid_and_round_trip(per_muscle: AnalysisOutcome) -> None:
     outputs = per_muscle.dicom
     assert outputs is not None
     assert outputs.omitted == ()
@@ -108,7 +108,7 @@ def test_threshold_engine_outputs(phantom: Path, settings: Settings, tmp_path: P
         assert dciodvfy(path).errors == (), path.name
 
 
-def test_rerun_gives_the_same_uids_and_other_settings_other_uids(per_muscle: AnalysisResult, phantom: Path,
+def test_rerun_gives_the_same_uids_and_other_settings_other_uids(per_muscle: AnalysisOutcome, phantom: Path,
                                                                  settings: Settings, tmp_path: Path) -> None:
     first = per_muscle.dicom
     again = write_dicom_outputs(phantom / "dicom", per_muscle.volume, per_muscle.segmentation, per_muscle.report,
@@ -127,7 +127,7 @@ def test_rerun_gives_the_same_uids_and_other_settings_other_uids(per_muscle: Ana
     assert pydicom.dcmread(other.seg, stop_before_pixels=True).SegmentationType == "LABELMAP"
 
 
-def test_orthanc_accepts_all_three_by_c_store(per_muscle: AnalysisResult, tmp_path: Path) -> None:
+def test_orthanc_accepts_all_three_by_c_store(per_muscle: AnalysisOutcome, tmp_path: Path) -> None:
     outputs = per_muscle.dicom
     with orthanc(tmp_path / "orthanc") as server:
         destination = Destination(server.ae_title, "127.0.0.1", server.dicom_port)
@@ -148,7 +148,7 @@ def test_real_siemens_series_is_refused_with_the_reason(shared_data: Path, tmp_p
     code = main(["analyze", str(shared_data / "siemens-ct-jpeg2000"), "--out", str(tmp_path),
                  "--dicom-out", str(tmp_path / "dicom"), "--no-progress"])
     assert code == 1
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     assert "DICOM outputs not written: the source series has no StudyInstanceUID (0020,000D)" in printed
     assert (tmp_path / "measurements.json").is_file()
     assert not list(tmp_path.glob("dicom/*.dcm"))

@@ -16,7 +16,7 @@ import pytest
 from sarcoscreen.inference.calibration import load_calibration
 from sarcoscreen.inference.engines.threshold import ThresholdEngine
 from sarcoscreen.inference.phantom.cohort import make_cohort
-from sarcoscreen.node.analyze_command import analyze_series
+from sarcoscreen.node.analysis import analyze_series
 from sarcoscreen.node.cli import main
 from sarcoscreen.node.config import load_settings
 

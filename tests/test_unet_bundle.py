@@ -173,7 +173,7 @@ def test_missing_bundle_and_engine_options(model, tmp_path: Path, monkeypatch: p
 
 
 def test_settings_reach_the_engine(model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from sarcoscreen.node.analyze_command import engine_from
+    from sarcoscreen.node.analysis import engine_from
     from sarcoscreen.node.config import ConfigError, load_settings
 
     path = _bundle(model, tmp_path)
@@ -193,7 +193,7 @@ _NO_TORCH = """
 import sys
 sys.modules["torch"] = None
 sys.modules["safetensors"] = None
-import sarcoscreen.node.cli, sarcoscreen.node.analyze_command, sarcoscreen.inference.engines.unet
+import sarcoscreen.node.cli, sarcoscreen.node.analysis, sarcoscreen.inference.engines.unet
 import sarcoscreen.inference.engines.unet.manifest, sarcoscreen.reports.seg, sarcoscreen.reports.sr
 from sarcoscreen.inference.engines import EngineError, create_engine
 try:

@@ -124,7 +124,7 @@ def test_without_a_shipped_bundle_engine_configuration_and_command_say_so(
 
 
 def test_a_configured_bundle_path_needs_no_shipped_bundle(nothing_shipped: Path, bundle: Path) -> None:
-    from sarcoscreen.node.analyze_command import engine_from
+    from sarcoscreen.node.analysis import engine_from
 
     settings = load_settings(environ={"SARCOSCREEN_ENGINE__NAME": "bayesian-unet",
                                       "SARCOSCREEN_ENGINE__BUNDLE_PATH": str(bundle),

@@ -91,7 +91,7 @@ def _as_nifti_pair(case: Path) -> None:
 
 def _as_dicom_seg(case: Path, work: Path) -> None:
     """Replace the case's NIfTI labels by a DICOM-SEG written by sarcoscreen from them."""
-    from sarcoscreen.node.analyze_command import analyze_series
+    from sarcoscreen.node.analysis import analyze_series
     from sarcoscreen.node.config import load_settings
 
     result = analyze_series(case / "dicom", work / "analysis", load_settings(None), labels=case / "labels.nii.gz",
@@ -201,7 +201,7 @@ def test_uncertainty_rises_on_heavy_noise(trained: dict[str, object], phantoms: 
 
 def test_engine_runs_through_measurement_seg_and_sr(trained: dict[str, object], phantoms: dict[str, Path],
                                                     tmp_path: Path) -> None:
-    from sarcoscreen.node.analyze_command import analyze_series
+    from sarcoscreen.node.analysis import analyze_series
     from sarcoscreen.node.config import load_settings
     from sarcoscreen.reports.dicom_reader import read_seg, read_sr
 

@@ -13,7 +13,7 @@ import pydicom
 import pytest
 from ct_series_factory import CTSeries, edit_file, write_ct_series
 from invalid_values import invalid_series_transform, markers, without_uids
-from node_support import decide_series, jobs_of, rows
+from node_support import decide_series, deliveries_of, jobs_of, rows
 from pydicom.dataset import Dataset
 from sqlalchemy import Engine, select
 
@@ -215,3 +215,103 @@ def test_the_worker_stores_every_group_with_its_in_scan_mass_as_measured(db_url:
         row = by_key[m["key"]]
         assert (row.truncated, row.extent_uncertain, row.shortfall_mm, row.extent_note or "") == (
             m["truncated"], m["extent_uncertain"], m["shortfall_mm"], m["extent_note"])
+
+
+def _spool_phantom(settings: Settings, folder: Path) -> None:
+    spool = Spool(settings.storage.spool, settings.storage.quarantine)
+    for path in sorted(folder.glob("*.dcm")):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        spool.store(path.read_bytes(), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
+
+
+def test_the_worker_success_path_stores_outputs_by_the_uids_written_and_queues_one_delivery_each(
+        db_url: str, tmp_path: Path) -> None:
+    """The whole success path in this process: a phantom hip series is analysed by the one pipeline, and its SEG,
+    SR and key image are stored with the SOP class, instance and series UIDs the files hold (the writer's UIDs,
+    not read back), one pending delivery per output and destination, the job done with its engine and settings
+    digest, the series processed, and the measurements the same as `sarcoscreen analyze` gives for the series."""
+    from sarcoscreen.db.models import DeliveryStatus, Job, Output
+    from sarcoscreen.node.analysis import AnalysisOptions, analyze_series
+
+    settings = Settings.model_validate({
+        "database": {"url": db_url},
+        "storage": {"data_dir": str(tmp_path / "data"), "min_free_mb": 0},
+        "network": {"stable_age_s": 0.001},
+        "destinations": [{"name": "pacs", "ae_title": "PACS", "host": "127.0.0.1", "port": 11112},
+                         {"name": "viewer", "ae_title": "VIEW", "host": "127.0.0.1", "port": 11113}],
+    })
+    phantom = make_phantom(PhantomParameters(matrix=96, slice_mm=5.0, seed=5), tmp_path / "phantom")
+    _spool_phantom(settings, phantom.dicom_dir)
+    engine = create_engine_from_url(db_url)
+    try:
+        reconcile(engine, spool=Spool(settings.storage.spool, settings.storage.quarantine))
+        assert [o.outcome for o in decide_series(engine, settings)] == ["queued"]
+        assert Worker(settings, engine).run_one()
+        (job,) = jobs_of(engine)
+        outputs = rows(engine, select(Output).where(Output.job_id == job.id).order_by(Output.id))
+        deliveries = deliveries_of(engine)
+        state = rows(engine, select(Series.state))
+        kinds = _events(engine, job.id)
+        stored_job = rows(engine, select(Job))[0]
+    finally:
+        engine.dispose()
+    assert job.status is JobStatus.DONE, job.error
+    assert state == [SeriesState.PROCESSED]
+    instances = len(list(phantom.dicom_dir.glob("*.dcm")))
+    assert (stored_job.engine_name, stored_job.instance_count) == ("threshold", instances)
+    assert stored_job.settings_hash == AnalysisOptions.from_settings(settings).settings_digest
+    assert [o.kind.value for o in outputs] == ["SEG", "SR", "KEY_IMAGE"]
+    for output in outputs:
+        written = pydicom.dcmread(settings.storage.outputs / output.path, stop_before_pixels=True)
+        assert (output.sop_class_uid, output.sop_instance_uid, output.series_instance_uid) == (
+            written.SOPClassUID, written.SOPInstanceUID, written.SeriesInstanceUID)
+    assert sorted((o.kind.value, d.destination_name) for d, o in deliveries) == sorted(
+        (o.kind.value, name) for o in outputs for name in ("pacs", "viewer"))
+    assert {d.status for d, _ in deliveries} == {DeliveryStatus.PENDING}
+    assert kinds[-1] == "job.done"
+
+    analyzed = analyze_series(phantom.dicom_dir, tmp_path / "analyze", settings)
+    (from_worker,) = settings.storage.outputs.rglob("measurements.json")
+    worker_values = json.loads(from_worker.read_text())
+    analyze_values = json.loads((tmp_path / "analyze" / "measurements.json").read_text())
+    assert analyzed.report is not None
+    for key in ("structures", "groups", "screening"):
+        assert worker_values[key] == analyze_values[key], key
+
+
+def test_a_series_short_of_the_gluteal_region_is_skipped_by_the_worker_and_by_analyze(
+        db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The coverage rule lives with the measurement (`gluteal_region_missed`) and the one pipeline applies it: a
+    legs-only series is skipped by the worker (series skipped with the reason, no outputs) and `analyze` says the
+    same and exits 1; with routing.require_gluteal_region off it is measured."""
+    from sarcoscreen.inference.phantom import Fov
+    from sarcoscreen.node.analysis import analyze_series
+    from sarcoscreen.node.cli import main
+
+    routing: dict[str, object] = {"min_slices": 2}
+    settings = _settings(db_url, tmp_path, routing=routing)
+    phantom = make_phantom(PhantomParameters(matrix=128, slice_mm=5.0, fov=Fov.LEGS, seed=14), tmp_path / "legs")
+    _spool_phantom(settings, phantom.dicom_dir)
+    engine = create_engine_from_url(db_url)
+    try:
+        reconcile(engine, Spool(settings.storage.spool, settings.storage.quarantine))
+        assert [o.outcome for o in decide_series(engine, settings)] == ["queued"]
+        assert Worker(settings, engine).run_one()
+        (job,) = jobs_of(engine)
+        (series,) = rows(engine, select(Series))
+    finally:
+        engine.dispose()
+    reason = "the images do not reach the gluteal region (no gluteal muscle found)"
+    assert (job.status, series.state, series.skip_reason) == (JobStatus.DONE, SeriesState.SKIPPED, reason)
+    assert not list(settings.storage.outputs.rglob("*.dcm"))
+
+    capsys.readouterr()
+    code = main(["analyze", str(phantom.dicom_dir), "--out", str(tmp_path / "out"), "--no-progress"])
+    assert code == 1
+    assert reason in capsys.readouterr().err
+    assert not (tmp_path / "out" / "measurements.json").exists()
+
+    measured = analyze_series(phantom.dicom_dir, tmp_path / "anyway",
+                              _settings(db_url, tmp_path, routing={**routing, "require_gluteal_region": False}))
+    assert measured.report is not None
+    assert measured.skip_reason is None
