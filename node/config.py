@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -37,6 +38,7 @@ from pydantic import (
 from sarcoscreen.inference.density import DensityKind
 from sarcoscreen.inference.file_modes import FileModes, parse_mode
 from sarcoscreen.inference.sides import SideRule
+from sarcoscreen.node.ae_title import InvalidAETitleError, check_ae_title
 
 __all__ = [
     "ENV_PREFIX",
@@ -66,6 +68,17 @@ _LIST_SECTIONS = ("destinations",)
 """Top-level lists of tables ([[destinations]]); from the environment as one TOML array."""
 
 _UID_ROOT = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+
+
+def _ae_title(value: str) -> str:
+    """An AE title setting, checked (`sarcoscreen.node.ae_title`; PS3.5 6.2) and without its padding spaces."""
+    try:
+        return check_ae_title(value)
+    except InvalidAETitleError as exc:
+        raise ValueError(f"the AE title {exc}") from None
+
+
+AETitle = Annotated[str, AfterValidator(_ae_title)]
 
 
 class ConfigError(Exception):
@@ -296,7 +309,7 @@ class OutputSettings(_Section):
 class NetworkSettings(_Section):
     """The DICOM network node (Storage SCP and Verification SCP)."""
 
-    ae_title: str = Field(default="SARCOSCREEN", description="Our AE title (1-16 characters).")
+    ae_title: AETitle = Field(default="SARCOSCREEN", description="Our AE title (1-16 characters).")
     host: str = Field(default="0.0.0.0", description="Address to listen on.")
     port: Annotated[int, Field(ge=1, le=65535)] = Field(default=11112, description="DICOM port.")
     max_associations: Annotated[int, Field(ge=1)] = Field(default=20, description="Simultaneous associations.")
@@ -317,21 +330,17 @@ class NetworkSettings(_Section):
         default=True, description="Instances arriving after a job was made trigger a new job."
     )
 
-    @field_validator("ae_title")
-    @classmethod
-    def _valid_ae_title(cls, value: str) -> str:
-        if not 1 <= len(value.strip()) <= 16 or "\\" in value or not value.isprintable():
-            raise ValueError("must be 1-16 printable characters without backslash")
-        return value.strip()
-
     @field_validator("allowed_calling")
     @classmethod
     def _valid_callers(cls, values: list[str]) -> list[str]:
+        callers = []
         for entry in values:
-            aet = entry.split("@", 1)[0]
-            if not 1 <= len(aet) <= 16:
-                raise ValueError(f"entry {entry!r}: the AE title must have 1-16 characters")
-        return values
+            aet, at, host = entry.partition("@")
+            try:
+                callers.append(check_ae_title(aet) + at + host)
+            except InvalidAETitleError as exc:
+                raise ValueError(f"entry {entry!r}: the AE title {exc}") from None
+        return callers
 
     @model_validator(mode="after")
     def _tls_complete(self) -> Self:
@@ -414,7 +423,7 @@ class DestinationSettings(_Section):
     """A DICOM application entity that receives every output (SEG, SR, key image) by C-STORE."""
 
     name: str = Field(description="Short unique name (shown in `sarcoscreen jobs`, stored with each delivery).")
-    ae_title: str = Field(description="The destination's AE title (called AE title).")
+    ae_title: AETitle = Field(description="The destination's AE title (called AE title).")
     host: str = Field(description="Host name or address.")
     port: Annotated[int, Field(ge=1, le=65535)] = Field(description="DICOM port.")
     tls: bool = Field(default=False, description="Use TLS (PS3.15 Annex B) for this destination.")
@@ -430,13 +439,6 @@ class DestinationSettings(_Section):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
             raise ValueError("must be 1-64 letters, digits, '_', '.' or '-'")
         return value
-
-    @field_validator("ae_title")
-    @classmethod
-    def _valid_ae_title(cls, value: str) -> str:
-        if not 1 <= len(value.strip()) <= 16 or "\\" in value or not value.isprintable():
-            raise ValueError("must be 1-16 printable characters without backslash")
-        return value.strip()
 
     @model_validator(mode="after")
     def _client_certificate_complete(self) -> Self:

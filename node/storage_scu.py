@@ -25,12 +25,13 @@ from pynetdicom.sop_class import Verification
 
 from sarcoscreen.inference.dicom_files import find_dicom_files
 from sarcoscreen.inference.error_text import error_text
+from sarcoscreen.node.ae_title import InvalidAETitleError, check_ae_title
 
 __all__ = ["Destination", "DestinationError", "SendOutcome", "SendResult", "parse_destination", "send_files"]
 
 logger = logging.getLogger(__name__)
 
-_DESTINATION = re.compile(r"^(?P<aet>[^@]{1,16})@(?P<host>\[[0-9a-fA-F:]+\]|[^:@]+):(?P<port>\d{1,5})$")
+_DESTINATION = re.compile(r"^(?P<aet>[^@]+)@(?P<host>\[[0-9a-fA-F:]+\]|[^:@]+):(?P<port>\d{1,5})$")
 
 
 class DestinationError(ValueError):
@@ -39,7 +40,8 @@ class DestinationError(ValueError):
 
 @dataclass(frozen=True)
 class Destination:
-    """A remote DICOM application entity."""
+    """A remote DICOM application entity; `DestinationError` when an AE title is not valid (PS3.5 6.2,
+    `sarcoscreen.node.ae_title`)."""
 
     ae_title: str
     host: str
@@ -47,6 +49,13 @@ class Destination:
     calling_ae_title: str = "SARCOSCREEN"
     tls: ssl.SSLContext | None = None
     name: str = ""
+
+    def __post_init__(self) -> None:
+        for which, title in (("called", self.ae_title), ("calling", self.calling_ae_title)):
+            try:
+                check_ae_title(title)
+            except InvalidAETitleError as exc:
+                raise DestinationError(f"{which} AE title {title!r} {exc}") from None
 
     def __str__(self) -> str:
         return f"{self.ae_title}@{self.host}:{self.port}" + (" (TLS)" if self.tls else "")
@@ -60,9 +69,10 @@ def parse_destination(text: str, calling_ae_title: str = "SARCOSCREEN") -> Desti
     port = int(match["port"])
     if not 0 < port < 65536:
         raise DestinationError(f"port {port} of destination {text!r} is outside 1-65535")
-    aet = match["aet"].strip()
-    if not aet or "\\" in aet:
-        raise DestinationError(f"AE title {aet!r} of destination {text!r} is invalid")
+    try:
+        aet = check_ae_title(match["aet"])
+    except InvalidAETitleError as exc:
+        raise DestinationError(f"AE title {match['aet']!r} of destination {text!r} {exc}") from None
     return Destination(aet, match["host"].strip("[]"), port, calling_ae_title)
 
 

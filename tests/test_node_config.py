@@ -61,6 +61,12 @@ def test_destinations_from_the_environment() -> None:
         ('[[destinations]]\nname = "a b"\nae_title = "A"\nhost = "h"\nport = 1\n',
          "destinations.0.name: must be 1-64 letters"),
         ('[[destinations]]\nname = "a"\nhost = "h"\nport = 1\n', "destinations.0.ae_title: Field required"),
+        ('[[destinations]]\nname = "a"\nae_title = "ABCDEFGHIJKLMNOPQ"\nhost = "h"\nport = 1\n',
+         "destinations.0.ae_title: the AE title has 17 characters, more than 16"),
+        ('[network]\nae_title = "SARCO\\\\SCREEN"\n', "network.ae_title: the AE title contains a backslash"),
+        ('[network]\nae_title = "    "\n', "network.ae_title: the AE title is empty or spaces only"),
+        ('[network]\nallowed_calling = ["CT1", "CT\\tTWO@10.0.0.7"]\n',
+         "entry 'CT\\tTWO@10.0.0.7': the AE title contains a control character"),
         ("[queue]\nlease_s = 10\nheartbeat_s = 10\n", "heartbeat_s (10) must be below lease_s (10)"),
         ("[worker]\nconcurrency = 0\n", "worker.concurrency: Input should be greater than or equal to 1"),
     ],
@@ -79,3 +85,14 @@ def test_the_example_documents_destinations_and_stays_valid() -> None:
     assert "# [[destinations]]" in text
     assert "# name = \"pacs\"" in text
     assert tomllib.loads(text)["queue"]["lease_s"] == 300.0
+
+
+def test_ae_titles_are_checked_once_and_kept_without_padding(tmp_path: Path) -> None:
+    """Sixteen characters are allowed; the spaces around an AE title are not significant (PS3.5 Table 6.2-1)."""
+    path = tmp_path / "node.toml"
+    path.write_text('[network]\nae_title = " ABCDEFGHIJKLMNOP "\nallowed_calling = [" CT1 ", "CT2@10.0.0.7"]\n'
+                    + DESTINATIONS.replace('"PACS"', '"PACS  "'), encoding="utf-8")
+    settings = load_settings(path, environ={})
+    assert settings.network.ae_title == "ABCDEFGHIJKLMNOP"
+    assert settings.network.allowed_calling == ["CT1", "CT2@10.0.0.7"]
+    assert settings.destinations[0].ae_title == "PACS"

@@ -58,7 +58,8 @@ def test_a_peer_that_is_down_raises_and_nothing_is_sent(shared_data: Path) -> No
         ("ORTHANC127.0.0.1:4242", "is not AET@host:port"),
         ("ORTHANC@127.0.0.1", "is not AET@host:port"),
         ("ORTHANC@127.0.0.1:70000", "outside 1-65535"),
-        ("ORTHANCTOOLONGAETITLE@h:104", "is not AET@host:port"),
+        ("ORTHANCTOOLONGAETITLE@h:104", "AE title 'ORTHANCTOOLONGAETITLE' .* has 21 characters, more than 16"),
+        ("ORT\\HANC@h:104", "contains a backslash"),
     ],
 )
 def test_bad_destinations_are_explained(text: str, message: str) -> None:
@@ -80,3 +81,9 @@ def test_a_folder_is_sent_without_its_dicomdir_and_hidden_files(tmp_path: Path, 
         result = send_files([folder], parse_destination(f"{scp.ae_title}@127.0.0.1:{scp.port}"))
     assert [o.path.parent.name for o in result.outcomes] == ["SE0"] * 3
     assert (result.sent, result.failed) == (3, ())
+
+
+def test_a_bad_calling_ae_title_is_a_destination_error() -> None:
+    with pytest.raises(DestinationError, match=r"calling AE title .* contains a control character"):
+        parse_destination("PACS@pacs:104", calling_ae_title="SARCO\tSCREEN")
+    assert parse_destination(" PACS @pacs:104", calling_ae_title="ABCDEFGHIJKLMNOP").ae_title == "PACS"
