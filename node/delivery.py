@@ -6,11 +6,13 @@ senders never send it at once and a sender that died releases it), groups them b
 group in one association (`sarcoscreen.node.storage_scu.send_files`: every file in its own transfer syntax, one
 presentation context per SOP class and syntax).
 
-Outcomes (PS3.4 Annex B, Table B.2-1): Success (0x0000) and the warnings (0xB000 coercion, 0xB007 data set does
-not match SOP class, 0xB006 elements discarded) mark the delivery ``sent``; any failure status, a missing
-response, or no association at all (destination down, rejected, TLS failure) is a failed attempt: the delivery
-is due again after ``delivery.retry_s * 2**(attempt-1)`` seconds (at most ``delivery.retry_max_s``), and after
-``delivery.max_attempts`` attempts (when not 0) it is ``failed``. Addresses and TLS settings come from the
+Outcomes (PS3.4 Annex B, Table B.2-1; PS3.7 Annex C), by the status's category as pynetdicom gives it
+(`storage_scu.SendOutcome.ok`): Success (0x0000) and the Warnings (0xB000 coercion, 0xB007 data set does not
+match SOP class, 0xB006 elements discarded, ...) mark the delivery ``sent`` - a warning is logged with its
+meaning; any failure status, an unknown status, a missing response, or no association at all (destination down,
+rejected, TLS failure) is a failed attempt: the delivery is due again after ``delivery.retry_s * 2**(attempt-1)``
+seconds (at most ``delivery.retry_max_s``), and after ``delivery.max_attempts`` attempts (when not 0) it is
+``failed``. Addresses and TLS settings come from the
 current ``[[destinations]]`` entry of the delivery's destination name, so a corrected address applies to
 deliveries already queued. Output UIDs are deterministic: a resent object replaces itself at the destination.
 """
@@ -22,6 +24,7 @@ import ssl
 from collections import defaultdict
 from pathlib import Path
 
+from pynetdicom.status import STATUS_WARNING
 from sqlalchemy import Engine
 
 from sarcoscreen.db.models import DeliveryStatus
@@ -63,13 +66,15 @@ class Sender(BackgroundLoop):
     def join_timeout_s(self) -> float:
         return 2 * self.settings.delivery.timeout_s  # an association in progress finishes
 
-    def _record(self, delivery: DueDelivery, *, accepted: bool, status: int | None, error: str) -> DeliveryStatus:
+    def _record(self, delivery: DueDelivery, *, accepted: bool, status: int | None, detail: str) -> DeliveryStatus:
+        """Store and log one attempt; `detail` is the error of a failed attempt, or the warning status of an
+        accepted one (logged as a warning), empty for a plain success."""
         d = self.settings.delivery
-        outcome = record_outcome(self.engine, delivery, accepted=accepted, status_code=status, error=error,
+        outcome = record_outcome(self.engine, delivery, accepted=accepted, status_code=status, error=detail,
                                  retry_s=d.retry_s, retry_max_s=d.retry_max_s, max_attempts=d.max_attempts)
-        level = logging.INFO if accepted else logging.WARNING
+        level = logging.INFO if accepted and not detail else logging.WARNING
         logger.log(level, "%s %s to %s: %s%s", delivery.kind, delivery.sop_instance_uid, delivery.destination_name,
-                   outcome.value, f" ({error})" if error and not accepted else "")
+                   outcome.value, f" ({detail})" if detail else "")
         return outcome
 
     def _send_group(self, name: str, deliveries: list[DueDelivery]) -> None:
@@ -77,14 +82,14 @@ class Sender(BackgroundLoop):
         if destination is None:
             for delivery in deliveries:
                 self._record(delivery, accepted=False, status=None,
-                             error=f"destination {name!r} is not in the configuration ([[destinations]])")
+                             detail=f"destination {name!r} is not in the configuration ([[destinations]])")
             return
         root = self.settings.storage.outputs
         by_path: dict[Path, list[DueDelivery]] = defaultdict(list)
         for delivery in deliveries:
             path = root / delivery.path
             if not path.is_file():
-                self._record(delivery, accepted=False, status=None, error=f"output file {delivery.path} is missing")
+                self._record(delivery, accepted=False, status=None, detail=f"output file {delivery.path} is missing")
                 continue
             by_path[path].append(delivery)
         if not by_path:
@@ -94,20 +99,20 @@ class Sender(BackgroundLoop):
         except DestinationError as exc:
             for group in by_path.values():
                 for delivery in group:
-                    self._record(delivery, accepted=False, status=None, error=str(exc))
+                    self._record(delivery, accepted=False, status=None, detail=str(exc))
             return
         outcomes = {outcome.path: outcome for outcome in result.outcomes}
         for path, group in by_path.items():
             outcome = outcomes.get(path)
             for delivery in group:
                 if outcome is None:
-                    self._record(delivery, accepted=False, status=None, error="not sent (no outcome)")
+                    self._record(delivery, accepted=False, status=None, detail="not sent (no outcome)")
                 elif outcome.ok:
-                    self._record(delivery, accepted=True, status=outcome.status, error="")
+                    warning = outcome.status_text if outcome.category == STATUS_WARNING else ""
+                    self._record(delivery, accepted=True, status=outcome.status, detail=warning)
                 else:
-                    status = f"status 0x{outcome.status:04X}" if outcome.status is not None else "no status"
                     self._record(delivery, accepted=False, status=outcome.status,
-                                 error=f"{status} {outcome.error}".strip())
+                                 detail=f"{outcome.status_text} {outcome.error}".strip())
 
     def run_once(self) -> int:
         """Send what is due now; returns how many deliveries were attempted."""

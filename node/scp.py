@@ -40,6 +40,7 @@ from typing import Protocol
 
 from pynetdicom import ALL_TRANSFER_SYNTAXES, Association, evt
 from pynetdicom.sop_class import Verification
+from pynetdicom.status import Status
 
 from sarcoscreen.inference.error_text import error_text
 from sarcoscreen.inference.sop_classes import CT_IMAGE_STORAGE_SOP_CLASSES
@@ -74,8 +75,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# C-STORE response statuses, PS3.4 Table B.2-1.
-STATUS_SUCCESS = 0x0000
+# C-STORE response statuses, PS3.4 Table B.2-1 (pynetdicom names Success only).
+STATUS_SUCCESS = int(Status.SUCCESS)
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_DATASET_MISMATCH = 0xA900
 STATUS_CANNOT_UNDERSTAND = 0xC000

@@ -22,6 +22,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_context, evt
 from pynetdicom.sop_class import Verification
+from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, STORAGE_SERVICE_CLASS_STATUS, code_to_category
 
 from sarcoscreen.inference.dicom_files import find_dicom_files
 from sarcoscreen.inference.error_text import error_text
@@ -78,16 +79,35 @@ def parse_destination(text: str, calling_ae_title: str = "SARCOSCREEN") -> Desti
 
 @dataclass(frozen=True)
 class SendOutcome:
+    """What became of one file: the peer's C-STORE status, or why there is none."""
+
     path: Path
     sop_instance_uid: str | None
     status: int | None
-    """The C-STORE status (0x0000 success, 0xB000/0xB007/0xB006 warnings, others failure); ``None`` when the
-    file was never sent."""
+    """The C-STORE response's Status (PS3.4 Table B.2-1, PS3.7 Annex C); ``None`` when the file was never sent or
+    no response came."""
     error: str = ""
 
     @property
+    def category(self) -> str | None:
+        """The status's category as pynetdicom names it (`pynetdicom.status.code_to_category`: ``"Success"``,
+        ``"Warning"``, ``"Failure"``, ``"Cancel"``, ``"Pending"`` or ``"Unknown"``); ``None`` without a status."""
+        return None if self.status is None else code_to_category(self.status)
+
+    @property
     def ok(self) -> bool:
-        return self.status is not None and (self.status == 0 or self.status >> 12 == 0xB)
+        """The peer stored the instance: Success, or a Warning (stored, with data elements coerced or discarded or
+        the data set not matching the SOP class: PS3.4 B.2.3); a Failure, an unknown status or none is not."""
+        return self.category in (STATUS_SUCCESS, STATUS_WARNING)
+
+    @property
+    def status_text(self) -> str:
+        """``status 0xA700 (Failure, Refused: Out of Resources)`` - the code with its category and, when the
+        Storage Service Class defines it, its meaning (`pynetdicom.status`); ``no status`` without one."""
+        if self.status is None:
+            return "no status"
+        meaning = STORAGE_SERVICE_CLASS_STATUS.get(self.status, ("", ""))[1]
+        return f"status 0x{self.status:04X} ({self.category}{', ' + meaning if meaning else ''})"
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ from pathlib import Path
 import pydicom
 import pytest
 from dicom_peers import dcmtk_storescp, free_port
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import CTImageStorage
 
-from sarcoscreen.node.storage_scu import DestinationError, parse_destination, send_files
+from sarcoscreen.node.storage_scu import DestinationError, SendOutcome, parse_destination, send_files
 
 
 def test_compressed_real_series_arrives_intact(tmp_path: Path, shared_data: Path) -> None:
@@ -87,3 +89,42 @@ def test_a_bad_calling_ae_title_is_a_destination_error() -> None:
     with pytest.raises(DestinationError, match=r"calling AE title .* contains a control character"):
         parse_destination("PACS@pacs:104", calling_ae_title="SARCO\tSCREEN")
     assert parse_destination(" PACS @pacs:104", calling_ae_title="ABCDEFGHIJKLMNOP").ae_title == "PACS"
+
+
+@pytest.mark.parametrize(
+    ("status", "ok", "text"),
+    [
+        (0x0000, True, "status 0x0000 (Success)"),
+        (0xB000, True, "status 0xB000 (Warning, Coercion of Data Elements)"),
+        (0xB007, True, "status 0xB007 (Warning, Data Set Does Not Match SOP Class)"),
+        (0xB006, True, "status 0xB006 (Warning, Element Discarded)"),
+        (0x0107, True, "status 0x0107 (Warning, Attribute List Error)"),  # a general warning, PS3.7 C.4.2
+        (0xA700, False, "status 0xA700 (Failure, Refused: Out of Resources)"),
+        (0xA900, False, "status 0xA900 (Failure, Data Set Does Not Match SOP Class)"),
+        (0xC001, False, "status 0xC001 (Failure, Cannot Understand)"),
+        (0x0110, False, "status 0x0110 (Failure, Processing Failure)"),
+        (0x1234, False, "status 0x1234 (Unknown)"),
+        (None, False, "no status"),
+    ],
+)
+def test_statuses_are_judged_by_their_category(status: int | None, ok: bool, text: str) -> None:
+    outcome = SendOutcome(Path("IM1"), "1.2.3", status)
+    assert outcome.ok is ok
+    assert outcome.status_text == text
+
+
+def test_warnings_count_as_sent_and_failures_do_not(shared_data: Path) -> None:
+    """A peer answering Warning, Failure, Warning: the first and last are stored, the second is to be retried."""
+    answers = iter([0xB000, 0xA700, 0x0107])
+    peer = AE(ae_title="PEER")
+    peer.add_supported_context(CTImageStorage)
+    port = free_port()
+    server = peer.start_server(("127.0.0.1", port), block=False,
+                               evt_handlers=[(evt.EVT_C_STORE, lambda event: next(answers))])
+    try:
+        result = send_files([shared_data / "dcmqi" / "ct-3slice"], parse_destination(f"PEER@127.0.0.1:{port}"))
+    finally:
+        server.shutdown()
+    assert [(o.status, o.ok) for o in result.outcomes] == [(0xB000, True), (0xA700, False), (0x0107, True)]
+    assert result.sent == 2
+    assert [o.status_text for o in result.failed] == ["status 0xA700 (Failure, Refused: Out of Resources)"]
