@@ -141,16 +141,17 @@ class Base(DeclarativeBase):
 
 
 class SeriesState(StrEnum):
-    """Where a series is on its way through the node."""
+    """Where a series is on its way through the node; the transitions are `sarcoscreen.db.series_state`."""
 
     RECEIVING = "receiving"
-    """Instances are arriving; not yet idle for ``network.stable_age_s``."""
-    STABLE = "stable"
-    """Idle long enough: complete, waiting for the routing rules."""
+    """Instances are arriving (or arrived after a decision); not yet idle for ``network.stable_age_s``. A series
+    idle that long is decided in the same transaction, so no state lies between this and the decision (revision
+    0007 dropped ``stable``)."""
     QUEUED = "queued"
     """The routing rules accepted it; a job is queued or running."""
     SKIPPED = "skipped"
-    """The routing rules refused it; ``skip_reason`` says why."""
+    """The routing rules or the worker's gluteal check refused it, or its job was cancelled; ``skip_reason`` says
+    why."""
     PROCESSED = "processed"
     """The latest job finished."""
     FAILED = "failed"

@@ -19,7 +19,8 @@ One table (``jobs``) on either database, no broker:
 * **retry** and **cancel** are the administrator's (``sarcoscreen jobs retry|cancel``).
 
 Time comes from the database server on PostgreSQL (one clock for every machine) and from this host on SQLite
-(one machine). Every state change also writes an event (`sarcoscreen.db.events`).
+(one machine). Every state change also writes an event (`sarcoscreen.db.events`); the job's series follows through
+the transitions of `sarcoscreen.db.series_state` (a newer job decides; a ``receiving`` series keeps receiving).
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ from sarcoscreen.db.models import (
     Output,
     Series,
     SeriesState,
+)
+from sarcoscreen.db.series_state import (
+    series_queued,
+    settle_after_cancel,
+    settle_after_job,
+    settle_after_retry,
 )
 from sarcoscreen.db.session import db_now, session_scope, write_session
 from sarcoscreen.inference.error_text import scrub_text
@@ -97,36 +104,13 @@ def backoff_seconds(attempt: int, base_s: float, max_s: float) -> float:
     return min(max_s, base_s * 2 ** max(0, attempt - 1))
 
 
-def _set_series_state(session: Session, job: Job, state: SeriesState, reason: str | None = None, *,
-                      outcome: bool = False) -> None:
-    """Give the job's series `state`, unless a newer job of the series decides it.
-
-    With `outcome` (the job's own end: done, failed, lease expired) a series that is ``receiving`` keeps that
-    state: instances arrived after it was decided (while the job ran), so the series watcher decides it anew once
-    it is idle - a re-run with every instance, or back to this job's state with re-runs off. Overwriting it would
-    leave the late instances unanalysed for good.
-    """
-    newer = session.execute(
-        select(func.count()).select_from(Job).where(Job.series_id == job.series_id, Job.id > job.id)
-    ).scalar_one()
-    if newer:
-        return
-    values: dict[str, object] = {"state": state}
-    if state is SeriesState.SKIPPED:
-        values["skip_reason"] = reason
-    statement = update(Series).where(Series.id == job.series_id)
-    if outcome:
-        statement = statement.where(Series.state != SeriesState.RECEIVING)
-    session.execute(statement.values(**values))
-
-
 def enqueue(session: Session, series_id: int, *, reason: str, max_attempts: int) -> Job:
     """Add a ``queued`` job for a series (in the caller's transaction) and put the series in state ``queued``."""
     job = Job(series_id=series_id, status=JobStatus.QUEUED, attempts=0, max_attempts=max_attempts,
               next_attempt_at=db_now(session), reason=reason[:256])
     session.add(job)
     session.flush()
-    session.execute(update(Series).where(Series.id == series_id).values(state=SeriesState.QUEUED, skip_reason=None))
+    series_queued(session, series_id)
     record_event(session, "job.queued", f"job {job.id} queued: {reason}", series_id=series_id, job_id=job.id)
     return job
 
@@ -194,7 +178,7 @@ def complete(session: Session, job_id: int, token: str, *, series_state: SeriesS
     job.lease_owner = None
     job.lease_expires_at = None
     job.error = None
-    _set_series_state(session, job, series_state, skip_reason, outcome=True)
+    settle_after_job(session, job, series_state, skip_reason)
     if series_state is SeriesState.SKIPPED:
         record_event(session, "series.skipped", f"job {job.id}: skipped: {skip_reason}", level=EventLevel.WARNING,
                      series_id=job.series_id, job_id=job.id)
@@ -212,7 +196,7 @@ def _end_attempt(session: Session, job: Job, error: str, now: datetime, backoff_
     if permanent or job.attempts >= job.max_attempts:
         job.status = JobStatus.FAILED
         job.finished_at = now
-        _set_series_state(session, job, SeriesState.FAILED, outcome=True)
+        settle_after_job(session, job, SeriesState.FAILED)
         record_event(session, "job.failed", f"job {job.id} failed after attempt {job.attempts} of "
                      f"{job.max_attempts}: {error}", level=EventLevel.ERROR, series_id=job.series_id, job_id=job.id)
         return JobStatus.FAILED
@@ -274,7 +258,7 @@ def retry(engine: Engine, job_id: int) -> str:
             job.next_attempt_at = now
             job.finished_at = None
             job.reason = "retry by user"
-            _set_series_state(session, job, SeriesState.QUEUED)
+            settle_after_retry(session, job)
             record_event(session, "job.retry", f"job {job.id} ({previous}) queued again by a user",
                          series_id=job.series_id, job_id=job.id)
             return f"job {job_id} ({previous}) queued again"
@@ -316,7 +300,7 @@ def cancel(engine: Engine, job_id: int) -> str:
             job.finished_at = now
             job.lease_owner = None
             job.lease_expires_at = None
-            _set_series_state(session, job, SeriesState.SKIPPED, f"job {job.id} cancelled by a user")
+            settle_after_cancel(session, job)
             record_event(session, "job.cancelled", f"job {job.id} ({previous}) cancelled by a user",
                          level=EventLevel.WARNING, series_id=job.series_id, job_id=job.id)
             return f"job {job_id} ({previous}) cancelled"

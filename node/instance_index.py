@@ -7,8 +7,9 @@ indexed under another series raises `InstanceConflictError` and records nothing 
 (the SCP refuses it).
 
 A new instance of a series that had already been decided (queued, skipped, processed, failed) puts the series
-back to ``receiving``: once it is idle again the series watcher decides it anew, and - when
-``network.rerun_on_late_instances`` is on - makes a new job, so an instance arriving late is never lost.
+back to ``receiving`` (`sarcoscreen.db.series_state.back_to_receiving`): once it is idle again the series watcher
+decides it anew, and - when ``network.rerun_on_late_instances`` is on - makes a new job, so an instance arriving
+late is never lost.
 
 Concurrency: on SQLite the transaction starts with ``BEGIN IMMEDIATE``; on PostgreSQL study, series and instance
 rows are inserted with ``ON CONFLICT DO NOTHING`` and the series row is locked (``FOR UPDATE``) while its counters
@@ -42,6 +43,7 @@ from sarcoscreen.db.models import (
     UTCDateTime,
     utcnow,
 )
+from sarcoscreen.db.series_state import NEW_SERIES_STATE, back_to_receiving
 from sarcoscreen.db.session import BEGIN_IMMEDIATE, create_engine_from_url, db_now, write_session
 from sarcoscreen.node.scp import IndexUnavailableError, InstanceConflictError, ReceivedInstance
 
@@ -107,7 +109,7 @@ def _series_id(session: Session, instance: ReceivedInstance, study_id: int) -> i
         "instance_count": 0,
         "first_received_at": now,
         "last_received_at": now,
-        "state": SeriesState.RECEIVING,
+        "state": NEW_SERIES_STATE,
     }, "series_instance_uid")
     return session.execute(select(Series.id).where(Series.series_instance_uid == instance.series_instance_uid)
                            ).scalar_one()
@@ -143,16 +145,12 @@ def _resent(session: Session, instance: ReceivedInstance, series_id: int) -> Non
 
 def _reopen(session: Session, series_id: int, why: str, *, count: bool) -> None:
     """Put a series back to ``receiving`` (it will be decided again once idle); `count`: one more instance."""
-    now = _now(session)
-    previous = session.execute(select(Series.state).where(Series.id == series_id).with_for_update()).scalar_one()
-    values: dict[str, Any] = {"last_received_at": now, "state": SeriesState.RECEIVING}
+    back_to_receiving(session, series_id, why)
+    values: dict[str, Any] = {"last_received_at": _now(session)}
     if count:
         values["instance_count"] = Series.instance_count + 1
     session.execute(update(Series).where(Series.id == series_id).values(**values)
                     .execution_options(synchronize_session=False))
-    if previous is not SeriesState.RECEIVING:
-        record_event(session, "series.receiving", f"{why} after the series was {previous.value}; the series will be "
-                     "decided again once it is idle", series_id=series_id)
 
 
 @dataclass(frozen=True)

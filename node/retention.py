@@ -42,8 +42,8 @@ from sarcoscreen.db.models import (
     JobStatus,
     Output,
     Series,
-    SeriesState,
 )
+from sarcoscreen.db.series_state import SETTLED_STATES
 from sarcoscreen.db.session import db_now, session_scope, write_session
 from sarcoscreen.node.background_loop import BackgroundLoop
 from sarcoscreen.node.config import Settings
@@ -56,7 +56,6 @@ logger = logging.getLogger(__name__)
 _BATCH = 50
 """Series (or jobs) purged per transaction: keeps the SQLite write lock short for the SCP's index."""
 
-_DECIDED = (SeriesState.PROCESSED, SeriesState.SKIPPED, SeriesState.FAILED)
 _ACTIVE_JOBS = (JobStatus.QUEUED, JobStatus.RUNNING)
 _FINISHED_JOBS = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
 _UNSENT = (DeliveryStatus.PENDING, DeliveryStatus.FAILED)
@@ -114,7 +113,8 @@ def _expired_series(session: Session, days: float, limit: int | None) -> list[Se
     cutoff = db_now(session) - timedelta(days=days)
     active = exists().where(Job.series_id == Series.id, Job.status.in_(_ACTIVE_JOBS))
     with_files = exists().where(Instance.series_id == Series.id, Instance.state.in_(_WITH_FILE))
-    query = (select(Series).where(Series.state.in_(_DECIDED), Series.last_received_at <= cutoff, ~active, with_files)
+    query = (select(Series)
+             .where(Series.state.in_(SETTLED_STATES), Series.last_received_at <= cutoff, ~active, with_files)
              .order_by(Series.last_received_at, Series.id))
     if limit is not None:
         query = query.limit(limit).with_for_update(skip_locked=True)

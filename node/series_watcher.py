@@ -21,7 +21,8 @@ first round on what had arrived.
 
 The round's read and writes are one transaction (``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL), so an instance indexed meanwhile either is seen by the round or puts the series back to
-``receiving`` after it. The watcher also returns jobs whose worker died to the queue (`reap_expired`).
+``receiving`` after it. The watcher also returns jobs whose worker died to the queue (`reap_expired`). Every
+change of a series' state is a transition of `sarcoscreen.db.series_state`.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from sarcoscreen.db.models import (
     Study,
 )
 from sarcoscreen.db.queue import enqueue, reap_expired
+from sarcoscreen.db.series_state import back_to_job_state, series_queued, series_skipped
 from sarcoscreen.db.session import db_now, write_session
 from sarcoscreen.node.background_loop import BackgroundLoop
 from sarcoscreen.node.config import Settings
@@ -56,14 +58,6 @@ logger = logging.getLogger(__name__)
 
 _ROUND_LIMIT = 50
 """Series decided per round (keeps one transaction short)."""
-
-_STATE_OF_JOB = {
-    JobStatus.DONE: SeriesState.PROCESSED,
-    JobStatus.FAILED: SeriesState.FAILED,
-    JobStatus.RUNNING: SeriesState.QUEUED,
-    JobStatus.QUEUED: SeriesState.QUEUED,
-    JobStatus.CANCELLED: SeriesState.SKIPPED,
-}
 
 
 @dataclass(frozen=True)
@@ -109,8 +103,7 @@ def summarise(session: Session, series: Series) -> SeriesSummary:
 
 def _skip(session: Session, series: Series, decision: Decision) -> StabilityOutcome:
     reason = "; ".join(decision.reasons)
-    series.state = SeriesState.SKIPPED
-    series.skip_reason = reason
+    series_skipped(session, series.id, reason)
     record_event(session, "series.skipped", f"skipped by the routing rules: {reason}", level=EventLevel.WARNING,
                  series_id=series.id)
     return StabilityOutcome(series.series_instance_uid, "skipped", reason)
@@ -136,7 +129,7 @@ def _decide_one(session: Session, series: Series, rules: RoutingRules, rerun_on_
                       "slices)", max_attempts=max_attempts)
         return StabilityOutcome(uid, "queued", f"job {job.id}")
     if latest.status is JobStatus.QUEUED:
-        series.state = SeriesState.QUEUED
+        series_queued(session, series.id)
         record_event(session, "series.stable", f"stable again with {summary.instances} instances; job {latest.id} "
                      "has not started and will load them all", series_id=series.id, job_id=latest.id)
         return StabilityOutcome(uid, "kept", f"job {latest.id} not started yet")
@@ -146,9 +139,7 @@ def _decide_one(session: Session, series: Series, rules: RoutingRules, rerun_on_
         job = enqueue(session, series.id, reason=f"late instances: {late} more than job {latest.id} "
                       f"({latest.status.value}) analysed", max_attempts=max_attempts)
         return StabilityOutcome(uid, "queued", f"job {job.id} (re-run after job {latest.id})")
-    series.state = _STATE_OF_JOB[latest.status]
-    if series.state is SeriesState.SKIPPED:
-        series.skip_reason = f"job {latest.id} cancelled"
+    back_to_job_state(session, series.id, latest)
     record_event(session, "series.not_rerun", f"{summary.instances} instances now; late instances not analysed "
                  f"(network.rerun_on_late_instances is off); latest job {latest.id} is {latest.status.value}",
                  level=EventLevel.WARNING, series_id=series.id, job_id=latest.id)

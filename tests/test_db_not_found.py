@@ -61,6 +61,6 @@ def test_not_found_is_stored_and_0005_holds_it_as_not_in_scan(empty_url: str) ->
         with pytest.raises(IntegrityError), engine.begin() as connection:
             connection.execute(_INSERT, {"job": job_id, "group": "above_knee", "completeness": "not found"})
         migrate.upgrade(empty_url)
-        assert migrate.current(empty_url) == migrate.head() == "0006"
+        assert migrate.current(empty_url) == migrate.head()
     finally:
         engine.dispose()

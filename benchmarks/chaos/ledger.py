@@ -39,7 +39,7 @@ from sarcoscreen.db.models import (
 __all__ = ["DeliveryLedger", "IdleState", "InstanceLedger", "delivery_ledger", "idle_state", "instance_ledger",
            "wait_idle"]
 
-_UNDECIDED = (SeriesState.RECEIVING, SeriesState.STABLE)
+_UNDECIDED = (SeriesState.RECEIVING,)
 
 
 @dataclass(frozen=True)
