@@ -43,7 +43,7 @@ from pydicom.uid import generate_uid
 from pynetdicom.dsutils import encode_file_meta
 
 from sarcoscreen.db.migrate import upgrade
-from sarcoscreen.node.instance_index import SqlInstanceIndex, index_engine
+from sarcoscreen.node.instance_index import SqlInstanceIndex, open_index_db
 from sarcoscreen.node.received_header import dataset_attributes
 from sarcoscreen.node.scp import instance_from_header, read_header
 from sarcoscreen.node.spool import Spool
@@ -92,7 +92,7 @@ def main() -> None:
         url = make_url(args.postgres).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
             hide_password=False)
     upgrade(url)
-    engine = index_engine(url)
+    engine = open_index_db(url)
     index = SqlInstanceIndex(engine)
     spool = Spool(folder / "spool", folder / "quarantine")
     bare_folder = folder / "bare"

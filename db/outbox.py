@@ -76,9 +76,9 @@ def add_deliveries(session: Session, outputs: Iterable[Output], destinations: Se
     return count
 
 
-def claim_due(engine: Engine, *, hold_s: float, limit: int = 100) -> list[DueDelivery]:
+def claim_due(db: Engine, *, hold_s: float, limit: int = 100) -> list[DueDelivery]:
     """Pending deliveries that are due, held for `hold_s` seconds by this sender."""
-    with write_session(engine) as session:
+    with write_session(db) as session:
         now = db_now(session)
         rows = session.execute(
             select(Delivery)
@@ -99,10 +99,10 @@ def claim_due(engine: Engine, *, hold_s: float, limit: int = 100) -> list[DueDel
         return due
 
 
-def record_outcome(engine: Engine, delivery: DueDelivery, *, accepted: bool, status_code: int | None, error: str,
+def record_outcome(db: Engine, delivery: DueDelivery, *, accepted: bool, status_code: int | None, error: str,
                    retry_s: float, retry_max_s: float, max_attempts: int) -> DeliveryStatus:
     """Store one attempt's outcome; returns the delivery's new status."""
-    with write_session(engine) as session:
+    with write_session(db) as session:
         row = session.execute(select(Delivery).where(Delivery.id == delivery.id).with_for_update()
                               ).scalar_one_or_none()
         if row is None or row.status is not DeliveryStatus.PENDING:

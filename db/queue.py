@@ -115,10 +115,10 @@ def enqueue(session: Session, series_id: int, *, reason: str, max_attempts: int)
     return job
 
 
-def claim(engine: Engine, lease_s: float, token: str | None = None) -> ClaimedJob | None:
+def claim(db: Engine, lease_s: float, token: str | None = None) -> ClaimedJob | None:
     """Claim the next due job under a lease of `lease_s` seconds; ``None`` when nothing is due."""
     token = token or new_lease_token()
-    with write_session(engine) as session:
+    with write_session(db) as session:
         now = db_now(session)
         job = session.execute(
             select(Job)
@@ -143,9 +143,9 @@ def claim(engine: Engine, lease_s: float, token: str | None = None) -> ClaimedJo
         return ClaimedJob(job.id, job.series_id, series_uid, job.attempts, job.max_attempts, token, expires)
 
 
-def heartbeat(engine: Engine, job_id: int, token: str, lease_s: float) -> bool:
+def heartbeat(db: Engine, job_id: int, token: str, lease_s: float) -> bool:
     """Renew the lease; ``False`` when the job is no longer this claim's (stop working on it)."""
-    with session_scope(engine) as session:
+    with session_scope(db) as session:
         now = db_now(session)
         result = session.execute(
             update(Job)
@@ -208,20 +208,20 @@ def _end_attempt(session: Session, job: Job, error: str, now: datetime, backoff_
     return JobStatus.QUEUED
 
 
-def fail(engine: Engine, job_id: int, token: str, error: str, *, backoff_s: float, backoff_max_s: float,
+def fail(db: Engine, job_id: int, token: str, error: str, *, backoff_s: float, backoff_max_s: float,
          permanent: bool = False) -> JobStatus:
     """End the current attempt with `error`: ``queued`` again after the backoff, or ``failed`` after the last
     attempt (or at once when `permanent`). Returns the new status; `LeaseLostError` if the claim is gone."""
-    with write_session(engine) as session:
+    with write_session(db) as session:
         job = _held(session, job_id, token)
         return _end_attempt(session, job, error, db_now(session), backoff_s, backoff_max_s, permanent)
 
 
-def reap_expired(engine: Engine, *, backoff_s: float, backoff_max_s: float) -> list[tuple[int, JobStatus]]:
+def reap_expired(db: Engine, *, backoff_s: float, backoff_max_s: float) -> list[tuple[int, JobStatus]]:
     """Running jobs whose lease expired (their worker died or hangs): a failed attempt each. Returns
     ``(job id, new status)`` pairs."""
     outcomes: list[tuple[int, JobStatus]] = []
-    with write_session(engine) as session:
+    with write_session(db) as session:
         now = db_now(session)
         expired = session.execute(
             select(Job)
@@ -243,10 +243,10 @@ def _deliveries_of(session: Session, job_id: int, statuses: tuple[DeliveryStatus
     ).scalars())
 
 
-def retry(engine: Engine, job_id: int) -> str:
+def retry(db: Engine, job_id: int) -> str:
     """An administrator's retry: a ``failed`` or ``cancelled`` job is queued again with fresh attempts; for a
     ``done`` job, its failed or cancelled deliveries are due again. Returns what was done, in words."""
-    with write_session(engine) as session:
+    with write_session(db) as session:
         job = session.execute(select(Job).where(Job.id == job_id).with_for_update()).scalar_one_or_none()
         if job is None:
             raise JobStateError(f"there is no job {job_id}")
@@ -282,10 +282,10 @@ def retry(engine: Engine, job_id: int) -> str:
         raise JobStateError(f"job {job_id} is {job.status.value}: only failed, cancelled or done jobs are retried")
 
 
-def cancel(engine: Engine, job_id: int) -> str:
+def cancel(db: Engine, job_id: int) -> str:
     """An administrator's cancel: a ``queued`` or ``running`` job is ``cancelled`` (a running worker notices at
     its next heartbeat and its results are discarded); unsent deliveries of a job are cancelled too."""
-    with write_session(engine) as session:
+    with write_session(db) as session:
         job = session.execute(select(Job).where(Job.id == job_id).with_for_update()).scalar_one_or_none()
         if job is None:
             raise JobStateError(f"there is no job {job_id}")

@@ -47,7 +47,7 @@ from sarcoscreen.db.series_state import NEW_SERIES_STATE, back_to_receiving
 from sarcoscreen.db.session import BEGIN_IMMEDIATE, create_engine_from_url, db_now, write_session
 from sarcoscreen.node.scp import IndexUnavailableError, InstanceConflictError, ReceivedInstance
 
-__all__ = ["SqlInstanceIndex", "index_engine", "index_instance"]
+__all__ = ["SqlInstanceIndex", "index_instance", "open_index_db"]
 
 logger = logging.getLogger(__name__)
 
@@ -224,15 +224,15 @@ def index_instance(session: Session, instance: ReceivedInstance, *,
     return True, ids
 
 
-def index_engine(url: str) -> Engine:
-    """The engine the SCP indexes with. On SQLite its connections use ``synchronous=NORMAL``: in WAL mode a commit
-    then no longer waits for the disk (the WAL is synced at checkpoints). The instance file itself is fsynced in
-    the spool before the row is written, and the start-up reconciliation indexes any spool file whose row a power
-    failure lost, so no acknowledged instance can be lost; the database stays consistent either way."""
-    engine = create_engine_from_url(url)
-    if engine.dialect.name == "sqlite":
+def open_index_db(url: str) -> Engine:
+    """The database connection pool the SCP indexes with. On SQLite its connections use ``synchronous=NORMAL``: in
+    WAL mode a commit then no longer waits for the disk (the WAL is synced at checkpoints). The instance file itself
+    is fsynced in the spool before the row is written, and the start-up reconciliation indexes any spool file whose
+    row a power failure lost, so no acknowledged instance can be lost; the database stays consistent either way."""
+    db = create_engine_from_url(url)
+    if db.dialect.name == "sqlite":
 
-        @event.listens_for(engine, "connect")
+        @event.listens_for(db, "connect")
         def _normal_sync(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             try:
@@ -240,7 +240,7 @@ def index_engine(url: str) -> Engine:
             finally:
                 cursor.close()
 
-    return engine
+    return db
 
 
 class SqlInstanceIndex:
@@ -255,10 +255,10 @@ class SqlInstanceIndex:
 
     _CACHE_SIZE = 1024
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._writer = engine.execution_options(**{BEGIN_IMMEDIATE: True})
-        self._statements = _statements(engine.dialect.name)
+    def __init__(self, db: Engine) -> None:
+        self.db = db
+        self._writer = db.execution_options(**{BEGIN_IMMEDIATE: True})
+        self._statements = _statements(db.dialect.name)
         self._ids: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
 
@@ -274,12 +274,12 @@ class SqlInstanceIndex:
                 except IntegrityError:  # the cached series is gone
                     cached = None
             try:
-                with write_session(self.engine) as session:
+                with write_session(self.db) as session:
                     _, ids = index_instance(session, instance, ids=cached)
             except IntegrityError:
                 if cached is None:
                     raise
-                with write_session(self.engine) as session:
+                with write_session(self.db) as session:
                     _, ids = index_instance(session, instance)
         except InstanceConflictError as conflict:
             self._record_conflict(conflict, instance)
@@ -299,7 +299,7 @@ class SqlInstanceIndex:
                    f"from {instance.calling_ae_title or 'an unknown AE'}: refused, that SOP Instance UID is stored "
                    "under this series (the first copy is kept; the data set received is in the quarantine)")
         try:
-            with write_session(self.engine) as session:
+            with write_session(self.db) as session:
                 record_event(session, "instance.conflict", message, level=EventLevel.WARNING,
                              series_id=conflict.stored_series_id)
         except SQLAlchemyError as exc:

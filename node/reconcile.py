@@ -144,10 +144,10 @@ def _received_before(spool: Spool, one: ReceivedInstance, other: ReceivedInstanc
     return spool.path_of(one.relative_path).stat().st_mtime_ns < spool.path_of(other.relative_path).stat().st_mtime_ns
 
 
-def reconcile(engine: Engine, spool: Spool, *, verify_checksums: bool = False) -> ReconcileReport:
+def reconcile(db: Engine, spool: Spool, *, verify_checksums: bool = False) -> ReconcileReport:
     """Bring the index in line with the spool; see the module docstring."""
     report = ReconcileReport(incomplete_removed=spool.discard_incomplete())
-    with write_session(engine) as session:
+    with write_session(db) as session:
         rows = {row.spool_path: row for row in session.execute(
             select(Instance.id, Instance.spool_path, Instance.size_bytes, Instance.sha256, Instance.state,
                    Instance.series_id, Instance.sop_instance_uid, Series.series_instance_uid)
@@ -181,7 +181,7 @@ def reconcile(engine: Engine, spool: Spool, *, verify_checksums: bool = False) -
     series_of: dict[str, int] = {uid: row.series_id for uid, row in indexed.items()}
     ordered = list(pending.values())
     for start in range(0, len(ordered), _BATCH):
-        with write_session(engine) as session:
+        with write_session(db) as session:
             for instance in ordered[start:start + _BATCH]:
                 new, (_, series_id) = index_instance(session, instance)
                 report.indexed += new
@@ -205,7 +205,7 @@ def reconcile(engine: Engine, spool: Spool, *, verify_checksums: bool = False) -
             updates[row.id] = (InstanceState.STORED, row.series_id)
             report.restored += 1
     if updates or report.changes:
-        with write_session(engine) as session:
+        with write_session(db) as session:
             for instance_id, (state, _) in updates.items():
                 session.get_one(Instance, instance_id).state = state
             per_series: dict[int, dict[InstanceState, int]] = {}

@@ -84,15 +84,15 @@ class RetentionReport:
         return text
 
 
-def purge_expired(engine: Engine, settings: Settings, *, dry_run: bool = False) -> RetentionReport:
+def purge_expired(db: Engine, settings: Settings, *, dry_run: bool = False) -> RetentionReport:
     """One sweep: everything whose retention period has ended (see the module docstring)."""
     report = RetentionReport(dry_run=dry_run)
     storage = settings.storage
     if storage.retention_days > 0 and _can_delete_in(storage.spool, "the spool", "files", report):
-        _purge_series(engine, storage.spool, storage.retention_days, report)
+        _purge_series(db, storage.spool, storage.retention_days, report)
     if storage.outputs_retention_days > 0 and _can_delete_in(storage.outputs, "the outputs folder", "folders",
                                                              report):
-        _purge_outputs(engine, storage.outputs, storage.outputs_retention_days, report)
+        _purge_outputs(db, storage.outputs, storage.outputs_retention_days, report)
     if report.series or report.jobs or report.errors:
         logger.info(report.summary())
     return report
@@ -121,9 +121,9 @@ def _expired_series(session: Session, days: float, limit: int | None) -> list[Se
     return list(session.execute(query).scalars())
 
 
-def _purge_series(engine: Engine, spool: Path, days: float, report: RetentionReport) -> None:
+def _purge_series(db: Engine, spool: Path, days: float, report: RetentionReport) -> None:
     if report.dry_run:
-        with session_scope(engine) as session:
+        with session_scope(db) as session:
             for series in _expired_series(session, days, None):
                 report.series += 1
                 report.instances += session.execute(select(func.count()).where(
@@ -131,7 +131,7 @@ def _purge_series(engine: Engine, spool: Path, days: float, report: RetentionRep
         return
     while True:
         files: list[Path] = []
-        with write_session(engine) as session:
+        with write_session(db) as session:
             batch = _expired_series(session, days, _BATCH)
             for series in batch:
                 rows = session.execute(select(Instance).where(
@@ -167,14 +167,14 @@ def _expired_jobs(session: Session, days: float, limit: int | None) -> list[tupl
                                        ).scalars())) for job in jobs]
 
 
-def _purge_outputs(engine: Engine, outputs_root: Path, days: float, report: RetentionReport) -> None:
+def _purge_outputs(db: Engine, outputs_root: Path, days: float, report: RetentionReport) -> None:
     if report.dry_run:
-        with session_scope(engine) as session:
+        with session_scope(db) as session:
             report.jobs += len(_expired_jobs(session, days, None))
         return
     while True:
         folders: list[Path] = []
-        with write_session(engine) as session:
+        with write_session(db) as session:
             batch = _expired_jobs(session, days, _BATCH)
             now = db_now(session)
             for job, outputs in batch:
@@ -216,13 +216,13 @@ class RetentionSweeper(BackgroundLoop):
 
     name = "retention"
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    def __init__(self, db: Engine, settings: Settings) -> None:
         super().__init__()
-        self.engine = engine
+        self.db = db
         self.settings = settings
 
     def run_once(self) -> RetentionReport:
-        return purge_expired(self.engine, self.settings)
+        return purge_expired(self.db, self.settings)
 
     def interval_s(self) -> float:
         return self.settings.storage.retention_check_s

@@ -146,7 +146,7 @@ def _decide_one(session: Session, series: Series, rules: RoutingRules, rerun_on_
     return StabilityOutcome(uid, "not re-run", f"job {latest.id} stays the latest")
 
 
-def decide_stable_series(engine: Engine, *, stable_age_s: float, rules: RoutingRules, rerun_on_late_instances: bool,
+def decide_stable_series(db: Engine, *, stable_age_s: float, rules: RoutingRules, rerun_on_late_instances: bool,
                          max_attempts: int, receiving_since: datetime | None = None) -> list[StabilityOutcome]:
     """One round: decide every series idle for `stable_age_s` seconds (at most a batch per round).
 
@@ -154,7 +154,7 @@ def decide_stable_series(engine: Engine, *, stable_age_s: float, rules: RoutingR
     transfer the node's stop or crash interrupted is resent after the start - so nothing is decided until the
     node has listened for `stable_age_s`.
     """
-    with write_session(engine) as session:
+    with write_session(db) as session:
         cutoff = db_now(session) - timedelta(seconds=stable_age_s)
         if receiving_since is not None and receiving_since > cutoff:
             return []
@@ -177,9 +177,9 @@ class SeriesWatcher(BackgroundLoop):
 
     name = "series-watcher"
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    def __init__(self, db: Engine, settings: Settings) -> None:
         super().__init__()
-        self.engine = engine
+        self.db = db
         self.settings = settings
         self.rules = routing_rules_from(settings)
         self.started_at: datetime | None = None
@@ -191,10 +191,10 @@ class SeriesWatcher(BackgroundLoop):
     def run_once(self) -> list[StabilityOutcome]:
         queue = self.settings.queue
         if self.started_at is None:
-            with Session(self.engine) as session:
+            with Session(self.db) as session:
                 self.started_at = db_now(session)
-        for job_id, status in reap_expired(self.engine, backoff_s=queue.backoff_s, backoff_max_s=queue.backoff_max_s):
+        for job_id, status in reap_expired(self.db, backoff_s=queue.backoff_s, backoff_max_s=queue.backoff_max_s):
             logger.warning("job %d: lease expired (worker gone); now %s", job_id, status.value)
-        return decide_stable_series(self.engine, stable_age_s=self.settings.network.stable_age_s, rules=self.rules,
+        return decide_stable_series(self.db, stable_age_s=self.settings.network.stable_age_s, rules=self.rules,
                                     rerun_on_late_instances=self.settings.network.rerun_on_late_instances,
                                     max_attempts=queue.max_attempts, receiving_since=self.started_at)

@@ -25,7 +25,7 @@ from sarcoscreen.db.migrate import ensure_schema
 from sarcoscreen.db.session import create_engine_from_url, mask_url
 from sarcoscreen.node.config import Settings
 from sarcoscreen.node.delivery import Sender
-from sarcoscreen.node.instance_index import SqlInstanceIndex, index_engine
+from sarcoscreen.node.instance_index import SqlInstanceIndex, open_index_db
 from sarcoscreen.node.reconcile import reconcile
 from sarcoscreen.node.retention import RetentionSweeper
 from sarcoscreen.node.scp import StorageSCP
@@ -91,7 +91,7 @@ class NodeService:
             raise ServiceError(str(exc)) from None
         self.watcher = SeriesWatcher(self.db, settings)
         self.retention = RetentionSweeper(self.db, settings)
-        self.index_db = index_engine(settings.database_url)
+        self.index_db = open_index_db(settings.database_url)
         self.scp = StorageSCP(
             spool, SqlInstanceIndex(self.index_db), ae_title=network.ae_title, host=network.host, port=network.port,
             max_associations=network.max_associations, max_pdu_bytes=network.max_pdu_bytes,

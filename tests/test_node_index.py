@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from sarcoscreen.db.models import Event, Instance, InstanceState, JobStatus, Series, SeriesState, Study
 from sarcoscreen.db.queue import claim, complete
 from sarcoscreen.db.session import write_session
-from sarcoscreen.node.instance_index import SqlInstanceIndex, index_engine
+from sarcoscreen.node.instance_index import SqlInstanceIndex, open_index_db
 from sarcoscreen.node.reconcile import reconcile
 from sarcoscreen.node.routing import RoutingRules
 from sarcoscreen.node.scp import STATUS_SOP_INSTANCE_CONFLICT, StorageSCP
@@ -50,7 +50,7 @@ def test_storescu_to_the_scp_indexes_once_and_reopens_a_decided_series(db_url: s
     series = write_ct_series(tmp_path / "ct", 6, Modality="CT", PatientID="P-77", PatientSex="M",
                              PatientSize="1.81", StudyDate="20260105", AccessionNumber="A-1", BodyPartExamined="HIP")
     spool = Spool(tmp_path / "spool", tmp_path / "quarantine")
-    index_db = index_engine(db_url)
+    index_db = open_index_db(db_url)
     scp = StorageSCP(spool, SqlInstanceIndex(index_db), ae_title="SARCO", host="127.0.0.1", port=free_port())
     scp.start()
     try:
@@ -229,7 +229,7 @@ def test_the_same_sop_instance_uid_under_another_series_is_refused_and_recorded(
     second = write_ct_series(tmp_path / "b", 1, rows=4, columns=4, Modality="CT")
     copy = _under_series(first.files[0], tmp_path / "b2" / "copy.dcm", second.series_instance_uid)
     spool = Spool(tmp_path / "spool", tmp_path / "quarantine")
-    index_db = index_engine(db_url)
+    index_db = open_index_db(db_url)
     scp = StorageSCP(spool, SqlInstanceIndex(index_db), ae_title="SARCO", host="127.0.0.1", port=free_port())
     scp.start()
     try:

@@ -23,7 +23,7 @@ from sarcoscreen.db import migrate
 from sarcoscreen.db.models import Event, EventLevel, Instance, InstanceState
 from sarcoscreen.inference.file_modes import FileWriteError
 from sarcoscreen.node.config import Settings
-from sarcoscreen.node.instance_index import SqlInstanceIndex, index_engine
+from sarcoscreen.node.instance_index import SqlInstanceIndex, open_index_db
 from sarcoscreen.node.reconcile import reconcile
 from sarcoscreen.node.scp import StorageSCP
 from sarcoscreen.node.service import NodeService
@@ -80,7 +80,7 @@ def test_a_read_only_spool_refuses_new_instances_and_loses_nothing(tmp_path: Pat
         kept = data / "spool" / series.series_instance_uid / f"{series.sop_instance_uids[0]}.dcm"
         assert pydicom.dcmread(kept).SOPInstanceUID == series.sop_instance_uids[0]
         assert sorted(p.name for p in (data / "spool").rglob("*.dcm")) == [kept.name]
-        engine = index_engine(settings.database_url)
+        engine = open_index_db(settings.database_url)
         try:
             indexed = rows(engine, select(Instance.state))
         finally:
@@ -167,7 +167,7 @@ def test_a_full_disk_under_the_database_refuses_and_keeps_the_instance(tmp_path:
     with small_filesystem(tmp_path / "db", 2048) as folder:
         url = f"sqlite:///{folder / 'sarcoscreen.db'}"
         migrate.upgrade(url)
-        engine = index_engine(url)
+        engine = open_index_db(url)
         scp = StorageSCP(spool, SqlInstanceIndex(engine), ae_title="SARCO", host="127.0.0.1", port=free_port())
         scp.start()
         try:
