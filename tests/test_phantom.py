@@ -16,7 +16,6 @@ from sarcoscreen.inference.engines.labelmap import align_to_volume
 from sarcoscreen.inference.phantom import (
     PhantomParameterError,
     PhantomParameters,
-    _geometry,
     build_anatomy,
     crop_phantom,
     label_volume,
@@ -25,6 +24,7 @@ from sarcoscreen.inference.phantom import (
 from sarcoscreen.inference.phantom.ct_values import metal_streaks
 from sarcoscreen.inference.phantom.geometry import Grid
 from sarcoscreen.inference.phantom.ground_truth import DENSITY_RULES, ENGINE_LANDMARKS
+from sarcoscreen.inference.phantom.procedural import scan_geometry
 from sarcoscreen.inference.phantom.rasterize import rasterize_slice
 from sarcoscreen.inference.series_loader import load_series
 from sarcoscreen.inference.volume import Volume
@@ -365,12 +365,11 @@ def test_dicom_headers(hip: Path) -> None:
 
 
 def test_dciodvfy_reports_no_errors(hip: Path) -> None:
-    import shutil
     import subprocess
 
-    tool = shutil.which("dciodvfy")
-    if tool is None:
-        pytest.skip("dciodvfy (dicom3tools) not installed")
+    from dcmtk import dicom3tools_tool
+
+    tool = dicom3tools_tool("dciodvfy")
     path = sorted((hip / "dicom").glob("*.dcm"))[5]
     run = subprocess.run([tool, str(path)], capture_output=True, text=True, check=False)
     report = run.stdout + run.stderr
@@ -465,7 +464,7 @@ def test_a_prosthesis_replaces_bone_and_leaves_muscle_labels_alone() -> None:
     none = PhantomParameters(matrix=128, metal_hip="none")
     both = PhantomParameters(matrix=128, metal_hip="both")
     anatomy_none, anatomy_both = build_anatomy(none), build_anatomy(both)
-    geometry = _geometry(anatomy_both)
+    geometry = scan_geometry(anatomy_both)
     anatomy_none.table_y = anatomy_both.table_y
     x, y = geometry.column_x(), geometry.row_y()
     muscles = [s.label for s in CATALOGUE.muscles()]
@@ -490,7 +489,7 @@ def test_a_prosthesis_replaces_bone_and_leaves_muscle_labels_alone() -> None:
 
 def test_the_streaks_of_two_prostheses_darken_the_band_between_them() -> None:
     anatomy = build_anatomy(PhantomParameters(matrix=128, metal_hip="both"))
-    geometry = _geometry(anatomy)
+    geometry = scan_geometry(anatomy)
     x, y = geometry.column_x(), geometry.row_y()
     grid = Grid(x, y, anatomy.landmarks.femoral_head_centre + 10.0)
     implants = rasterize_slice(anatomy, grid).implants
