@@ -1,15 +1,14 @@
-"""Real DICOM peers for tests: dcmtk's storescp, started on a free loopback port."""
+"""Real DICOM peers for tests: dcmtk's storescp (tests/dcmtk.py finds it), started on a free loopback port."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from dcmtk import dcmtk_tool
 
 from sarcoscreen.node.loopback import free_port, wait_for_port
 
@@ -27,11 +26,10 @@ class StoreSCP:
 @contextmanager
 def dcmtk_storescp(folder: Path, ae_title: str = "STORESCP", accept_all: bool = True) -> Iterator[StoreSCP]:
     """dcmtk storescp writing what it receives into `folder`; skips the test when dcmtk is not installed."""
-    if shutil.which("storescp") is None:
-        pytest.skip("dcmtk storescp is not installed (scripts/install-system-deps.sh installs it)")
+    tool = dcmtk_tool("storescp")
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    args = ["storescp", "--aetitle", ae_title, "--output-directory", str(folder)]
+    args = [tool, "--aetitle", ae_title, "--output-directory", str(folder)]
     if accept_all:
         args.append("+xa")  # accept all supported transfer syntaxes, compressed ones too
     process = subprocess.Popen([*args, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,11 +188,3 @@ def node_process(config: NodeConfig, command: str = "run", *extra: str, wait_por
                 process.wait(timeout=10)
         handle.close()
 
-
-def storescu(port: int, files: Sequence[Path], *, calling: str = "SCANNER", called: str = "SARCO",
-             extra: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
-    """dcmtk storescu, its stdout and stderr together in ``stdout`` (TCP_NODELAY=1: without it, Nagle's algorithm
-    in dcmtk delays each C-STORE by the peer's delayed ACK, ~40 ms)."""
-    return subprocess.run(["storescu", "-v", *extra, "-aet", calling, "-aec", called, "127.0.0.1", str(port),
-                           *map(str, files)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=300, check=False, env={**os.environ, "TCP_NODELAY": "1"})

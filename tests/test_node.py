@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -20,8 +19,9 @@ import pydicom
 import pytest
 from certificates import make_pki
 from ct_series_factory import write_ct_series
+from dcmtk import CALLING_AE_TITLE_NOT_RECOGNIZED, dcmtk_tool, echoscu, requires_dcmtk, storescu
 from dicom_peers import dcmtk_storescp, free_port, wait_for_port
-from node_support import SARCOSCREEN, NodeConfig, deliveries_of, jobs_of, node_process, rows, storescu, wait_for
+from node_support import SARCOSCREEN, NodeConfig, deliveries_of, jobs_of, node_process, rows, wait_for
 from orthanc_peer import orthanc
 from pydicom.uid import JPEGLSLossless
 from sqlalchemy import Engine, select
@@ -31,7 +31,7 @@ from sarcoscreen.inference.phantom import PhantomParameters, make_phantom
 from sarcoscreen.inference.phantom.parameters import Fov
 
 pytestmark = [
-    pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk is not installed"),
+    requires_dcmtk("storescu", "echoscu", "storescp"),
     pytest.mark.slow,
 ]
 
@@ -113,15 +113,12 @@ def test_the_node_end_to_end(db_url: str, series: dict[str, SentSeries], tmp_pat
             {"name": "orthanc", "ae_title": pacs.ae_title, "host": "127.0.0.1", "port": pacs.dicom_port},
         ], sections={"network": {"allowed_calling": ["SCANNER", "SARCOSCREEN@127.0.0.1"]}})
         with node_process(config, "run") as node:
-            echo = subprocess.run(["echoscu", "-aet", "SCANNER", "-aec", "SARCO", "127.0.0.1", str(config.port)],
-                                  capture_output=True, text=True, timeout=30, check=False)
-            assert echo.returncode == 0, echo.stdout + echo.stderr
-            rejected = storescu(config.port, series["hip"].files[:1], calling="INTRUDER").stdout
-            assert "Association Rejected" in rejected
-            assert "Calling AE Title Not Recognized" in rejected
+            assert echoscu(config.port, calling="SCANNER").statuses == [0x0000]
+            rejected = storescu(config.port, series["hip"].files[:1], calling="INTRUDER")
+            assert (rejected.association, rejected.rejection) == ("rejected", CALLING_AE_TITLE_NOT_RECOGNIZED)
             for name, extra in (("hip", ()), ("jpegls", ("-xt",)), ("small", ())):
-                output = storescu(config.port, series[name].files, extra=extra).stdout
-                assert output.count("Received Store Response (Success)") == len(series[name].files), output
+                sent = storescu(config.port, series[name].files, extra=extra)
+                assert sent.statuses == [0x0000] * len(series[name].files), sent
             sent = subprocess.run([*SARCOSCREEN, "send", str(series["legs"].folder), "--to",
                                    f"SARCO@127.0.0.1:{config.port}"], capture_output=True, text=True, timeout=120,
                                   check=False)
@@ -186,8 +183,8 @@ def test_tls_both_ways(db_url: str, series: dict[str, SentSeries], tmp_path: Pat
     received.mkdir()
     destination_port = free_port()
     destination = subprocess.Popen(
-        ["storescp", "--aetitle", "TLSSCP", "--output-directory", str(received), "+tls", str(pki.server_key),
-         str(pki.server_cert), "+cf", str(pki.ca), "-rc", str(destination_port)],
+        [dcmtk_tool("storescp"), "--aetitle", "TLSSCP", "--output-directory", str(received), "+tls",
+         str(pki.server_key), str(pki.server_cert), "+cf", str(pki.ca), "-rc", str(destination_port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(destination_port)
@@ -199,11 +196,12 @@ def test_tls_both_ways(db_url: str, series: dict[str, SentSeries], tmp_path: Pat
                                   "tls_ca_certificates": str(pki.ca), "tls_require_client_certificate": True}})
         with node_process(config, "run"):
             tls = ["+tls", str(pki.client_key), str(pki.client_cert), "+cf", str(pki.ca)]
-            output = storescu(config.port, series["hip2"].files, extra=tls).stdout
-            assert output.count("Received Store Response (Success)") == len(series["hip2"].files), output
-            assert "Success" not in storescu(config.port, series["hip"].files[:1]).stdout  # plain TCP
-            anonymous = storescu(config.port, series["hip"].files[:1], extra=["+tla", "+cf", str(pki.ca)]).stdout
-            assert "Success" not in anonymous  # TLS without a client certificate
+            sent = storescu(config.port, series["hip2"].files, extra=tls)
+            assert sent.statuses == [0x0000] * len(series["hip2"].files), sent
+            plain = storescu(config.port, series["hip"].files[:1])
+            assert (plain.association, plain.responses) == ("none", ()), plain
+            anonymous = storescu(config.port, series["hip"].files[:1], extra=["+tla", "+cf", str(pki.ca)])
+            assert (anonymous.association, anonymous.responses) == ("none", ()), anonymous  # no client certificate
             engine = config.engine()
             try:
                 deliveries = wait_for("outputs delivered over TLS", lambda: _all_sent(engine, 3), timeout=120)
@@ -231,7 +229,7 @@ def test_a_destination_that_is_down_gets_the_outputs_once_it_is_back(db_url: str
     config = NodeConfig(tmp_path / "node", db_url,
                         destinations=[{"name": "late", "ae_title": "STORESCP", "host": "127.0.0.1", "port": port}])
     with node_process(config, "run"):
-        assert "Success" in storescu(config.port, series["hip"].files).stdout
+        assert storescu(config.port, series["hip"].files).statuses == [0x0000] * len(series["hip"].files)
         engine = config.engine()
         try:
             def retried() -> bool:
@@ -245,7 +243,7 @@ def test_a_destination_that_is_down_gets_the_outputs_once_it_is_back(db_url: str
             assert "3 pending of 3" in jobs_text
             assert "could not be established" in jobs_text
             # The destination comes back on its port.
-            back = subprocess.Popen(["storescp", "--aetitle", "STORESCP", "--output-directory",
+            back = subprocess.Popen([dcmtk_tool("storescp"), "--aetitle", "STORESCP", "--output-directory",
                                      str(tmp_path / "received"), str(port)], stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
             (tmp_path / "received").mkdir(exist_ok=True)
@@ -270,7 +268,7 @@ def test_a_worker_killed_mid_job(db_url: str, series: dict[str, SentSeries], tmp
         config = NodeConfig(tmp_path / "node", db_url, sections={"queue": {"lease_s": 4.0}}, destinations=[
             {"name": "storescp", "ae_title": scp.ae_title, "host": "127.0.0.1", "port": scp.port}])
         with node_process(config, "serve"):
-            assert "Success" in storescu(config.port, series["hip"].files).stdout
+            assert storescu(config.port, series["hip"].files).statuses == [0x0000] * len(series["hip"].files)
             engine = config.engine()
             try:
                 wait_for("a queued job", lambda: [j for j in jobs_of(engine) if j.status is JobStatus.QUEUED])

@@ -6,9 +6,7 @@ The index here records in memory; the SQL index is tested with the database (tes
 from __future__ import annotations
 
 import io
-import shutil
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +15,14 @@ import pydicom.filebase
 import pydicom.filewriter
 import pytest
 from ct_series_factory import edit_file, write_ct_series
+from dcmtk import (
+    CALLED_AE_TITLE_NOT_RECOGNIZED,
+    CALLING_AE_TITLE_NOT_RECOGNIZED,
+    ScuRun,
+    echoscu,
+    requires_dcmtk,
+    storescu,
+)
 from dicom_peers import free_port
 from filesystems import read_only, small_filesystem
 from pynetdicom import AE
@@ -34,7 +40,7 @@ from sarcoscreen.node.scp import (
 from sarcoscreen.node.spool import Spool
 from sarcoscreen.node.storage_scu import parse_destination, send_files
 
-pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk is not installed")
+pytestmark = requires_dcmtk("storescu", "echoscu")
 
 
 class RecordingIndex:
@@ -75,27 +81,22 @@ def _send_as_is(scp: StorageSCP, file: Path, syntax: str = pydicom.uid.ExplicitV
         assoc.release()
 
 
-def _storescu(scp: StorageSCP, *files: Path, calling: str = "STORESCU", called: str = "SARCO") -> str:
-    result = subprocess.run(
-        ["storescu", "-v", "-aet", calling, "-aec", called, "127.0.0.1", str(scp.port), *map(str, files)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )
-    return result.stdout + result.stderr
+def _storescu(scp: StorageSCP, *files: Path, calling: str = "STORESCU", called: str = "SARCO") -> ScuRun:
+    return storescu(scp.port, files, calling=calling, called=called, timeout=60)
 
 
 def test_echo(node: tuple[StorageSCP, RecordingIndex, Spool]) -> None:
     scp, _, _ = node
-    result = subprocess.run(["echoscu", "-aet", "SCANNER", "-aec", "SARCO", "127.0.0.1", str(scp.port)],
-                            capture_output=True, text=True, timeout=30, check=False)
-    assert result.returncode == 0, result.stderr
+    run = echoscu(scp.port, calling="SCANNER")
+    assert run.statuses == [0x0000], run.problems
 
 
 def test_instances_are_spooled_and_indexed_once(node: tuple[StorageSCP, RecordingIndex, Spool],
                                                 shared_data: Path) -> None:
     scp, index, spool = node
     files = sorted((shared_data / "dcmqi" / "ct-3slice").iterdir())
-    output = _storescu(scp, *files)
-    assert "Received Store Response (Success)" in output
+    run = _storescu(scp, *files)
+    assert run.statuses == [0x0000] * 3, run.problems
     stored = list(spool.walk())
     assert len(stored) == 3
     for series_uid, sop_uid, relative in stored:
@@ -105,7 +106,7 @@ def test_instances_are_spooled_and_indexed_once(node: tuple[StorageSCP, Recordin
     assert {i.sop_instance_uid for i in index.instances} == {s[1] for s in stored}
     assert all(not i.duplicate and i.calling_ae_title == "STORESCU" for i in index.instances)
     # A PACS resending the series: success again, nothing stored twice.
-    assert "Received Store Response (Success)" in _storescu(scp, *files)
+    assert _storescu(scp, *files).statuses == [0x0000] * 3
     assert len(list(spool.walk())) == 3
     assert [i.duplicate for i in index.instances[3:]] == [True, True, True]
 
@@ -163,18 +164,19 @@ def test_a_data_set_that_cannot_be_parsed_is_refused_and_quarantined(
 def test_unknown_calling_ae_title_is_rejected(node: tuple[StorageSCP, RecordingIndex, Spool],
                                               shared_data: Path) -> None:
     scp, _, spool = node
-    output = _storescu(scp, next((shared_data / "dcmqi" / "ct-3slice").iterdir()), calling="INTRUDER")
-    assert "Association Rejected" in output
-    assert "Calling AE Title Not Recognized" in output
+    run = _storescu(scp, next((shared_data / "dcmqi" / "ct-3slice").iterdir()), calling="INTRUDER")
+    assert run.association == "rejected", run.problems
+    assert run.rejection == CALLING_AE_TITLE_NOT_RECOGNIZED  # rejected-permanent, service-user, reason 3
     assert list(spool.walk()) == []
 
 
 def test_wrong_called_ae_title_is_rejected(node: tuple[StorageSCP, RecordingIndex, Spool],
                                            shared_data: Path) -> None:
     scp, _, spool = node
-    output = _storescu(scp, next((shared_data / "dcmqi" / "ct-3slice").iterdir()), calling="SCANNER",
-                       called="SOMEONE")
-    assert "Called AE Title Not Recognized" in output
+    run = _storescu(scp, next((shared_data / "dcmqi" / "ct-3slice").iterdir()), calling="SCANNER",
+                    called="SOMEONE")
+    assert run.association == "rejected", run.problems
+    assert run.rejection == CALLED_AE_TITLE_NOT_RECOGNIZED  # rejected-permanent, service-user, reason 7
     assert list(spool.walk()) == []
 
 
@@ -185,7 +187,7 @@ def test_full_disk_and_dead_database_answer_out_of_resources(tmp_path: Path, sha
     scp = StorageSCP(spool, RecordingIndex(), ae_title="SARCO", host="127.0.0.1", port=free_port())
     scp.start()
     try:
-        assert "Refused: OutOfResources" in _storescu(scp, file)
+        assert _storescu(scp, file).statuses == [0xA700]  # Refused: Out of Resources
         assert list(spool.walk()) == []
     finally:
         scp.stop()
@@ -193,7 +195,7 @@ def test_full_disk_and_dead_database_answer_out_of_resources(tmp_path: Path, sha
     scp = StorageSCP(spool, RecordingIndex(fail=True), ae_title="SARCO", host="127.0.0.1", port=free_port())
     scp.start()
     try:
-        assert "Refused: OutOfResources" in _storescu(scp, file)
+        assert _storescu(scp, file).statuses == [0xA700]  # Refused: Out of Resources
         # Not acknowledged, but durable: the start-up reconciliation will index it.
         assert len(list(spool.walk())) == 1
     finally:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import signal
 import subprocess
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from ct_series_factory import write_ct_series
+from dcmtk import dcmtk_tool, parse_scu_output, requires_dcmtk
 from dicom_peers import free_port
 from node_support import NodeConfig, node_process, rows, wait_for
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -30,8 +30,6 @@ from sarcoscreen.db.session import create_engine_from_url
 from sarcoscreen.node.reconcile import reconcile
 from sarcoscreen.node.scp import StorageSCP
 from sarcoscreen.node.spool import Spool
-
-STORESCU = "/usr/bin/storescu"  # dcmtk's (the virtual environment's storescu is pynetdicom's)
 
 
 def _requestor() -> AE:
@@ -75,7 +73,7 @@ def test_stop_aborts_the_associations_that_are_open(tmp_path: Path, instance: py
 
 
 @pytest.mark.slow  # a real node process (2-5 s); the one test of what SIGTERM does to a transfer in progress
-@pytest.mark.skipif(not Path(STORESCU).exists(), reason="dcmtk storescu is not installed")
+@requires_dcmtk("storescu")
 def test_sigterm_mid_transfer_loses_nothing_acknowledged_and_leaves_nothing_half_done(tmp_path: Path) -> None:
     """dcmtk storescu sends one file 2000 times under new UIDs; SIGTERM once 20 are in the spool. The node
     aborts the association and exits; every instance storescu heard Success for is indexed, its file complete,
@@ -88,16 +86,16 @@ def test_sigterm_mid_transfer_loses_nothing_acknowledged_and_leaves_nothing_half
     log = tmp_path / "storescu.log"
     with node_process(config, "serve") as node, log.open("w") as sender_log:
         sender = subprocess.Popen(
-            [STORESCU, "-d", "--repeat", "2000", "+II", "-aet", "SCANNER", "-aec", "SARCO", "127.0.0.1",
-             str(config.port), str(source)], stdout=sender_log, stderr=subprocess.STDOUT,
+            [dcmtk_tool("storescu"), "-d", "--repeat", "2000", "+II", "-aet", "SCANNER", "-aec", "SARCO",
+             "127.0.0.1", str(config.port), str(source)], stdout=sender_log, stderr=subprocess.STDOUT,
             env={**os.environ, "TCP_NODELAY": "1"})
         wait_for("20 instances in the spool", lambda: sum(1 for _ in spool.walk()) >= 20, interval=0.02)
         node.process.send_signal(signal.SIGTERM)
-        sender.wait(timeout=120)
+        returncode = sender.wait(timeout=120)
         assert node.process.wait(timeout=60) == 0, node.text()
-    output = log.read_text(encoding="utf-8", errors="replace")
-    acknowledged = set(re.findall(r"C-STORE RSP.*?Affected SOP Instance UID\s*:\s*(\S+).*?DIMSE Status\s*:\s*0x0000",
-                                  output, re.S))
+    sent = parse_scu_output(log.read_text(encoding="utf-8", errors="replace"), returncode)
+    assert sent.association == "accepted", sent
+    acknowledged = {r.sop_instance_uid for r in sent.responses if r.status == 0x0000}
     assert 20 <= len(acknowledged) < 2000, "the node stopped only after the peer had sent everything"
     assert "aborted: the node is stopping" in node.text()
     assert list((spool.root / ".incoming").iterdir()) == []  # no half-written file

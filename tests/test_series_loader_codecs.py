@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import random
-import shutil
 import struct
 import subprocess
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import numpy as np
 import pydicom
 import pytest
 from ct_series_factory import CTSeries, assert_matches, edit_file, write_ct_series
+from dcmtk import dcmtk_tool
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import (
@@ -173,11 +173,10 @@ def _assert_close(volume: Volume, series: CTSeries, max_error: float, mean_error
 
 def _dcmtk(command: list[str]) -> Callable[[CTSeries], None]:
     def convert(series: CTSeries) -> None:
-        if shutil.which(command[0]) is None:
-            pytest.skip(f"dcmtk's {command[0]} is not installed")
+        tool = dcmtk_tool(command[0])
         for path in series.files:
             out = path.with_suffix(".tmp")
-            subprocess.run([*command, str(path), str(out)], check=True, capture_output=True)
+            subprocess.run([tool, *command[1:], str(path), str(out)], check=True, capture_output=True)
             out.replace(path)
 
     return convert

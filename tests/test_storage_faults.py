@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import pydicom
 import pytest
 from ct_series_factory import write_ct_series
+from dcmtk import requires_dcmtk, storescu
 from dicom_output_fixtures import Crafted, crafted_analysis
 from dicom_peers import free_port
 from filesystems import fill, read_only, small_filesystem
-from node_support import rows, storescu
+from node_support import rows
 from sqlalchemy import Engine, select
 
 from sarcoscreen.db import migrate
@@ -31,7 +31,7 @@ from sarcoscreen.node.spool import Spool
 from sarcoscreen.reports.dicom_outputs import write_dicom_outputs
 from sarcoscreen.reports.result_files import write_result_files
 
-needs_dcmtk = pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk is not installed")
+needs_dcmtk = requires_dcmtk("storescu")
 
 PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
 """(7FE0,0010) Pixel Data, little endian (PS3.5 7.1)."""
@@ -62,7 +62,7 @@ def test_a_read_only_spool_refuses_new_instances_and_loses_nothing(tmp_path: Pat
             first = storescu(service.port, series.files[:1])
         finally:
             service.stop()
-        assert "Received Store Response (Success)" in first.stdout
+        assert first.statuses == [0x0000], first.problems
         # A crash mid-write left a partial file; then the kernel remounted the disk read-only.
         (data / "spool" / ".incoming" / "dead.part").write_bytes(b"half")
         read_only(data)
@@ -74,9 +74,8 @@ def test_a_read_only_spool_refuses_new_instances_and_loses_nothing(tmp_path: Pat
             finally:
                 service.stop()
         # The first instance was kept, so its resend is Success; the new one is refused, not acknowledged.
-        responses = [line for line in again.stdout.splitlines() if "Received Store Response" in line]
-        assert responses == ["I: Received Store Response (Success)",
-                             "I: Received Store Response (Refused: OutOfResources)"], again.stdout
+        assert [(r.sop_instance_uid, r.status) for r in again.responses] == [
+            (series.sop_instance_uids[0], 0x0000), (series.sop_instance_uids[1], 0xA700)], again.problems
         kept = data / "spool" / series.series_instance_uid / f"{series.sop_instance_uids[0]}.dcm"
         assert pydicom.dcmread(kept).SOPInstanceUID == series.sop_instance_uids[0]
         assert sorted(p.name for p in (data / "spool").rglob("*.dcm")) == [kept.name]
@@ -171,9 +170,9 @@ def test_a_full_disk_under_the_database_refuses_and_keeps_the_instance(tmp_path:
         scp = StorageSCP(spool, SqlInstanceIndex(engine), ae_title="SARCO", host="127.0.0.1", port=free_port())
         scp.start()
         try:
-            assert "(Success)" in storescu(scp.port, series.files[:1]).stdout
+            assert storescu(scp.port, series.files[:1]).statuses == [0x0000]
             ballast = fill(folder)
-            assert "(Refused: OutOfResources)" in storescu(scp.port, series.files[1:]).stdout
+            assert storescu(scp.port, series.files[1:]).statuses == [0xA700]  # Refused: Out of Resources
         finally:
             scp.stop()
         # Not acknowledged, yet durable in the spool: with room again the start-up reconciliation indexes it.

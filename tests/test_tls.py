@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from certificates import Pki, make_pki
+from dcmtk import ScuRun, echoscu, requires_dcmtk, storescu
 from dicom_peers import free_port
 from node_support import wait_for
 from test_scp import RecordingIndex
@@ -21,7 +21,7 @@ from sarcoscreen.node.spool import Spool
 from sarcoscreen.node.storage_scu import DestinationError, parse_destination, send_files
 from sarcoscreen.node.tls import TlsConfigError, client_context, server_context
 
-pytestmark = pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk is not installed")
+pytestmark = requires_dcmtk("storescu", "echoscu")
 
 
 def test_tls_with_required_client_certificate(tmp_path: Path, shared_data: Path, pki: Pki) -> None:
@@ -32,11 +32,9 @@ def test_tls_with_required_client_certificate(tmp_path: Path, shared_data: Path,
     files = sorted((shared_data / "dcmqi" / "ct-3slice").iterdir())
     try:
         # dcmtk with a client certificate, verifying our server certificate.
-        result = subprocess.run(
-            ["storescu", "-v", "+tls", str(pki.client_key), str(pki.client_cert), "+cf", str(pki.ca),
-             "-aec", "SARCO", "127.0.0.1", str(scp.port), str(files[0])],
-            capture_output=True, text=True, timeout=60, check=False)
-        assert "Received Store Response (Success)" in result.stdout + result.stderr
+        run = storescu(scp.port, files[:1], extra=["+tls", pki.client_key, pki.client_cert, "+cf", pki.ca],
+                       timeout=60)
+        assert run.statuses == [0x0000], run.problems
         # Our SCU with a client certificate.
         destination = parse_destination(f"SARCO@127.0.0.1:{scp.port}")
         secured = dataclasses.replace(destination, tls=client_context(pki.ca, pki.client_cert, pki.client_key))
@@ -59,9 +57,6 @@ def test_bad_tls_files_are_named(tmp_path: Path, pki: Pki) -> None:
         server_context(missing, missing)
     with pytest.raises(TlsConfigError, match="needs a CA bundle"):
         server_context(pki.server_cert, pki.server_key, None, require_client_certificate=True)
-
-
-ECHOSCU = "/usr/bin/echoscu"  # dcmtk's (the virtual environment's echoscu is pynetdicom's)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,12 +92,10 @@ def tls_scp(tmp_path: Path, pki: Pki) -> Iterator[StorageSCP]:
     scp.stop()
 
 
-def _echoscu(scp: StorageSCP, *tls: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([ECHOSCU, "-to", "10", "-ta", "10", *map(str, tls), "-aec", "SARCO", "127.0.0.1",
-                           str(scp.port)], capture_output=True, text=True, timeout=30, check=False)
+def _echoscu(scp: StorageSCP, *tls: str | Path) -> ScuRun:
+    return echoscu(scp.port, extra=["-to", "10", "-ta", "10", *tls])
 
 
-@pytest.mark.skipif(not Path(ECHOSCU).exists(), reason="dcmtk echoscu is not installed")
 def test_refused_tls_handshakes_are_logged_with_the_peer_and_the_reason(
         tls_scp: StorageSCP, pki: Pki, stranger: Stranger, caplog: pytest.LogCaptureFixture) -> None:
     """Plain TCP to the TLS port, TLS without the required client certificate, a certificate of an unknown CA:
@@ -113,7 +106,8 @@ def test_refused_tls_handshakes_are_logged_with_the_peer_and_the_reason(
              (("+tla", "+cf", pki.ca), "no client certificate"),
              (("+tls", stranger.key, stranger.cert, "+cf", pki.ca), "certificate verify failed")]
     for arguments, reason in cases:
-        assert _echoscu(tls_scp, *arguments).returncode != 0
+        refused = _echoscu(tls_scp, *arguments)
+        assert (refused.association, refused.responses) == ("none", ()), refused
         record = wait_for(f"the log line saying {reason!r}",
                           lambda reason=reason: next((r for r in caplog.records if reason in r.getMessage()), None),
                           timeout=10)
@@ -121,17 +115,16 @@ def test_refused_tls_handshakes_are_logged_with_the_peer_and_the_reason(
         assert record.getMessage().startswith("TLS handshake with 127.0.0.1:")
     assert len(caplog.records) == len(cases)
     # A peer with a certificate of our CA is served, and its handshake is not logged as refused.
-    assert _echoscu(tls_scp, "+tls", pki.client_key, pki.client_cert, "+cf", pki.ca).returncode == 0
+    assert _echoscu(tls_scp, "+tls", pki.client_key, pki.client_cert, "+cf", pki.ca).statuses == [0x0000]
     assert len(caplog.records) == len(cases)
 
 
-@pytest.mark.skipif(not Path(ECHOSCU).exists(), reason="dcmtk echoscu is not installed")
 def test_a_silent_connection_does_not_hold_up_other_tls_peers(tls_scp: StorageSCP, pki: Pki) -> None:
     """The handshake runs on the connection's own thread, not in the loop that accepts connections: a client
     that connects and says nothing (a port scanner, a peer speaking too late) keeps nobody else waiting."""
     silent = socket.create_connection(("127.0.0.1", tls_scp.port))
     try:
-        result = _echoscu(tls_scp, "+tls", pki.client_key, pki.client_cert, "+cf", pki.ca)
-        assert result.returncode == 0, result.stdout + result.stderr
+        run = _echoscu(tls_scp, "+tls", pki.client_key, pki.client_cert, "+cf", pki.ca)
+        assert run.statuses == [0x0000], run.problems
     finally:
         silent.close()
