@@ -14,8 +14,9 @@ from pathlib import Path
 import pydicom
 import pytest
 from ct_series_factory import edit_file, write_ct_series
+from dcmtk import requires_dcmtk, storescu
 from dicom_peers import free_port
-from node_support import add_series, jobs_of, rows, storescu
+from node_support import add_series, jobs_of, rows
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -30,7 +31,7 @@ from sarcoscreen.node.series_watcher import decide_stable_series
 from sarcoscreen.node.spool import Spool
 from sarcoscreen.node.storage_scu import parse_destination, send_files
 
-needs_dcmtk = pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk is not installed")
+needs_dcmtk = requires_dcmtk("storescu")
 
 
 def _series(engine: Engine, uid: str) -> Series:
@@ -54,9 +55,9 @@ def test_storescu_to_the_scp_indexes_once_and_reopens_a_decided_series(db_url: s
     scp = StorageSCP(spool, SqlInstanceIndex(index_db), ae_title="SARCO", host="127.0.0.1", port=free_port())
     scp.start()
     try:
-        assert "Received Store Response (Success)" in storescu(scp.port, series.files[:4]).stdout
+        assert storescu(scp.port, series.files[:4]).statuses == [0x0000] * 4
         # A PACS resending: success, stored and indexed once.
-        assert "Received Store Response (Success)" in storescu(scp.port, series.files[:4]).stdout
+        assert storescu(scp.port, series.files[:4]).statuses == [0x0000] * 4
         stored = _series(engine, series.series_instance_uid)
         assert (stored.instance_count, stored.state, stored.modality) == (4, SeriesState.RECEIVING, "CT")
         with Session(engine) as session:
@@ -72,7 +73,7 @@ def test_storescu_to_the_scp_indexes_once_and_reopens_a_decided_series(db_url: s
         with write_session(engine) as session:
             complete(session, claimed.id, claimed.lease_token)
         assert _series(engine, series.series_instance_uid).state is SeriesState.PROCESSED
-        assert "Received Store Response (Success)" in storescu(scp.port, series.files[4:]).stdout
+        assert storescu(scp.port, series.files[4:]).statuses == [0x0000] * 2
     finally:
         scp.stop()
         index_db.dispose()
