@@ -75,8 +75,8 @@ def test_demo_engine_options_are_checked_before_anything_starts(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import argparse
 
+    from sarcoscreen.node.commands.demo import DemoEngineError, demo_engine
     from sarcoscreen.node.config import EngineSettings
-    from sarcoscreen.node.demo import DemoEngineError, demo_engine
 
     def args(**values: object) -> argparse.Namespace:
         return argparse.Namespace(**{"engine": "threshold", "bundle": None, "mc_samples": None, **values})

@@ -39,8 +39,8 @@ from sarcoscreen.inference.engines.base import Certainty, ExtentStatus, Landmark
 from sarcoscreen.inference.height import choose_height
 from sarcoscreen.inference.measure import measure
 from sarcoscreen.inference.sides import SideRule
-from sarcoscreen.node.demo import comparison_table
-from sarcoscreen.node.results_command import format_results
+from sarcoscreen.node.commands.demo import comparison_table
+from sarcoscreen.node.results_view import format_results
 from sarcoscreen.reports.measurement_files import CSV_COLUMNS
 from sarcoscreen.reports.overlay import render_overlay
 from sarcoscreen.reports.result_files import write_result_files

@@ -26,7 +26,7 @@ from sarcoscreen.db.models import (
 from sarcoscreen.db.queries import results
 from sarcoscreen.db.session import session_scope
 from sarcoscreen.node.cli import build_parser
-from sarcoscreen.node.results_command import format_results
+from sarcoscreen.node.results_view import format_results
 
 
 def _job(session: Session, uid: str, gluteal: Completeness, *, uncertain: bool = False) -> None:

@@ -41,7 +41,7 @@ from sarcoscreen.inference.phantom import PhantomParameters, make_phantom  # noq
 from sarcoscreen.inference.series_loader import load_series  # noqa: E402
 from sarcoscreen.node.config import ConfigError, Settings, load_settings  # noqa: E402
 from sarcoscreen.node.reconcile import reconcile  # noqa: E402
-from sarcoscreen.node.results_command import format_results  # noqa: E402
+from sarcoscreen.node.results_view import format_results  # noqa: E402
 from sarcoscreen.node.spool import Spool  # noqa: E402
 from sarcoscreen.node.worker import Worker  # noqa: E402
 

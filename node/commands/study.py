@@ -11,32 +11,43 @@ from __future__ import annotations
 
 import argparse
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from sarcoscreen.inference.catalogue import Group
 from sarcoscreen.inference.sides import SideRule
+from sarcoscreen.node.commands.command import SubParsers, loaded
+from sarcoscreen.node.commands.errors import ExitCode, UserError
 from sarcoscreen.node.config import Settings
 
-__all__ = ["run_study", "software_version"]
+__all__ = ["add_parser", "run"]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
 _SHOWN_ISSUES = 20
 
 
-def software_version() -> str:
-    try:
-        return version("sarcoscreen")
-    except PackageNotFoundError:
-        return "0+unknown"
+def add_parser(commands: SubParsers) -> None:
+    study = commands.add_parser(
+        "study", help="Validation study: CT muscle mass against DXA (correlation, ROC, cut-offs) for a cohort.")
+    study.add_argument("--cohort", type=Path, required=True,
+                       help="CSV: subject_id, sex, height_m|height_cm, dxa_leg_lean_mass_kg, "
+                            "dxa_appendicular_lean_mass_kg|dxa_smi_kg_m2, optional study/series UID, accession.")
+    source = study.add_mutually_exclusive_group(required=True)
+    source.add_argument("--measurements", type=Path, nargs="+", metavar="PATH",
+                        help="measurements.json files, folders of them, or a CSV of masses.")
+    source.add_argument("--db", nargs="?", const="", metavar="URL",
+                        help="Read the node's results from this database (read-only); without URL the configured "
+                             "database.")
+    study.add_argument("--out", type=Path, required=True, help="Folder for the report, figures and tables.")
+    study.add_argument("--definition", choices=("awgs2019", "ewgsop2"), default="awgs2019",
+                       help="DXA definition of low muscle mass (default AWGS 2019).")
+    study.add_argument("--side-rule", choices=[r.value for r in SideRule],
+                       help="How left and right SMI become one value (default: measurement.side_rule). The "
+                            "calibration made from the study uses the same rule.")
+    study.add_argument("--title", help="Title of the report.")
+    study.set_defaults(run=run, needs_settings=True)
 
 
-def _error(message: str) -> None:
-    print(f"sarcoscreen: study: {message}", file=sys.stderr)
-
-
-def run_study(args: argparse.Namespace, settings: Settings) -> int:
+def run(args: argparse.Namespace, settings: Settings | None) -> int:
+    from sarcoscreen.inference.version import software_version
     from sarcoscreen.reports.study.analysis import SEX_NAMES, analyse
     from sarcoscreen.reports.study.cohort import CohortError, read_cohort
     from sarcoscreen.reports.study.definitions import definition_by_key
@@ -48,19 +59,18 @@ def run_study(args: argparse.Namespace, settings: Settings) -> int:
     )
     from sarcoscreen.reports.study.report import write_study_outputs
 
+    settings = loaded(settings)
     try:
         cohort = read_cohort(args.cohort)
     except CohortError as exc:
-        _error(str(exc))
-        return EXIT_FAILED
+        raise UserError(f"study: {exc}", ExitCode.FAILED) from None
     try:
         if args.measurements:
             source = load_measurement_files(args.measurements)
         else:
             source = load_from_database(args.db or settings.database_url)
     except MeasurementsError as exc:
-        _error(str(exc))
-        return EXIT_FAILED
+        raise UserError(f"study: {exc}", ExitCode.FAILED) from None
     side_rule = SideRule(args.side_rule) if args.side_rule else settings.measurement.side_rule
     join = join_cohort(cohort.rows, source.series)
     results = analyse(cohort, join, definition_by_key(args.definition), side_rule,
@@ -101,27 +111,5 @@ def run_study(args: argparse.Namespace, settings: Settings) -> int:
     print(f"report   {files['report_html']}")
     print(f"results  {files['results_json']}")
     print(f"next:    sarcoscreen calibrate --study {args.out} --out calibration.json")
-    return EXIT_OK if join.joined else EXIT_FAILED
+    return ExitCode.OK if join.joined else ExitCode.FAILED
 
-
-def add_study_parser(commands: argparse._SubParsersAction, handler: object) -> None:  # type: ignore[type-arg]
-    """The ``study`` sub-command's options (called by `sarcoscreen.node.cli.build_parser`)."""
-    study = commands.add_parser(
-        "study", help="Validation study: CT muscle mass against DXA (correlation, ROC, cut-offs) for a cohort.")
-    study.add_argument("--cohort", type=Path, required=True,
-                       help="CSV: subject_id, sex, height_m|height_cm, dxa_leg_lean_mass_kg, "
-                            "dxa_appendicular_lean_mass_kg|dxa_smi_kg_m2, optional study/series UID, accession.")
-    source = study.add_mutually_exclusive_group(required=True)
-    source.add_argument("--measurements", type=Path, nargs="+", metavar="PATH",
-                        help="measurements.json files, folders of them, or a CSV of masses.")
-    source.add_argument("--db", nargs="?", const="", metavar="URL",
-                        help="Read the node's results from this database (read-only); without URL the configured "
-                             "database.")
-    study.add_argument("--out", type=Path, required=True, help="Folder for the report, figures and tables.")
-    study.add_argument("--definition", choices=("awgs2019", "ewgsop2"), default="awgs2019",
-                       help="DXA definition of low muscle mass (default AWGS 2019).")
-    study.add_argument("--side-rule", choices=[r.value for r in SideRule],
-                       help="How left and right SMI become one value (default: measurement.side_rule). The "
-                            "calibration made from the study uses the same rule.")
-    study.add_argument("--title", help="Title of the report.")
-    study.set_defaults(handler=handler)

@@ -1,11 +1,7 @@
-"""``sarcoscreen results``: the node's results per series for QA staff, as a table, CSV or JSON.
+"""The node's results per series as QA staff read them: a table, CSV or JSON (`format_results`).
 
-Filters (combined with AND): ``--since`` (a date ``2026-11-01``, a time ``2026-11-01T08:00``, or a duration back
-from now ``7d``, ``12h``, ``30m``), ``--flagged`` (a group is ``suspected``), ``--qa`` (a QA flag: a group with a
-member muscle the engine did not find where the scan holds it - completeness ``not found`` - or a structure whose
-segmentation uncertainty exceeds the engine's threshold), ``--status`` (the series state: processed, skipped,
-failed, queued, receiving), ``--patient ID``. The output shows patient IDs (QA staff need
-them); it is for the terminal or a file, never for logs.
+Used by ``sarcoscreen results`` and by ``sarcoscreen demo``. The output shows patient IDs (QA staff need them); it
+is for the terminal or a file, never for logs.
 
 Every group of `Group` is shown, the reference study's first and sarcoscreen's own (upper gluteal) after them,
 marked. A group's mass and SMI are shown only when it is complete; for a truncated or uncertain group the mass of
@@ -25,40 +21,19 @@ apart).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sarcoscreen.db.queries import GROUPS, ResultRow, results
-from sarcoscreen.db.session import create_engine_from_url, session_scope
+from sarcoscreen.db.queries import GROUPS, ResultRow
 from sarcoscreen.inference.catalogue import Group
 from sarcoscreen.inference.measure import BOTH_SIDES, SMI_BASIS
 from sarcoscreen.inference.sides import SideRule
-from sarcoscreen.node.config import Settings
 from sarcoscreen.reports.results_table import OWN_GROUP_MARK, display_groups, own_groups_note
 
-__all__ = ["format_results", "parse_since", "run_results"]
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([dhm])$")
-
-
-def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """``7d`` / ``12h`` / ``30m`` back from now, or an ISO date or date-time (UTC when no zone is given)."""
-    now = now or datetime.now(UTC)
-    match = _DURATION.match(text.strip())
-    if match:
-        value, unit = float(match[1]), {"d": "days", "h": "hours", "m": "minutes"}[match[2]]
-        return now - timedelta(**{unit: value})
-    try:
-        parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"--since {text!r}: expected a date (2026-11-01), a date-time (2026-11-01T08:00) or a "
-                         "duration (7d, 12h, 30m)") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+__all__ = ["format_results"]
 
 
 def _number(value: float | None, digits: int = 2) -> str:
@@ -212,16 +187,3 @@ def format_results(rows: list[ResultRow], fmt: str) -> str:
 def _flat_columns() -> dict[str, Any]:
     placeholder = ResultRow("", "", None, None, None, None, "", None, 0, datetime.now(UTC))
     return _flat(placeholder)
-
-
-def run_results(args: argparse.Namespace, settings: Settings) -> int:
-    since = parse_since(args.since) if args.since else None
-    engine = create_engine_from_url(settings.database_url)
-    try:
-        with session_scope(engine) as session:
-            rows = results(session, since=since, flagged=args.flagged, state=args.status, patient_id=args.patient,
-                           limit=args.limit, qa=args.qa)
-    finally:
-        engine.dispose()
-    print(format_results(rows, args.format), end="")
-    return 0

@@ -14,16 +14,45 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import datetime
-from typing import Any
+from enum import Enum
+from typing import TYPE_CHECKING, Any
 
-from sarcoscreen.db.queries import DeliveryState, JobRow, jobs
-from sarcoscreen.db.queue import JobStateError, cancel, retry
-from sarcoscreen.db.session import create_engine_from_url, session_scope
+from sarcoscreen.node.commands.command import SubParsers
+from sarcoscreen.node.commands.database import with_database
+from sarcoscreen.node.commands.enum_choices import EnumValues
+from sarcoscreen.node.commands.errors import ExitCode, UserError
 from sarcoscreen.node.config import Settings
 
-__all__ = ["format_jobs", "run_jobs", "run_jobs_cancel", "run_jobs_retry"]
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from sarcoscreen.db.queries import DeliveryState, JobRow
+
+__all__ = ["add_parser", "format_jobs", "run"]
+
+
+def _job_statuses() -> type[Enum]:
+    from sarcoscreen.db.models import JobStatus
+
+    return JobStatus
+
+
+def add_parser(commands: SubParsers) -> None:
+    parser = commands.add_parser("jobs", help="The queue and the outbox: jobs, deliveries per destination; retry or "
+                                 "cancel a job.")
+    parser.add_argument("--status", choices=EnumValues(_job_statuses), metavar="STATUS",  # metavar: see results
+                        help="Only jobs with this status: %(choices)s.")
+    parser.add_argument("--limit", type=int, default=50, help="At most this many jobs (newest first; default 50).")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.set_defaults(run=run, needs_settings=True)
+    actions = parser.add_subparsers(dest="jobs_action", required=False, metavar="retry|cancel")
+    retry = actions.add_parser("retry", help="Queue a failed/cancelled job again, or resend a done job's unsent "
+                               "outputs.")
+    cancel = actions.add_parser("cancel", help="Cancel a queued or running job and its unsent deliveries.")
+    for action in (retry, cancel):
+        action.add_argument("job_id", type=int)
+        action.set_defaults(run=run, needs_settings=True)
 
 
 def _time(value: datetime | None) -> str:
@@ -85,32 +114,20 @@ def format_jobs(rows: list[JobRow], fmt: str = "table") -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_jobs(args: argparse.Namespace, settings: Settings) -> int:
-    engine = create_engine_from_url(settings.database_url)
-    try:
-        with session_scope(engine) as session:
+@with_database
+def run(args: argparse.Namespace, settings: Settings, db: Engine) -> int:
+    from sarcoscreen.db.queries import jobs
+    from sarcoscreen.db.queue import JobStateError, cancel, retry
+    from sarcoscreen.db.session import session_scope
+
+    action = getattr(args, "jobs_action", None)
+    if action is None:
+        with session_scope(db) as session:
             rows = jobs(session, status=args.status, limit=args.limit)
-    finally:
-        engine.dispose()
-    print(format_jobs(rows, args.format), end="")
-    return 0
-
-
-def _act(settings: Settings, action: Any, job_id: int) -> int:
-    engine = create_engine_from_url(settings.database_url)
+        print(format_jobs(rows, args.format), end="")
+        return ExitCode.OK
     try:
-        print(action(engine, job_id))
-        return 0
+        print((retry if action == "retry" else cancel)(db, args.job_id))
     except JobStateError as exc:
-        print(f"sarcoscreen: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        engine.dispose()
-
-
-def run_jobs_retry(args: argparse.Namespace, settings: Settings) -> int:
-    return _act(settings, retry, args.job_id)
-
-
-def run_jobs_cancel(args: argparse.Namespace, settings: Settings) -> int:
-    return _act(settings, cancel, args.job_id)
+        raise UserError(str(exc), ExitCode.FAILED) from None
+    return ExitCode.OK

@@ -12,25 +12,36 @@ it says so and exits with status 1.
 from __future__ import annotations
 
 import argparse
-import sys
+from pathlib import Path
 
+from sarcoscreen.node.commands.command import SubParsers, loaded
+from sarcoscreen.node.commands.errors import ExitCode, UserError
 from sarcoscreen.node.config import Settings
 
-__all__ = ["run_bundle"]
+__all__ = ["add_parser", "run"]
 
 
-def run_bundle(args: argparse.Namespace, settings: Settings) -> int:
+def add_parser(commands: SubParsers) -> None:
+    parser = commands.add_parser(
+        "bundle", help="Describe a Bayesian U-Net model bundle (weights verified): model, structures, training data "
+                       "with provenance, licences and intended use; needs the 'unet' extra.")
+    parser.add_argument("path", nargs="?", type=Path, metavar="PATH",
+                        help="Bundle folder or archive (default: engine.bundle_path when set, else the bundle "
+                             "shipped with sarcoscreen).")
+    parser.set_defaults(run=run, needs_settings=True)
+
+
+def run(args: argparse.Namespace, settings: Settings | None) -> int:
     from sarcoscreen.inference.engines.base import EngineError
     from sarcoscreen.inference.engines.unet import describe_bundle
     from sarcoscreen.inference.engines.unet.bundle_info import describe_manifest
     from sarcoscreen.inference.engines.unet.shipped_bundle import shipped_bundle_path
 
-    path = args.path or settings.engine.bundle_path
+    path = args.path or loaded(settings).engine.bundle_path
     try:
         shown = f"{path}" if path is not None else f"{shipped_bundle_path()} (shipped with sarcoscreen)"
         manifest = describe_bundle(path)
     except EngineError as exc:  # BundleError and NoShippedBundleError are EngineErrors
-        print(f"sarcoscreen: {exc}", file=sys.stderr)
-        return 1
+        raise UserError(str(exc), ExitCode.FAILED) from None
     print(describe_manifest(manifest, shown))
-    return 0
+    return ExitCode.OK

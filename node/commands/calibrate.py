@@ -9,20 +9,39 @@ calibration's name and SHA-256. See docs/validation-study.md.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from sarcoscreen.inference.catalogue import Group
 from sarcoscreen.inference.sides import SideRule
-from sarcoscreen.node.study_command import software_version
+from sarcoscreen.node.commands.command import SubParsers
+from sarcoscreen.node.commands.errors import ExitCode, UserError
+from sarcoscreen.node.config import Settings
 
-__all__ = ["add_calibrate_parser", "run_calibrate"]
-
-EXIT_OK = 0
-EXIT_FAILED = 1
+__all__ = ["add_parser", "run"]
 
 
-def run_calibrate(args: argparse.Namespace) -> int:
+def add_parser(commands: SubParsers) -> None:
+    calibrate = commands.add_parser(
+        "calibrate", help="Write the site calibration file (SMI cut-offs per group and sex) from a study.")
+    calibrate.add_argument("--study", type=Path, required=True,
+                           help="The output folder of `sarcoscreen study` (or its results.json).")
+    calibrate.add_argument("--out", type=Path, required=True, help="The calibration file to write (JSON).")
+    calibrate.add_argument("--name", help="Name recorded with every flag (default: date and reference standard).")
+    calibrate.add_argument("--primary-group", choices=[g.value for g in Group],
+                           help="The group reported first (default: all, when it has a cut-off); upper_gluteal is "
+                                "sarcoscreen's own group, not one of the reference study's.")
+    calibrate.add_argument("--side-rule", choices=[r.value for r in SideRule],
+                           help="Check that the study used this side rule (the cut-offs are only valid for it).")
+    calibrate.add_argument("--min-per-class", type=int, default=2, metavar="N",
+                           help="Leave out a group and sex with fewer than N patients with or without low muscle "
+                                "mass (default 2).")
+    calibrate.add_argument("--include-uninformative", action="store_true",
+                           help="Keep cut-offs whose AUC 95%% CI includes 0.5.")
+    calibrate.set_defaults(run=run, needs_settings=False)
+
+
+def run(args: argparse.Namespace, settings: Settings | None) -> int:
+    from sarcoscreen.inference.version import software_version
     from sarcoscreen.reports.study.calibration_writer import (
         StudyFileError,
         draft_calibration,
@@ -42,8 +61,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
                                   software_version=software_version())
         calibration = write_calibration(draft, args.out)
     except StudyFileError as exc:
-        print(f"sarcoscreen: calibrate: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        raise UserError(f"calibrate: {exc}", ExitCode.FAILED) from None
     if calibration.synthetic:
         print("SYNTHETIC calibration - made from synthetic data; never use it for patients")
     print(f"calibration {calibration.describe()} written to {args.out}")
@@ -61,25 +79,5 @@ def run_calibrate(args: argparse.Namespace) -> int:
     for warning in draft.warnings:
         print(f"  warning: {warning}")
     print(f"use it:  [measurement] calibration_file = \"{args.out}\"  (or SARCOSCREEN_MEASUREMENT__CALIBRATION_FILE)")
-    return EXIT_OK
+    return ExitCode.OK
 
-
-def add_calibrate_parser(commands: argparse._SubParsersAction, handler: object) -> None:  # type: ignore[type-arg]
-    """The ``calibrate`` sub-command's options (called by `sarcoscreen.node.cli.build_parser`)."""
-    calibrate = commands.add_parser(
-        "calibrate", help="Write the site calibration file (SMI cut-offs per group and sex) from a study.")
-    calibrate.add_argument("--study", type=Path, required=True,
-                           help="The output folder of `sarcoscreen study` (or its results.json).")
-    calibrate.add_argument("--out", type=Path, required=True, help="The calibration file to write (JSON).")
-    calibrate.add_argument("--name", help="Name recorded with every flag (default: date and reference standard).")
-    calibrate.add_argument("--primary-group", choices=[g.value for g in Group],
-                           help="The group reported first (default: all, when it has a cut-off); upper_gluteal is "
-                                "sarcoscreen's own group, not one of the reference study's.")
-    calibrate.add_argument("--side-rule", choices=[r.value for r in SideRule],
-                           help="Check that the study used this side rule (the cut-offs are only valid for it).")
-    calibrate.add_argument("--min-per-class", type=int, default=2, metavar="N",
-                           help="Leave out a group and sex with fewer than N patients with or without low muscle "
-                                "mass (default 2).")
-    calibrate.add_argument("--include-uninformative", action="store_true",
-                           help="Keep cut-offs whose AUC 95%% CI includes 0.5.")
-    calibrate.set_defaults(handler=handler, needs_settings=False)

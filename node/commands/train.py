@@ -1,24 +1,25 @@
-"""``sarcoscreen train`` and ``sarcoscreen evaluate``: make a Bayesian U-Net model bundle and score it.
+"""``sarcoscreen train``: make a Bayesian U-Net model bundle from labelled CT (``sarcoscreen evaluate`` scores it).
 
-Thin glue: options -> `sarcoscreen.inference.training` -> messages. Both need the ``unet`` extra (torch,
-safetensors); without it they say so and exit with status 1.
+Thin glue: options -> `sarcoscreen.inference.training` -> messages. Needs the ``unet`` extra (torch,
+safetensors); without it it says so and exits with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from dataclasses import asdict
 from pathlib import Path
 
-__all__ = ["add_evaluate_arguments", "add_train_arguments", "run_evaluate", "run_train"]
+from sarcoscreen.node.commands.command import SubParsers
+from sarcoscreen.node.commands.errors import ExitCode, UserError
+from sarcoscreen.node.config import Settings
 
-_MISSING = ("sarcoscreen: {command} needs PyTorch and safetensors, which are not installed: install the 'unet' "
-            "extra (pip install 'sarcoscreen[unet]')")
+__all__ = ["add_parser", "run"]
 
 
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+def add_parser(commands: SubParsers) -> None:
+    parser = commands.add_parser(
+        "train", help="Train a Bayesian U-Net model bundle on labelled CT (NIfTI pairs, DICOM + SEG); needs the "
+                      "'unet' extra.")
     parser.add_argument("--data", type=Path, required=True,
                         help="Data folder: dataset.json, imagesTr/ + labelsTr/, or one folder per case (NIfTI "
                              "image + labels, or dicom/ + labels.nii.gz or seg.dcm).")
@@ -62,19 +63,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", dest="bundle_version", default="1", help="Bundle version (manifest).")
     parser.add_argument("--description", default="", help="Bundle description (manifest).")
     parser.add_argument("--no-progress", action="store_true", help="No progress bars.")
+    parser.set_defaults(run=run, needs_settings=False)
 
 
-def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bundle", type=Path, required=True, help="Model bundle folder or archive.")
-    parser.add_argument("--data", type=Path, required=True, help="Data folder (same layouts as train).")
-    parser.add_argument("--label-map", type=Path, metavar="JSON", help="Label mapping file.")
-    parser.add_argument("--mc-samples", type=int, help="MC samples (default: the bundle's).")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the dropout masks.")
-    parser.add_argument("--json", type=Path, metavar="FILE", help="Also write every score as JSON.")
-
-
-def run_train(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: Settings | None) -> int:
     from sarcoscreen.node.progress_bars import wanted
 
     try:
@@ -83,8 +75,8 @@ def run_train(args: argparse.Namespace) -> int:
         from sarcoscreen.inference.training.datasets import DatasetError
         from sarcoscreen.inference.training.train import TrainingConfig, TrainingError, train
     except ImportError:
-        print(_MISSING.format(command="train"), file=sys.stderr)
-        return 1
+        raise UserError("train needs PyTorch and safetensors, which are not installed: install the 'unet' extra "
+                        "(pip install 'sarcoscreen[unet]')", ExitCode.FAILED) from None
     try:
         config = TrainingConfig(
             epochs=args.epochs, levels=args.levels, base_filters=args.filters, dropout=args.dropout,
@@ -101,37 +93,9 @@ def run_train(args: argparse.Namespace) -> int:
         result = train(args.data, args.out, config, label_map=args.label_map, resume=args.resume,
                        log=print, progress=wanted(args.no_progress))
     except (TrainingError, DatasetError, EngineError, ValueError) as exc:
-        print(f"sarcoscreen: cannot train: {exc}", file=sys.stderr)
-        return 1
+        raise UserError(f"cannot train: {exc}", ExitCode.FAILED) from None
     print(f"bundle {result.bundle}: {result.manifest.num_classes - 1} structures, sha256 "
           f"{result.manifest.weights_sha256[:16]}..., {result.seconds:.0f} s")
     if result.manifest.training_data.synthetic:
         print("note: trained on SYNTHETIC data: the bundle is for testing the software only, never for patients")
-    return 0
-
-
-def run_evaluate(args: argparse.Namespace) -> int:
-    try:
-        from sarcoscreen.inference.engines.base import EngineError
-        from sarcoscreen.inference.training.datasets import DatasetError
-        from sarcoscreen.inference.training.evaluate import evaluate_bundle, format_evaluation
-    except ImportError:
-        print(_MISSING.format(command="evaluate"), file=sys.stderr)
-        return 1
-    try:
-        evaluation = evaluate_bundle(args.bundle, args.data, label_map=args.label_map, device=args.device,
-                                     mc_samples=args.mc_samples, seed=args.seed)
-    except (DatasetError, EngineError) as exc:
-        print(f"sarcoscreen: cannot evaluate: {exc}", file=sys.stderr)
-        return 1
-    print(format_evaluation(evaluation))
-    if args.json is not None:
-        args.json.write_text(json.dumps({
-            "bundle": evaluation.bundle, "cases": list(evaluation.cases),
-            "structures": [asdict(s) for s in evaluation.structures()],
-            "scores": [{**asdict(s), "volume_error_pct": s.volume_error_pct} for s in evaluation.scores],
-            "false_positives": [list(f) for f in evaluation.false_positives],
-            "mean_dice": evaluation.mean_dice(),
-        }, indent=2) + "\n")
-        print(f"json      {args.json}")
-    return 0
+    return ExitCode.OK

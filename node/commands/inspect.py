@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+from sarcoscreen.node.commands.command import SubParsers
+from sarcoscreen.node.commands.errors import ExitCode, UserError
+from sarcoscreen.node.config import Settings
 
-from sarcoscreen.inference.series_loader import SeriesLoadError, load_series
-from sarcoscreen.inference.volume import Volume
+if TYPE_CHECKING:
+    from sarcoscreen.inference.volume import Volume
 
-__all__ = ["describe_volume", "run_inspect"]
+__all__ = ["add_parser", "describe_volume", "run"]
+
+
+def add_parser(commands: SubParsers) -> None:
+    parser = commands.add_parser("inspect", help="Load a CT series and describe it (geometry, HU, warnings).")
+    parser.add_argument("series", type=Path, help="Folder (or file) of one DICOM CT series.")
+    parser.add_argument("--series-uid", help="The SeriesInstanceUID to load when the folder holds several image "
+                        "series (non-image objects such as an RT Structure Set or an SR are set aside anyway).")
+    parser.set_defaults(run=run, needs_settings=False)
 
 
 def describe_volume(volume: Volume) -> str:
     """A short human-readable description: geometry, HU range, series facts and loader warnings (no PHI)."""
+    import numpy as np
+
     info = volume.info
     z = volume.slice_z_mm()
     hu = volume.hu
@@ -35,11 +49,12 @@ def describe_volume(volume: Volume) -> str:
     return "\n".join(lines)
 
 
-def run_inspect(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: Settings | None) -> int:
+    from sarcoscreen.inference.series_loader import SeriesLoadError, load_series
+
     try:
         volume = load_series(args.series, series_instance_uid=args.series_uid)
     except SeriesLoadError as exc:
-        print(f"sarcoscreen: cannot load {args.series}: {exc}")
-        return 1
+        raise UserError(f"cannot load {args.series}: {exc}") from None
     print(describe_volume(volume))
-    return 0
+    return ExitCode.OK

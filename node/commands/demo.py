@@ -2,7 +2,8 @@
 
 1. makes a synthetic hip CT with exact ground truth (the digital phantom);
 2. starts a destination: Orthanc when it is installed (a real PACS, ``--destination orthanc``), otherwise a
-   small built-in storage SCP that writes what it receives into a folder (``--destination builtin``);
+   small built-in storage SCP that writes what it receives into a folder (``--destination builtin``;
+   `sarcoscreen.node.demo_destinations`);
 3. starts the node in this process (`sarcoscreen.node.service.NodeService`: Storage SCP, series watcher, sender,
    and one worker process) on SQLite under ``OUT/sarcoscreen-data``, listening on a free loopback port;
 4. sends the phantom to the node with a real C-STORE SCU (`sarcoscreen.node.storage_scu.send_files`, the same as
@@ -21,53 +22,55 @@ The engine is ``--engine threshold`` (default) or ``--engine bayesian-unet``: th
 ``--mc-samples`` says otherwise. The bundle is checked (manifest, weights checksum) before anything starts, and the
 demo prints which engine it runs - the bundle, its training data and intended use - and which engine and version
 the node recorded for the job.
+
+A wrong option (an engine's bundle that cannot be used, Orthanc asked for and not installed, bad phantom
+parameters) ends with one line on stderr and exit status 2; a node that cannot start, instances the node refuses
+or a series that is not delivered, with exit status 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
-import subprocess
-import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from pydicom import dcmread
-from pynetdicom import AE, evt
-from pynetdicom.sop_class import (
-    ComprehensiveSRStorage,
-    EncapsulatedPDFStorage,
-    SecondaryCaptureImageStorage,
-    SegmentationStorage,
-    Verification,
-)
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from sarcoscreen.db.models import Delivery, DeliveryStatus, GroupResult, GroupSide, Job, JobStatus, Output, Series
-from sarcoscreen.db.models import SeriesState as State
-from sarcoscreen.db.queries import results
 from sarcoscreen.inference.catalogue import Group
-from sarcoscreen.inference.phantom import PhantomParameterError, PhantomParameters, make_phantom
-from sarcoscreen.node.config import DestinationSettings, EngineSettings, Settings
-from sarcoscreen.node.loopback import free_port, wait_for_port
-from sarcoscreen.node.results_command import format_results
-from sarcoscreen.node.storage_scu import Destination, DestinationError, send_files
-from sarcoscreen.reports.results_table import display_groups, group_label, own_groups_note
+from sarcoscreen.node.commands.command import SubParsers, loaded
+from sarcoscreen.node.commands.errors import ExitCode, UserError
+from sarcoscreen.node.config import EngineSettings, Settings
 
-__all__ = ["DemoEngineError", "comparison_table", "demo_engine", "run_demo"]
+if TYPE_CHECKING:
+    from sarcoscreen.node.demo_destinations import DemoDestination
 
-_LABEL_MAP_SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.7"
-_KINDS = {"1.2.840.10008.5.1.4.1.1.66.4": "SEG", _LABEL_MAP_SEGMENTATION: "SEG (label map)",
-          "1.2.840.10008.5.1.4.1.1.88.33": "SR", "1.2.840.10008.5.1.4.1.1.7": "key image (SC)",
-          "1.2.840.10008.5.1.4.1.1.104.1": "key image (PDF)"}
+__all__ = ["DemoEngineError", "add_parser", "comparison_table", "demo_engine", "run"]
+
+
+def add_parser(commands: SubParsers) -> None:
+    parser = commands.add_parser(
+        "demo", help="The main job on embedded defaults: a phantom hip CT sent to a node started for it, analysed, "
+        "and its SEG and SR delivered to a destination (Orthanc when installed).")
+    parser.add_argument("--out", type=Path, default=Path("demo-output"), help="Folder for everything the demo makes.")
+    parser.add_argument("--matrix", type=int, default=256, help="Rows and columns of the phantom's slices.")
+    parser.add_argument("--slice-mm", type=float, default=2.0, help="Slice spacing of the phantom in mm.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the phantom's noise.")
+    parser.add_argument("--no-progress", action="store_true", help="No progress bars.")
+    parser.add_argument("--destination", choices=("auto", "orthanc", "builtin"), default="auto",
+                        help="Where the node sends SEG/SR: Orthanc (auto: when installed) or a built-in storage SCP.")
+    parser.add_argument("--timeout", type=float, help="Give up waiting after this many seconds (default 600; 3600 "
+                        "with --engine bayesian-unet).")
+    parser.add_argument("--engine", choices=("threshold", "bayesian-unet"), default="threshold",
+                        help="The engine the node runs (default threshold). bayesian-unet needs the 'unet' extra and "
+                             "is slow on a CPU: --mc-samples 1 and --slice-mm 5 make a quick run.")
+    parser.add_argument("--bundle", type=Path, metavar="PATH",
+                        help="bayesian-unet: the model bundle (default: engine.bundle_path when configured, else the "
+                             "bundle shipped with sarcoscreen).")
+    parser.add_argument("--mc-samples", type=int, metavar="T",
+                        help="bayesian-unet: Monte-Carlo dropout samples per slice (default: the bundle's).")
+    parser.set_defaults(run=run, needs_settings=True)
 
 
 # --- ground truth -------------------------------------------------------------------------------------------
@@ -90,6 +93,8 @@ def comparison_table(measured: dict[Group, tuple[float | None, str]], density_ru
     """Group masses of both sides measured by the engine - ``{group: (grams or None, completeness)}``, grams only
     for a complete group - against the phantom's ground truth for the same density rule; the reference study's
     groups first, sarcoscreen's own after them (marked); a group without a ground-truth mass says so."""
+    from sarcoscreen.reports.results_table import display_groups, group_label, own_groups_note
+
     key = _rule_key(density_rule)
     if key is None:
         return (f"(no ground truth for the density rule '{density_rule}': the phantom records constant "
@@ -109,91 +114,6 @@ def comparison_table(measured: dict[Group, tuple[float | None, str]], density_ru
         difference = 100 * (grams / float(truth_g) - 1)
         lines.append(f"{label:30s} {grams / 1000.0:10.2f} {truth:>10s} {difference:+10.1f}%")
     return "\n".join([*lines, *own_groups_note()])
-
-
-# --- destinations -------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Destination:
-    name: str
-    ae_title: str
-    port: int
-    received: Callable[[], list[tuple[str, str]]]
-    """(kind, SOP Instance UID) of every object it holds."""
-    where: str
-
-
-@contextmanager
-def _builtin_destination(folder: Path) -> Iterator[_Destination]:
-    """A storage SCP that accepts SEG, SR and key images and writes them into `folder` (a stand-in PACS)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = threading.Lock()
-
-    def on_store(event: evt.Event) -> int:
-        data = event.encoded_dataset(include_meta=True)
-        with lock:
-            (folder / f"{event.request.AffectedSOPInstanceUID}.dcm").write_bytes(data)
-        return 0x0000
-
-    ae = AE(ae_title="DEMOPACS")
-    for sop_class in (SegmentationStorage, _LABEL_MAP_SEGMENTATION, ComprehensiveSRStorage,
-                      SecondaryCaptureImageStorage, EncapsulatedPDFStorage, Verification):
-        ae.add_supported_context(sop_class)
-    port = free_port()
-    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
-
-    def received() -> list[tuple[str, str]]:
-        out = []
-        for path in sorted(folder.glob("*.dcm")):
-            ds = dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
-            out.append((_KINDS.get(str(ds.SOPClassUID), str(ds.SOPClassUID)), str(ds.SOPInstanceUID)))
-        return out
-
-    try:
-        yield _Destination("demo-pacs", "DEMOPACS", port, received, f"the built-in storage SCP, files in {folder}")
-    finally:
-        server.shutdown()
-
-
-@contextmanager
-def _orthanc_destination(folder: Path, executable: str) -> Iterator[_Destination]:
-    """Orthanc on loopback ports with its storage in `folder`, stopped afterwards."""
-    folder.mkdir(parents=True, exist_ok=True)
-    dicom_port, http_port = free_port(), free_port()
-    config = {"Name": "sarcoscreen-demo", "StorageDirectory": str(folder / "storage"),
-              "IndexDirectory": str(folder / "index"), "DicomAet": "ORTHANC", "DicomPort": dicom_port,
-              "DicomServerEnabled": True, "DicomCheckCalledAet": True, "DicomAlwaysAllowStore": True,
-              "HttpPort": http_port, "HttpServerEnabled": True, "RemoteAccessAllowed": False,
-              "AuthenticationEnabled": False, "Plugins": [], "OverwriteInstances": True}
-    (folder / "orthanc.json").write_text(json.dumps(config), encoding="utf-8")
-    log = (folder / "orthanc.log").open("wb")
-    process = subprocess.Popen([executable, str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
-
-    def get(path: str) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}{path}", timeout=10) as response:
-            return json.loads(response.read())
-
-    def received() -> list[tuple[str, str]]:
-        out = []
-        for orthanc_id in get("/instances"):
-            tags = get(f"/instances/{orthanc_id}/simplified-tags")
-            out.append((_KINDS.get(tags.get("SOPClassUID", ""), tags.get("Modality", "?")), tags["SOPInstanceUID"]))
-        return sorted(out)
-
-    try:
-        wait_for_port(http_port, 30)
-        wait_for_port(dicom_port, 30)
-        yield _Destination("orthanc", "ORTHANC", dicom_port, received,
-                           f"Orthanc (web interface http://127.0.0.1:{http_port}/ while the demo runs)")
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        log.close()
 
 
 # --- the demo -----------------------------------------------------------------------------------------------
@@ -246,91 +166,38 @@ def demo_engine(args: argparse.Namespace, settings: EngineSettings) -> tuple[Eng
     return settings.model_copy(update={"name": "bayesian-unet", "bundle_path": bundle, "mc_samples": samples}), lines
 
 
-def _demo_settings(settings: Settings, out: Path, destination: _Destination, port: int, log_level: str) -> Settings:
-    """Embedded defaults under `out` (SQLite, local folders), short waits, the demo destination."""
-    data_dir = (out / "sarcoscreen-data").resolve()
-    return settings.model_copy(update={
-        "logging": settings.logging.model_copy(update={"level": log_level}),
-        "database": settings.database.model_copy(update={"url": f"sqlite:///{data_dir / 'sarcoscreen.db'}"}),
-        "storage": settings.storage.model_copy(update={"data_dir": data_dir, "spool_dir": None, "quarantine_dir": None,
-                                                       "output_dir": None, "min_free_mb": 0}),
-        "network": settings.network.model_copy(update={"host": "127.0.0.1", "port": port, "stable_age_s": 2.0,
-                                                       "allowed_calling": [], "tls_certificate": None,
-                                                       "tls_private_key": None, "tls_ca_certificates": None,
-                                                       "tls_require_client_certificate": False}),
-        "queue": settings.queue.model_copy(update={"poll_s": 0.5}),
-        "delivery": settings.delivery.model_copy(update={"retry_s": 1.0, "retry_max_s": 5.0}),
-        "destinations": [DestinationSettings(name=destination.name, ae_title=destination.ae_title,
-                                             host="127.0.0.1", port=destination.port)],
-    })
+def _destination(args: argparse.Namespace, out: Path) -> AbstractContextManager[DemoDestination]:
+    """The context manager of the destination ``--destination`` asks for (`UserError` when Orthanc is asked for
+    and not installed)."""
+    from sarcoscreen.node.demo_destinations import builtin_destination, orthanc_destination
+
+    orthanc = shutil.which("Orthanc") if args.destination in ("auto", "orthanc") else None
+    if args.destination == "orthanc" and orthanc is None:
+        raise UserError("--destination orthanc: the Orthanc executable is not installed", ExitCode.USAGE)
+    return orthanc_destination(out / "orthanc", orthanc) if orthanc else builtin_destination(out / "destination")
 
 
-def _write_config(settings: Settings, path: Path) -> None:
-    d = settings.destinations[0]
-    engine = settings.engine
-    engine_text = f'\n[engine]\nname = "{engine.name}"\n'
-    if engine.name == "bayesian-unet":
-        engine_text += f'bundle_path = "{engine.bundle_path}"\nmc_samples = {engine.mc_samples}\n'
-    path.write_text(
-        "# The configuration `sarcoscreen demo` ran with: sarcoscreen --config this-file results|jobs|run\n"
-        f'[network]\nhost = "127.0.0.1"\nport = {settings.network.port}\nstable_age_s = '
-        f"{settings.network.stable_age_s}\n\n"
-        f'[database]\nurl = "{settings.database.url}"\n\n[storage]\ndata_dir = "{settings.storage.data_dir}"\n\n'
-        f'[[destinations]]\nname = "{d.name}"\nae_title = "{d.ae_title}"\nhost = "{d.host}"\nport = {d.port}\n'
-        + engine_text, encoding="utf-8")
+def run(args: argparse.Namespace, settings: Settings | None) -> int:
+    from pydicom import dcmread
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
 
-
-def _progress(session: Session, series_uid: str) -> tuple[str, Job | None, int, int]:
-    series = session.execute(select(Series).where(Series.series_instance_uid == series_uid)).scalar_one_or_none()
-    if series is None:
-        return "not indexed yet", None, 0, 0
-    job = session.execute(select(Job).where(Job.series_id == series.id).order_by(Job.id.desc()).limit(1)
-                          ).scalar_one_or_none()
-    deliveries = session.execute(select(Delivery.status).join(Output).where(Output.job_id == job.id)
-                                 ).scalars().all() if job else []
-    sent = sum(status is DeliveryStatus.SENT for status in deliveries)
-    return series.state.value, job, sent, len(deliveries)
-
-
-def _wait(service_db: Any, series_uid: str, timeout: float) -> tuple[str, Job | None]:
-    """Follow the series through the node, printing each change; until delivered, failed or `timeout`."""
-    deadline = time.monotonic() + timeout
-    started = time.monotonic()
-    shown = ""
-    while time.monotonic() < deadline:
-        with Session(service_db) as session:
-            state, job, sent, total = _progress(session, series_uid)
-        job_text = f", job {job.id} {job.status.value}" if job else ""
-        delivery_text = f", {sent}/{total} outputs accepted by the destination" if total else ""
-        line = f"{state}{job_text}{delivery_text}"
-        if line != shown:
-            print(f"    {time.monotonic() - started:5.1f} s  series {line}")
-            shown = line
-        if state in (State.SKIPPED.value, State.FAILED.value):
-            return state, job
-        if job is not None and job.status is JobStatus.DONE and total and sent == total:
-            return "delivered", job
-        time.sleep(0.3)
-    return "timeout", None
-
-
-def _skip_reason(service_db: Any, series_uid: str) -> str | None:
-    """Why the node skipped the series (routing, or no gluteal muscle found), if it did."""
-    with Session(service_db) as session:
-        return session.execute(select(Series.skip_reason).where(Series.series_instance_uid == series_uid)
-                               ).scalar_one_or_none()
-
-
-def run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from sarcoscreen.db.models import GroupResult, GroupSide, Output
+    from sarcoscreen.db.queries import results
+    from sarcoscreen.inference.phantom import PhantomParameterError, PhantomParameters, make_phantom
+    from sarcoscreen.node.demo_node import demo_settings, skip_reason, wait_for_delivery, write_config
+    from sarcoscreen.node.loopback import free_port
+    from sarcoscreen.node.results_view import format_results
     from sarcoscreen.node.service import NodeService, ServiceError
+    from sarcoscreen.node.storage_scu import Destination, DestinationError, send_files
 
+    settings = loaded(settings)
     out: Path = args.out.resolve()
     phantom_dir = out / "phantom"
     try:
         engine_settings, engine_lines = demo_engine(args, settings.engine)
     except DemoEngineError as exc:
-        print(f"sarcoscreen: --engine {getattr(args, 'engine', None) or 'threshold'}: {exc}")
-        return 2
+        raise UserError(f"--engine {getattr(args, 'engine', None) or 'threshold'}: {exc}", ExitCode.USAGE) from None
     settings = settings.model_copy(update={"engine": engine_settings})
     timeout = getattr(args, "timeout", None) or _TIMEOUT_S[engine_settings.name]
     if (out / "sarcoscreen-data").exists():
@@ -341,28 +208,20 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         phantom = make_phantom(PhantomParameters(matrix=args.matrix, slice_mm=args.slice_mm, seed=args.seed),
                                phantom_dir)
     except PhantomParameterError as exc:
-        print(f"sarcoscreen: {exc}")
-        return 2
+        raise UserError(str(exc), ExitCode.USAGE) from None
     print(f"    {phantom.slices} slices in {phantom.seconds:.1f} s")
-    orthanc = shutil.which("Orthanc") if args.destination in ("auto", "orthanc") else None
-    if args.destination == "orthanc" and orthanc is None:
-        print("sarcoscreen: --destination orthanc: the Orthanc executable is not installed")
-        return 2
-    destination_cm = (_orthanc_destination(out / "orthanc", orthanc) if orthanc
-                      else _builtin_destination(out / "destination"))
-    with destination_cm as destination:
+    with _destination(args, out) as destination:
         print(f"2/5 destination: {destination.ae_title}@127.0.0.1:{destination.port}, {destination.where}")
         # The node's log lines would drown the demo's own output: warnings only, unless --log-level says otherwise.
         log_level = getattr(args, "log_level", None) or "WARNING"
         logging.getLogger("sarcoscreen").setLevel(log_level)
-        node_settings = _demo_settings(settings, out, destination, free_port(), log_level)
-        _write_config(node_settings, out / "sarcoscreen.toml")
+        node_settings = demo_settings(settings, out, destination, free_port(), log_level)
+        write_config(node_settings, out / "sarcoscreen.toml")
         service = NodeService(node_settings, workers=1)
         try:
             service.start()
         except ServiceError as exc:
-            print(f"sarcoscreen: the node cannot start: {exc}")
-            return 1
+            raise UserError(f"the node cannot start: {exc}", ExitCode.FAILED) from None
         try:
             print(f"3/5 node {node_settings.network.ae_title} listening on 127.0.0.1:{service.port} (SQLite "
                   f"{node_settings.storage.data_dir / 'sarcoscreen.db'}, engine '{node_settings.engine.name}', one "
@@ -374,28 +233,26 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
                 sent = send_files([phantom.dicom_dir], Destination(node_settings.network.ae_title, "127.0.0.1",
                                                                    service.port, "DEMOSCU"))
             except DestinationError as exc:
-                print(f"sarcoscreen: cannot send the phantom to the node: {exc}")
-                return 1
+                raise UserError(f"cannot send the phantom to the node: {exc}", ExitCode.FAILED) from None
             seconds = time.monotonic() - started
             print(f"4/5 sent {sent.sent} of {len(sent.outcomes)} instances by C-STORE in {seconds:.1f} s "
                   f"({sent.sent / max(seconds, 1e-9):.0f}/s); each one was stored, fsynced and indexed before its "
                   "success response")
             if sent.failed:
-                print(f"sarcoscreen: {len(sent.failed)} instances were refused: {sent.failed[0].error}")
-                return 1
+                raise UserError(f"{len(sent.failed)} instances were refused: {sent.failed[0].error}", ExitCode.FAILED)
             print(f"5/5 waiting: stable after {node_settings.network.stable_age_s:g} s idle -> routing -> job -> "
                   "worker -> outbox -> destination")
-            assert service.db is not None
+            if service.db is None:  # pragma: no cover - a started service has its database
+                raise UserError("the node started without a database", ExitCode.FAILED)
             series_uid = str(dcmread(next(phantom.dicom_dir.glob("*.dcm")), stop_before_pixels=True,
                                      specific_tags=["SeriesInstanceUID"]).SeriesInstanceUID)
-            outcome, job = _wait(service.db, series_uid, timeout)
-            if outcome != "delivered":
-                reason = job.error if job is not None and job.error else _skip_reason(service.db, series_uid)
+            outcome, job = wait_for_delivery(service.db, series_uid, timeout)
+            if outcome != "delivered" or job is None:
+                reason = job.error if job is not None and job.error else skip_reason(service.db, series_uid)
                 engine_text = f" (engine {job.engine_name} {job.engine_version})" if job and job.engine_name else ""
-                print(f"sarcoscreen: the series ended as {outcome}{engine_text}" + (f": {reason}" if reason else ""))
-                return 1
+                raise UserError(f"the series ended as {outcome}{engine_text}" + (f": {reason}" if reason else ""),
+                                ExitCode.FAILED)
             print(f"    done {time.monotonic() - started:.1f} s after the first instance was sent")
-            assert job is not None
             print(f"    measured by engine {job.engine_name} {job.engine_version} (as recorded for job {job.id})\n")
             arrived = destination.received()
             print(f"At the destination ({destination.name}):")
@@ -422,10 +279,10 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  job outputs    {folder} (seg.dcm, sr.dcm, key_image.dcm, measurements.json/.csv, overlay.png)")
     print(f"  configuration  {out / 'sarcoscreen.toml'}  (sarcoscreen --config {out / 'sarcoscreen.toml'} jobs)")
     print("\nThe phantom is synthetic: these numbers show how the engine works, not a patient's muscle mass.")
-    return 0
+    return ExitCode.OK
 
 
 def _density_rule(settings: Settings) -> str:
-    from sarcoscreen.node.analyze_command import density_rule_from
+    from sarcoscreen.node.analysis import density_rule_from
 
     return density_rule_from(settings).describe()
