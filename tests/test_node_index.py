@@ -168,8 +168,9 @@ def test_results_and_jobs_for_qa(engine: Engine) -> None:
 
     from sarcoscreen.db.models import Classification, Completeness, GroupResult, GroupSide, HeightSource
     from sarcoscreen.db.queries import jobs, results
-    from sarcoscreen.node.jobs_command import format_jobs
-    from sarcoscreen.node.results_command import format_results, parse_since
+    from sarcoscreen.node.commands.jobs import format_jobs
+    from sarcoscreen.node.commands.results import parse_since
+    from sarcoscreen.node.results_view import format_results
 
     add_series(engine, "1.2.8.1", 5, patient_id="P-A")
     add_series(engine, "1.2.8.2", 2, patient_id="P-B", study_uid="1.2.826.0.1.2")

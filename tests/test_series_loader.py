@@ -631,7 +631,7 @@ def test_analyze_applies_the_configured_volume_limit(tmp_path: Path, monkeypatch
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SARCOSCREEN_WORKER__MAX_VOLUME_MB", "1")
     assert main(["analyze", str(tmp_path / "series"), "--out", str(tmp_path / "out"), "--no-progress"]) == 1
-    assert "more than the limit of 1.0 MiB" in capsys.readouterr().out
+    assert "more than the limit of 1.0 MiB" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
