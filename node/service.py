@@ -32,7 +32,7 @@ from sarcoscreen.node.scp import StorageSCP
 from sarcoscreen.node.series_watcher import SeriesWatcher
 from sarcoscreen.node.storage_setup import StorageSetupError, prepare_storage
 from sarcoscreen.node.tls import TlsConfigError, server_context
-from sarcoscreen.node.worker import WorkerPool
+from sarcoscreen.node.worker_pool import WorkerPool
 
 __all__ = ["NodeService", "ServiceError", "serve_until_signal"]
 

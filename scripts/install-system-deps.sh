@@ -6,7 +6,8 @@
 # Idempotent: does nothing when every tool is already on PATH.
 set -euo pipefail
 need=()
-command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
+# dcmtk by its path: inside a virtual environment `storescu` may be pynetdicom's app of the same name
+[ -x /usr/bin/storescu ] || need+=(dcmtk)
 command -v Orthanc  >/dev/null 2>&1 || need+=(orthanc)
 command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 if [ ${#need[@]} -eq 0 ]; then

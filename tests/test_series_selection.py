@@ -348,7 +348,8 @@ def test_analyze_refuses_two_ct_series_and_lists_both(phantom: Path, tmp_path: P
                  str(tmp_path / "out"), "--no-progress"])
     printed = capsys.readouterr().err
     assert code == 1
-    assert printed.startswith(f"sarcoscreen: cannot analyse {tmp_path}: the files hold 2 image series; choose one")
+    assert printed.startswith(f"sarcoscreen: cannot analyse {tmp_path}: the series cannot be loaded: the files hold 2 "
+                              "image series; choose one")
     assert ct.series_instance_uid in printed
     assert f"{other.series_instance_uid} (CT: CT Image Storage (3))" in printed
     assert not (tmp_path / "out").exists()
