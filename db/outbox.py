@@ -24,7 +24,7 @@ from typing import Protocol
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from sarcoscreen.db.events import record_event
+from sarcoscreen.db.events import EventKind, record_event
 from sarcoscreen.db.models import Delivery, DeliveryStatus, EventLevel, Job, Output
 from sarcoscreen.db.queue import backoff_seconds
 from sarcoscreen.db.session import db_now, write_session
@@ -114,18 +114,19 @@ def record_outcome(db: Engine, delivery: DueDelivery, *, accepted: bool, status_
             row.status = DeliveryStatus.SENT
             row.sent_at = now
             row.last_error = None
-            record_event(session, "delivery.sent", f"{where} accepted (status 0x{status_code or 0:04X}) in attempt "
+            record_event(session, EventKind.DELIVERY_SENT,
+                         f"{where} accepted (status 0x{status_code or 0:04X}) in attempt "
                          f"{row.attempts}", series_id=delivery.series_id, job_id=delivery.job_id)
             return row.status
         row.last_error = scrub_text(error)[:_MAX_ERROR]
         if max_attempts and row.attempts >= max_attempts:
             row.status = DeliveryStatus.FAILED
-            record_event(session, "delivery.failed", f"{where} failed for good after {row.attempts} attempts: "
+            record_event(session, EventKind.DELIVERY_FAILED, f"{where} failed for good after {row.attempts} attempts: "
                          f"{error}", level=EventLevel.ERROR, series_id=delivery.series_id, job_id=delivery.job_id)
             return row.status
         wait = backoff_seconds(row.attempts, retry_s, retry_max_s)
         row.next_attempt_at = now + timedelta(seconds=wait)
-        record_event(session, "delivery.retry", f"{where}: attempt {row.attempts} failed, next in {wait:g} s: "
+        record_event(session, EventKind.DELIVERY_RETRY, f"{where}: attempt {row.attempts} failed, next in {wait:g} s: "
                      f"{error}", level=EventLevel.WARNING, series_id=delivery.series_id, job_id=delivery.job_id)
         return row.status
 
@@ -143,6 +144,7 @@ def supersede(session: Session, series_id: int, job_id: int) -> int:
     )
     count = int(result.rowcount or 0)
     if count:
-        record_event(session, "delivery.cancelled", f"{count} unsent deliveries of older jobs superseded by job "
+        record_event(session, EventKind.DELIVERY_CANCELLED,
+                     f"{count} unsent deliveries of older jobs superseded by job "
                      f"{job_id}", series_id=series_id, job_id=job_id)
     return count

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
-from sarcoscreen.db.events import record_event
+from sarcoscreen.db.events import EventKind, record_event
 from sarcoscreen.db.models import (
     Delivery,
     DeliveryStatus,
@@ -111,7 +111,7 @@ def enqueue(session: Session, series_id: int, *, reason: str, max_attempts: int)
     session.add(job)
     session.flush()
     series_queued(session, series_id)
-    record_event(session, "job.queued", f"job {job.id} queued: {reason}", series_id=series_id, job_id=job.id)
+    record_event(session, EventKind.JOB_QUEUED, f"job {job.id} queued: {reason}", series_id=series_id, job_id=job.id)
     return job
 
 
@@ -138,7 +138,8 @@ def claim(db: Engine, lease_s: float, token: str | None = None) -> ClaimedJob | 
         job.started_at = now
         series_uid = session.execute(
             select(Series.series_instance_uid).where(Series.id == job.series_id)).scalar_one()
-        record_event(session, "job.claimed", f"job {job.id} attempt {job.attempts} of {job.max_attempts} claimed "
+        record_event(session, EventKind.JOB_CLAIMED,
+                     f"job {job.id} attempt {job.attempts} of {job.max_attempts} claimed "
                      f"by {token}", series_id=job.series_id, job_id=job.id)
         return ClaimedJob(job.id, job.series_id, series_uid, job.attempts, job.max_attempts, token, expires)
 
@@ -180,9 +181,11 @@ def complete(session: Session, job_id: int, token: str, *, series_state: SeriesS
     job.error = None
     settle_after_job(session, job, series_state, skip_reason)
     if series_state is SeriesState.SKIPPED:
-        record_event(session, "series.skipped", f"job {job.id}: skipped: {skip_reason}", level=EventLevel.WARNING,
+        record_event(session, EventKind.SERIES_SKIPPED,
+                     f"job {job.id}: skipped: {skip_reason}", level=EventLevel.WARNING,
                      series_id=job.series_id, job_id=job.id)
-    record_event(session, "job.done", f"job {job.id} done in attempt {job.attempts}" + (f": {message}" if message
+    record_event(session, EventKind.JOB_DONE,
+                 f"job {job.id} done in attempt {job.attempts}" + (f": {message}" if message
                  else ""), series_id=job.series_id, job_id=job.id)
     return job
 
@@ -197,13 +200,14 @@ def _end_attempt(session: Session, job: Job, error: str, now: datetime, backoff_
         job.status = JobStatus.FAILED
         job.finished_at = now
         settle_after_job(session, job, SeriesState.FAILED)
-        record_event(session, "job.failed", f"job {job.id} failed after attempt {job.attempts} of "
+        record_event(session, EventKind.JOB_FAILED, f"job {job.id} failed after attempt {job.attempts} of "
                      f"{job.max_attempts}: {error}", level=EventLevel.ERROR, series_id=job.series_id, job_id=job.id)
         return JobStatus.FAILED
     wait = backoff_seconds(job.attempts, backoff_s, backoff_max_s)
     job.status = JobStatus.QUEUED
     job.next_attempt_at = now + timedelta(seconds=wait)
-    record_event(session, "job.retry", f"job {job.id} attempt {job.attempts} of {job.max_attempts} failed, next in "
+    record_event(session, EventKind.JOB_RETRY,
+                 f"job {job.id} attempt {job.attempts} of {job.max_attempts} failed, next in "
                  f"{wait:g} s: {error}", level=EventLevel.WARNING, series_id=job.series_id, job_id=job.id)
     return JobStatus.QUEUED
 
@@ -259,7 +263,7 @@ def retry(db: Engine, job_id: int) -> str:
             job.finished_at = None
             job.reason = "retry by user"
             settle_after_retry(session, job)
-            record_event(session, "job.retry", f"job {job.id} ({previous}) queued again by a user",
+            record_event(session, EventKind.JOB_RETRY, f"job {job.id} ({previous}) queued again by a user",
                          series_id=job.series_id, job_id=job.id)
             return f"job {job_id} ({previous}) queued again"
         if job.status is JobStatus.DONE:
@@ -276,7 +280,7 @@ def retry(db: Engine, job_id: int) -> str:
                 delivery.attempts = 0
             if not deliveries:
                 raise JobStateError(f"job {job_id} is done and every delivery was sent: nothing to retry")
-            record_event(session, "delivery.retry", f"job {job.id}: {len(deliveries)} deliveries due again "
+            record_event(session, EventKind.DELIVERY_RETRY, f"job {job.id}: {len(deliveries)} deliveries due again "
                          "(user)", series_id=job.series_id, job_id=job.id)
             return f"job {job_id}: {len(deliveries)} deliveries due again"
         raise JobStateError(f"job {job_id} is {job.status.value}: only failed, cancelled or done jobs are retried")
@@ -301,11 +305,11 @@ def cancel(db: Engine, job_id: int) -> str:
             job.lease_owner = None
             job.lease_expires_at = None
             settle_after_cancel(session, job)
-            record_event(session, "job.cancelled", f"job {job.id} ({previous}) cancelled by a user",
+            record_event(session, EventKind.JOB_CANCELLED, f"job {job.id} ({previous}) cancelled by a user",
                          level=EventLevel.WARNING, series_id=job.series_id, job_id=job.id)
             return f"job {job_id} ({previous}) cancelled"
         if deliveries:
-            record_event(session, "delivery.cancelled", f"job {job.id}: {len(deliveries)} unsent deliveries "
+            record_event(session, EventKind.DELIVERY_CANCELLED, f"job {job.id}: {len(deliveries)} unsent deliveries "
                          "cancelled by a user", level=EventLevel.WARNING, series_id=job.series_id, job_id=job.id)
             return f"job {job_id} is {job.status.value}: {len(deliveries)} unsent deliveries cancelled"
         raise JobStateError(f"job {job_id} is {job.status.value} with nothing unsent: nothing to cancel")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sarcoscreen.db.events import record_event
+from sarcoscreen.db.events import EventKind, record_event
 from sarcoscreen.db.models import EventLevel, GroupResult, Job, Output, OutputKind, SeriesState, StructureMeasurement
 from sarcoscreen.db.outbox import DestinationAddress, add_deliveries, supersede
 from sarcoscreen.db.queue import complete
@@ -109,7 +109,8 @@ def store_results(session: Session, job_id: int, lease_token: str, results: JobR
                         skip_reason=results.skip_reason)
     store_measurements(session, job, results.report)
     if results.report.notes:  # what the engine says about this result (e.g. the model's intended use)
-        record_event(session, "engine.notes", f"job {job.id}: engine {results.engine_name} {results.engine_version}: "
+        record_event(session, EventKind.ENGINE_NOTES,
+                     f"job {job.id}: engine {results.engine_name} {results.engine_version}: "
                      + " | ".join(results.report.notes), series_id=job.series_id, job_id=job.id)
     outputs = store_outputs(session, job, results.objects, outputs_root)
     newer = session.execute(select(Job.id).where(Job.series_id == job.series_id, Job.id > job.id)
@@ -121,10 +122,10 @@ def store_results(session: Session, job_id: int, lease_token: str, results: JobR
     else:
         note = f"{len(outputs)} outputs, not sent: job {newer} of the same series supersedes this one"
     for kind, reason in results.omitted:
-        record_event(session, "output.omitted", f"job {job.id}: {kind} not written: {reason}",
+        record_event(session, EventKind.OUTPUT_OMITTED, f"job {job.id}: {kind} not written: {reason}",
                      level=EventLevel.WARNING, series_id=job.series_id, job_id=job.id)
     if results.repaired:
-        record_event(session, "output.repaired", f"job {job.id}: malformed source attributes in the outputs: "
+        record_event(session, EventKind.OUTPUT_REPAIRED, f"job {job.id}: malformed source attributes in the outputs: "
                      f"{'; '.join(results.repaired)}", level=EventLevel.WARNING, series_id=job.series_id,
                      job_id=job.id)
     return complete(session, job_id, lease_token, message=note)

@@ -48,7 +48,7 @@ from typing import Final
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
-from sarcoscreen.db.events import record_event
+from sarcoscreen.db.events import EventKind, record_event
 from sarcoscreen.db.models import Job, JobStatus, Series, SeriesState
 
 __all__ = [
@@ -119,7 +119,8 @@ def back_to_receiving(session: Session, series_id: int, why: str) -> None:
     if previous is SeriesState.RECEIVING:
         return
     _write(session, series_id, SeriesState.RECEIVING)
-    record_event(session, "series.receiving", f"{why} after the series was {previous.value}; the series will be "
+    record_event(session, EventKind.SERIES_RECEIVING,
+                 f"{why} after the series was {previous.value}; the series will be "
                  "decided again once it is idle", series_id=series_id)
 
 

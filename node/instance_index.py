@@ -32,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from sarcoscreen.db.events import record_event
+from sarcoscreen.db.events import EventKind, record_event
 from sarcoscreen.db.models import (
     EventLevel,
     Instance,
@@ -300,7 +300,7 @@ class SqlInstanceIndex:
                    "under this series (the first copy is kept; the data set received is in the quarantine)")
         try:
             with write_session(self.db) as session:
-                record_event(session, "instance.conflict", message, level=EventLevel.WARNING,
+                record_event(session, EventKind.INSTANCE_CONFLICT, message, level=EventLevel.WARNING,
                              series_id=conflict.stored_series_id)
         except SQLAlchemyError as exc:
             logger.error("the conflict of instance %s could not be recorded: database error (%s)",

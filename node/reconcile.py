@@ -32,7 +32,7 @@ from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 from sqlalchemy import Engine, select
 
-from sarcoscreen.db.events import record_event
+from sarcoscreen.db.events import EventKind, record_event
 from sarcoscreen.db.models import EventLevel, Instance, InstanceState, Series
 from sarcoscreen.db.session import write_session
 from sarcoscreen.inference.error_text import error_text
@@ -215,12 +215,12 @@ def reconcile(db: Engine, spool: Spool, *, verify_checksums: bool = False) -> Re
             for series_id, counts in per_series.items():
                 text = ", ".join(f"{n} instances now '{state.value}'" for state, n in counts.items())
                 bad = any(s is not InstanceState.STORED for s in counts)
-                record_event(session, "spool.reconciled", f"start-up reconciliation: {text}",
+                record_event(session, EventKind.SPOOL_RECONCILED, f"start-up reconciliation: {text}",
                              level=EventLevel.WARNING if bad else EventLevel.INFO, series_id=series_id)
             for conflict in conflicts:
-                record_event(session, "instance.conflict", conflict.event_message(), level=EventLevel.WARNING,
+                record_event(session, EventKind.INSTANCE_CONFLICT, conflict.event_message(), level=EventLevel.WARNING,
                              series_id=series_of.get(conflict.instance.sop_instance_uid))
-            record_event(session, "spool.reconciled", report.summary(),
+            record_event(session, EventKind.SPOOL_RECONCILED, report.summary(),
                          level=EventLevel.WARNING if report.missing or report.changed or report.quarantined
                          or report.conflicts else EventLevel.INFO)
     logger.info(report.summary())

@@ -32,7 +32,7 @@ from pathlib import Path
 from sqlalchemy import Engine, exists, func, select
 from sqlalchemy.orm import Session
 
-from sarcoscreen.db.events import record_event
+from sarcoscreen.db.events import EventKind, record_event
 from sarcoscreen.db.models import (
     Delivery,
     DeliveryStatus,
@@ -139,7 +139,8 @@ def _purge_series(db: Engine, spool: Path, days: float, report: RetentionReport)
                 for row in rows:
                     row.state = InstanceState.PURGED
                     files.append(spool / row.spool_path)
-                record_event(session, "series.purged", f"retention ({days:g} days after the last instance) ended: "
+                record_event(session, EventKind.SERIES_PURGED,
+                             f"retention ({days:g} days after the last instance) ended: "
                              f"{len(rows)} spool files deleted; receive the series again to analyse it again",
                              series_id=series.id)
                 report.series += 1
@@ -181,7 +182,8 @@ def _purge_outputs(db: Engine, outputs_root: Path, days: float, report: Retentio
                 for output in outputs:
                     output.purged_at = now
                 folders.extend({(outputs_root / output.path).parent for output in outputs})
-                record_event(session, "outputs.purged", f"retention ({days:g} days after the job finished) ended: "
+                record_event(session, EventKind.OUTPUTS_PURGED,
+                             f"retention ({days:g} days after the job finished) ended: "
                              f"job {job.id}'s output folder deleted ({len(outputs)} DICOM objects, all delivered); "
                              "the results stay", series_id=job.series_id, job_id=job.id)
                 report.jobs += 1

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, case, func, select
 from sqlalchemy.orm import Session
 
-from sarcoscreen.db.events import record_event
+from sarcoscreen.db.events import EventKind, record_event
 from sarcoscreen.db.models import (
     EventLevel,
     Instance,
@@ -104,7 +104,7 @@ def summarise(session: Session, series: Series) -> SeriesSummary:
 def _skip(session: Session, series: Series, decision: Decision) -> StabilityOutcome:
     reason = "; ".join(decision.reasons)
     series_skipped(session, series.id, reason)
-    record_event(session, "series.skipped", f"skipped by the routing rules: {reason}", level=EventLevel.WARNING,
+    record_event(session, EventKind.SERIES_SKIPPED, f"skipped by the routing rules: {reason}", level=EventLevel.WARNING,
                  series_id=series.id)
     return StabilityOutcome(series.series_instance_uid, "skipped", reason)
 
@@ -130,7 +130,8 @@ def _decide_one(session: Session, series: Series, rules: RoutingRules, rerun_on_
         return StabilityOutcome(uid, "queued", f"job {job.id}")
     if latest.status is JobStatus.QUEUED:
         series_queued(session, series.id)
-        record_event(session, "series.stable", f"stable again with {summary.instances} instances; job {latest.id} "
+        record_event(session, EventKind.SERIES_STABLE,
+                     f"stable again with {summary.instances} instances; job {latest.id} "
                      "has not started and will load them all", series_id=series.id, job_id=latest.id)
         return StabilityOutcome(uid, "kept", f"job {latest.id} not started yet")
     analysed = latest.instance_count
@@ -140,7 +141,7 @@ def _decide_one(session: Session, series: Series, rules: RoutingRules, rerun_on_
                       f"({latest.status.value}) analysed", max_attempts=max_attempts)
         return StabilityOutcome(uid, "queued", f"job {job.id} (re-run after job {latest.id})")
     back_to_job_state(session, series.id, latest)
-    record_event(session, "series.not_rerun", f"{summary.instances} instances now; late instances not analysed "
+    record_event(session, EventKind.SERIES_NOT_RERUN, f"{summary.instances} instances now; late instances not analysed "
                  f"(network.rerun_on_late_instances is off); latest job {latest.id} is {latest.status.value}",
                  level=EventLevel.WARNING, series_id=series.id, job_id=latest.id)
     return StabilityOutcome(uid, "not re-run", f"job {latest.id} stays the latest")

@@ -35,7 +35,7 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from sarcoscreen.db.events import record_event
+from sarcoscreen.db.events import EventKind, record_event
 from sarcoscreen.db.heights import registry_height
 from sarcoscreen.db.models import EventLevel, Instance, InstanceState, Series, Study
 from sarcoscreen.db.queue import ClaimedJob, LeaseLostError, claim, fail, heartbeat, reap_expired
@@ -247,7 +247,7 @@ class Worker:
                     row.state = InstanceState.MISSING_FILE
                     missing += 1
             if missing:
-                record_event(session, "instance.missing", f"job {claimed.id}: {missing} spool files missing; "
+                record_event(session, EventKind.INSTANCE_MISSING, f"job {claimed.id}: {missing} spool files missing; "
                              "analysed without them", level=EventLevel.WARNING, series_id=claimed.series_id,
                              job_id=claimed.id)
             patient_id = session.execute(

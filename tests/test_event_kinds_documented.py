@@ -1,18 +1,22 @@
-"""Every kind of event the node records (`db.events.record_event`) is listed in docs/node.md, "What is recorded",
-so that QA staff reading the events table can look each one up. Found by reading the source: every call of
-``record_event`` must name its kind as a literal."""
+"""The event kinds (`db.events.EventKind`) and docs/node.md, "What is recorded", hold the same list, so that QA
+staff reading the events table can look each kind up; and every ``record_event`` call in the source names its kind
+as an `EventKind` member (found by reading the source), so no kind escapes the list."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
+
+from sarcoscreen.db.events import EventKind
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("node", "db", "inference", "reports")
 
 
-def _recorded_kinds() -> dict[str, list[str]]:
-    kinds: dict[str, list[str]] = {}
+def _recorded_members() -> dict[str, list[str]]:
+    """`EventKind` member name -> where ``record_event`` is called with it."""
+    members: dict[str, list[str]] = {}
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
@@ -24,16 +28,31 @@ def _recorded_kinds() -> dict[str, list[str]]:
                     continue
                 where = f"{path.relative_to(ROOT)}:{call.lineno}"
                 assert len(call.args) >= 2, f"{where}: record_event without a kind"
-                assert isinstance(call.args[1], ast.Constant), f"{where}: record_event's kind is not a literal"
-                kinds.setdefault(call.args[1].value, []).append(where)
-    return kinds
+                kind = call.args[1]
+                named = isinstance(kind, ast.Attribute) and isinstance(kind.value, ast.Name)
+                assert named, f"{where}: record_event's kind is not an EventKind member"
+                assert kind.value.id == "EventKind", f"{where}: record_event's kind is not an EventKind member"
+                members.setdefault(kind.attr, []).append(where)
+    return members
 
 
-def test_every_recorded_event_kind_is_documented() -> None:
-    kinds = _recorded_kinds()
-    assert "job.done" in kinds  # the scan finds the node's calls
-    assert "series.stable" in kinds
-    recorded = (ROOT / "docs" / "node.md").read_text(encoding="utf-8").split("## What is recorded", 1)[1]
-    recorded = recorded.split("\n## ", 1)[0]
-    missing = {kind: places for kind, places in kinds.items() if f"`{kind}`" not in recorded}
-    assert not missing, f"event kinds not listed in docs/node.md, What is recorded: {missing}"
+def _documented_kinds() -> set[str]:
+    text = (ROOT / "docs" / "node.md").read_text(encoding="utf-8").split("## What is recorded", 1)[1]
+    section = text.split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([a-z]+\.[a-z_]+)` \|", section, flags=re.MULTILINE))
+
+
+def test_every_record_event_call_names_an_existing_event_kind() -> None:
+    members = _recorded_members()
+    assert "JOB_DONE" in members  # the scan finds the node's calls
+    unknown = {name: places for name, places in members.items() if name not in EventKind.__members__}
+    assert not unknown, f"record_event with a kind EventKind does not have: {unknown}"
+    unused = set(EventKind.__members__) - set(members)
+    assert not unused, f"EventKind members never recorded: {unused}"
+
+
+def test_the_event_kinds_and_the_documented_list_are_the_same() -> None:
+    documented = _documented_kinds()
+    kinds = {kind.value for kind in EventKind}
+    assert kinds - documented == set(), "event kinds not listed in docs/node.md, What is recorded"
+    assert documented - kinds == set(), "docs/node.md, What is recorded, lists kinds the node never records"
