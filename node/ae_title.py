@@ -11,7 +11,10 @@ Used for the node's own title (``[network] ae_title``), the allowed callers (``a
 
 from __future__ import annotations
 
-__all__ = ["AE_TITLE_MAX_LENGTH", "InvalidAETitleError", "check_ae_title"]
+__all__ = ["AE_TITLE_MAX_LENGTH", "DEFAULT_AE_TITLE", "InvalidAETitleError", "check_ae_title"]
+
+DEFAULT_AE_TITLE = "SARCOSCREEN"
+"""The node's AE title when none is configured, and the calling AE title of `sarcoscreen send` by default."""
 
 AE_TITLE_MAX_LENGTH = 16
 """Characters of an AE value, leading and trailing spaces not counted (PS3.5 Table 6.2-1)."""

@@ -38,7 +38,7 @@ from pydantic import (
 from sarcoscreen.inference.density import DensityKind
 from sarcoscreen.inference.file_modes import FileModes, parse_mode
 from sarcoscreen.inference.sides import SideRule
-from sarcoscreen.node.ae_title import InvalidAETitleError, check_ae_title
+from sarcoscreen.node.ae_title import DEFAULT_AE_TITLE, InvalidAETitleError, check_ae_title
 
 __all__ = [
     "ENV_PREFIX",
@@ -309,7 +309,7 @@ class OutputSettings(_Section):
 class NetworkSettings(_Section):
     """The DICOM network node (Storage SCP and Verification SCP)."""
 
-    ae_title: AETitle = Field(default="SARCOSCREEN", description="Our AE title (1-16 characters).")
+    ae_title: AETitle = Field(default=DEFAULT_AE_TITLE, description="Our AE title (1-16 characters).")
     host: str = Field(default="0.0.0.0", description="Address to listen on.")
     port: Annotated[int, Field(ge=1, le=65535)] = Field(default=11112, description="DICOM port.")
     max_associations: Annotated[int, Field(ge=1)] = Field(default=20, description="Simultaneous associations.")

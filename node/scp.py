@@ -44,6 +44,7 @@ from pynetdicom.status import Status
 
 from sarcoscreen.inference.error_text import error_text
 from sarcoscreen.inference.sop_classes import CT_IMAGE_STORAGE_SOP_CLASSES
+from sarcoscreen.node.ae_title import DEFAULT_AE_TITLE
 from sarcoscreen.node.association_server import NodeAE
 from sarcoscreen.node.received_header import HeaderAttributes, TransferSyntaxMismatchError, read_header_attributes
 from sarcoscreen.node.spool import (
@@ -262,7 +263,7 @@ class StorageSCP:
         spool: Spool,
         index: InstanceIndex,
         *,
-        ae_title: str = "SARCOSCREEN",
+        ae_title: str = DEFAULT_AE_TITLE,
         host: str = "0.0.0.0",
         port: int = 11112,
         max_associations: int = 20,

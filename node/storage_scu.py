@@ -26,7 +26,7 @@ from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, STORAGE_SERVICE_CL
 
 from sarcoscreen.inference.dicom_files import find_dicom_files
 from sarcoscreen.inference.error_text import error_text
-from sarcoscreen.node.ae_title import InvalidAETitleError, check_ae_title
+from sarcoscreen.node.ae_title import DEFAULT_AE_TITLE, InvalidAETitleError, check_ae_title
 
 __all__ = ["Destination", "DestinationError", "SendOutcome", "SendResult", "parse_destination", "send_files"]
 
@@ -47,7 +47,7 @@ class Destination:
     ae_title: str
     host: str
     port: int
-    calling_ae_title: str = "SARCOSCREEN"
+    calling_ae_title: str = DEFAULT_AE_TITLE
     tls: ssl.SSLContext | None = None
     name: str = ""
 
@@ -62,7 +62,7 @@ class Destination:
         return f"{self.ae_title}@{self.host}:{self.port}" + (" (TLS)" if self.tls else "")
 
 
-def parse_destination(text: str, calling_ae_title: str = "SARCOSCREEN") -> Destination:
+def parse_destination(text: str, calling_ae_title: str = DEFAULT_AE_TITLE) -> Destination:
     """``AET@host:port`` -> `Destination`; `DestinationError` saying what is wrong otherwise."""
     match = _DESTINATION.match(text.strip())
     if not match:

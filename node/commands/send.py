@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sarcoscreen.node.ae_title import DEFAULT_AE_TITLE
 from sarcoscreen.node.commands.command import SubParsers
 from sarcoscreen.node.commands.errors import ExitCode, UserError
 from sarcoscreen.node.config import Settings, load_settings
@@ -28,7 +29,7 @@ def add_parser(commands: SubParsers) -> None:
     parser.add_argument("paths", type=Path, nargs="+", help="Files or folders (searched recursively).")
     parser.add_argument("--to", required=True, metavar="AET@HOST:PORT|NAME",
                         help="The destination, e.g. PACS@10.0.0.5:104, or the name of a [[destinations]] entry.")
-    parser.add_argument("--calling-ae", default="SARCOSCREEN", help="Our AE title (default SARCOSCREEN).")
+    parser.add_argument("--calling-ae", default=DEFAULT_AE_TITLE, help=f"Our AE title (default {DEFAULT_AE_TITLE}).")
     parser.add_argument("--timeout", type=float, default=30.0, help="Network timeout in seconds (default 30).")
     parser.add_argument("--tls", action="store_true", help="Use TLS (system CAs unless --tls-ca is given).")
     parser.add_argument("--tls-ca", type=Path, metavar="PEM",
@@ -79,6 +80,6 @@ def run(args: argparse.Namespace, settings: Settings | None) -> int:
         raise UserError(str(exc), ExitCode.FAILED) from None
     print(f"sent {result.sent} of {len(result.outcomes)} files to {destination}")
     for outcome in result.failed:
-        status = f"status 0x{outcome.status:04X}" if outcome.status is not None else "not sent"
+        status = outcome.status_text if outcome.status is not None else "not sent"
         print(f"  {outcome.path}: {status} {outcome.error}".rstrip(), file=sys.stderr)
     return ExitCode.OK if not result.failed else ExitCode.FAILED
