@@ -13,6 +13,8 @@ Modules, by concern:
 * `phi` - recognisable fake patient values (well-formed and malformed) and the scan of logs, database text
   and command output for them;
 * `ledger` - waiting until the node is idle, and counting acknowledged vs indexed vs delivered;
+* `settle` - the frame every part shares: the node closed with its crashes noted, then let finish its work,
+  stopped, its instances counted and what it wrote scanned for patient values (`NodeRunRecord` holds those notes);
 * `kill_trials`, `fuzz_corpus` + `fuzz`, `malformed`, `concurrency` - the parts of the campaign;
 * `report` - the table; `campaign` - all parts on each database; `cli` - the command line.
 

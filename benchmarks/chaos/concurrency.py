@@ -26,10 +26,9 @@ from sqlalchemy.orm import Session
 from chaos.databases import Backend, fresh_database
 from chaos.dicom_io import store
 from chaos.kill_trials import node_sections
-from chaos.ledger import IdleState, InstanceLedger, instance_ledger
-from chaos.node_control import NodeStartError, NodeUnderTest
-from chaos.phi import WELL_FORMED, PhiHit, stamp
-from chaos.settle import scan_everything, settle_and_stop
+from chaos.node_control import NodeUnderTest
+from chaos.phi import WELL_FORMED, stamp
+from chaos.settle import NodeRunRecord, node_session, scan_everything, settled_database
 from sarcoscreen.db.models import Series
 
 __all__ = ["ConcurrencyResult", "run_concurrency"]
@@ -38,7 +37,7 @@ DCMTK_STORESCU = "/usr/bin/storescu"  # inside the virtual environment `storescu
 
 
 @dataclass
-class ConcurrencyResult:
+class ConcurrencyResult(NodeRunRecord):
     backend: str
     associations: int
     racing: int
@@ -48,12 +47,6 @@ class ConcurrencyResult:
     acknowledged_instances: int = 0
     not_acknowledged: list[str] = field(default_factory=list)
     wrong_counts: list[str] = field(default_factory=list)
-    instances: InstanceLedger | None = None
-    idle: IdleState | None = None
-    crashes: list[str] = field(default_factory=list)
-    phi: list[PhiHit] = field(default_factory=list)
-    unfinished: list[str] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 def _dcmtk_store(port: int, series: CTSeries) -> tuple[bool, str]:
@@ -106,7 +99,7 @@ def run_concurrency(backend: Backend, work: Path, *, associations: int = 20, rac
                     result.not_acknowledged.append(f"association {index}: {missing} of {len(one.files)} not "
                                                    f"acknowledged ({'connected' if outcome.connected else 'refused'})")
 
-        try:
+        with node_session(node, result):
             node.start()
             threads = [threading.Thread(target=send, args=(i, s), daemon=True) for i, s in enumerate(plan)]
             for thread in threads:
@@ -119,27 +112,13 @@ def run_concurrency(backend: Backend, work: Path, *, associations: int = 20, rac
             result.sent = sum(len(s.files) for s in plan)
             result.most_at_once = max((sum(1 for b, e in spans if b <= t < e) for t, _ in spans), default=0)
             result.acknowledged_instances = len(acknowledged)
-            engine = config.engine()
-            try:
-                settled = settle_and_stop(node, engine, settle_s, "the concurrent associations")
-                result.idle = settled.idle
-                result.unfinished += settled.unfinished
-                result.crashes += settled.crashes
-                with Session(engine) as session:
-                    counts = dict(session.execute(select(Series.series_instance_uid, Series.instance_count))
-                                  .all())
-                for one in series:
-                    if counts.get(one.series_instance_uid) != len(one.files):
-                        result.wrong_counts.append(f"series {one.series_instance_uid}: "
-                                                   f"{counts.get(one.series_instance_uid)} of {len(one.files)}")
-                result.instances = instance_ledger(engine, config.folder / "data" / "spool", acknowledged)
-            finally:
-                engine.dispose()
+            with settled_database(node, config, result, settle_s=settle_s, after="the concurrent associations",
+                                  acknowledged=acknowledged) as engine, Session(engine) as session:
+                counts = dict(session.execute(select(Series.series_instance_uid, Series.instance_count)).all())
+            for one in series:
+                if counts.get(one.series_instance_uid) != len(one.files):
+                    result.wrong_counts.append(f"series {one.series_instance_uid}: "
+                                               f"{counts.get(one.series_instance_uid)} of {len(one.files)}")
             result.phi = scan_everything(node, config, url, quarantine=False)
-        except NodeStartError as exc:
-            result.unfinished.append(str(exc).splitlines()[0])
-        finally:
-            node.close()
-            result.crashes += node.all_crashes()
     result.seconds = time.monotonic() - started
     return result

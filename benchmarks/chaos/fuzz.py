@@ -29,10 +29,9 @@ from chaos.databases import Backend, fresh_database
 from chaos.dicom_io import store
 from chaos.fuzz_corpus import SYNTAXES, FuzzCase, Syntax, mutate, write_template
 from chaos.kill_trials import node_sections
-from chaos.ledger import IdleState, InstanceLedger, instance_ledger
-from chaos.node_control import NodeStartError, NodeUnderTest
-from chaos.phi import PATIENTS, PhiHit
-from chaos.settle import scan_everything, settle_and_stop
+from chaos.node_control import NodeUnderTest
+from chaos.phi import PATIENTS
+from chaos.settle import NodeRunRecord, node_session, quarantine_folder, scan_everything, settled_database
 from sarcoscreen.db.models import Series
 
 __all__ = ["FuzzResult", "fuzz_sections", "refused", "run_fuzz", "series_states"]
@@ -55,7 +54,7 @@ def fuzz_sections() -> dict[str, dict[str, object]]:
 
 
 @dataclass
-class FuzzResult:
+class FuzzResult(NodeRunRecord):
     backend: str
     cases: int
     statuses: Counter[str] = field(default_factory=Counter)
@@ -65,13 +64,7 @@ class FuzzResult:
     """Unmutated template instances the node did not acknowledge (syntax: status)."""
     unquarantined: int = 0
     """Refused cases without a quarantine entry."""
-    instances: InstanceLedger | None = None
-    idle: IdleState | None = None
     series_states: Counter[str] = field(default_factory=Counter)
-    crashes: list[str] = field(default_factory=list)
-    phi: list[PhiHit] = field(default_factory=list)
-    unfinished: list[str] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 def _status_name(status: int | None) -> str:
@@ -102,7 +95,7 @@ def run_fuzz(backend: Backend, work: Path, *, cases: int, seed: int, syntaxes: t
         refusals: list[str] = []
         case_number = 0
         batch = 0
-        try:
+        with node_session(node, result):
             node.start()
             schedule = [s for s in syntaxes for _ in range(2 if s.decodable else 1)]
             while case_number < cases:
@@ -143,24 +136,12 @@ def run_fuzz(backend: Backend, work: Path, *, cases: int, seed: int, syntaxes: t
                     node.start()
                 case_number += count
                 batch += 1
-            engine = config.engine()
-            try:
-                settled = settle_and_stop(node, engine, settle_s, "the fuzz cases")
-                result.idle = settled.idle
-                result.unfinished += settled.unfinished
-                result.crashes += settled.crashes
-                result.instances = instance_ledger(engine, config.folder / "data" / "spool", acknowledged)
+            with settled_database(node, config, result, settle_s=settle_s, after="the fuzz cases",
+                                  acknowledged=acknowledged) as engine:
                 result.series_states = series_states(engine)
-            finally:
-                engine.dispose()
-            quarantined = _quarantined_uids(config.folder / "data" / "quarantine")
+            quarantined = _quarantined_uids(quarantine_folder(config))
             result.unquarantined = sum(1 for uid in refusals if not quarantined.get(uid))
             result.phi = scan_everything(node, config, url, quarantine=True)
-        except NodeStartError as exc:
-            result.unfinished.append(str(exc).splitlines()[0])
-        finally:
-            node.close()
-            result.crashes += node.all_crashes()
     result.seconds = time.monotonic() - started
     return result
 

@@ -38,10 +38,10 @@ from sqlalchemy.orm import Session
 
 from chaos.databases import Backend, fresh_database
 from chaos.dicom_io import RecordingDestination, echo, store
-from chaos.ledger import DeliveryLedger, IdleState, InstanceLedger, delivery_ledger, instance_ledger
+from chaos.ledger import DeliveryLedger, delivery_ledger
 from chaos.node_control import NodeStartError, NodeUnderTest
 from chaos.phi import WELL_FORMED, PhiHit, scan_text
-from chaos.settle import scan_everything, settle_and_stop
+from chaos.settle import NodeRunRecord, node_session, scan_everything, settled_database
 from chaos.sources import phantom_datasets, renamed_copy
 from sarcoscreen.db.migrate import current, head
 from sarcoscreen.db.models import Job, JobStatus
@@ -123,7 +123,7 @@ class Traffic:
 
 
 @dataclass
-class KillTrialsResult:
+class KillTrialsResult(NodeRunRecord):
     backend: str
     trials: int
     stopped: int = 0
@@ -133,15 +133,8 @@ class KillTrialsResult:
     moments_missed: int = 0
     """Trials whose drawn moment did not come within its wait (killed anyway)."""
     whole_group: int = 0
-    instances: InstanceLedger | None = None
     deliveries: DeliveryLedger | None = None
-    idle: IdleState | None = None
-    crashes: list[str] = field(default_factory=list)
-    phi: list[PhiHit] = field(default_factory=list)
     series_sent: int = 0
-    unfinished: list[str] = field(default_factory=list)
-    """Anything the run could not finish (sender still had unacknowledged instances, node not idle)."""
-    seconds: float = 0.0
 
 
 def _draw_plan(rng: random.Random, trials: int, how: str) -> list[tuple[str, str]]:
@@ -217,7 +210,7 @@ def run_kill_trials(backend: Backend, work: Path, *, trials: int, seed: int, pha
         config = NodeConfig(work / "node", url, sections=node_sections(delivery_timeout_s=delivery_timeout_s),
                             destinations=[pacs])
         node = NodeUnderTest(config)
-        try:
+        with node_session(node, result):
             node.start()
             traffic = Traffic(config.port, series, deadline=time.monotonic() + 60.0 * max(trials, 1) + 120.0)
             traffic.start()
@@ -241,24 +234,11 @@ def run_kill_trials(backend: Backend, work: Path, *, trials: int, seed: int, pha
                 node.start()
             if not traffic.join(timeout=max(120.0, 15.0 * trials)):
                 result.unfinished.append("the sender still had unacknowledged instances at its deadline")
-            engine = config.engine()
-            try:
-                settled = settle_and_stop(node, engine, settle_s, "the trials")
-                result.idle = settled.idle
-                result.unfinished += settled.unfinished
-                result.crashes += settled.crashes
-                spool = config.folder / "data" / "spool"
-                result.instances = instance_ledger(engine, spool, traffic.acknowledged)
+            with settled_database(node, config, result, settle_s=settle_s, after="the trials",
+                                  acknowledged=traffic.acknowledged) as engine:
                 result.deliveries = delivery_ledger(
                     engine, destination.counts(), sum(not r.readable for r in destination.received), expected)
-            finally:
-                engine.dispose()
             result.phi = scan_everything(node, config, url, quarantine=False)
-        except NodeStartError as exc:
-            result.unfinished.append(str(exc).splitlines()[0])
-        finally:
-            node.close()
-            result.crashes += node.all_crashes()
     result.seconds = time.monotonic() - started
     return result
 

@@ -38,17 +38,15 @@ from sqlalchemy.orm import Session
 from chaos.databases import Backend, fresh_database
 from chaos.dicom_io import store
 from chaos.fuzz import fuzz_sections, refused
-from chaos.ledger import IdleState, InstanceLedger, instance_ledger
-from chaos.node_control import NodeStartError, NodeUnderTest
+from chaos.node_control import NodeUnderTest
 from chaos.phi import (
     MALFORMED,
     PATIENTS,
     WELL_FORMED,
     FakePatient,
-    PhiHit,
     stamp,
 )
-from chaos.settle import scan_everything, settle_and_stop
+from chaos.settle import NodeRunRecord, node_session, quarantine_folder, scan_everything, settled_database
 from sarcoscreen.db.models import Job, Series
 
 __all__ = ["ITEMS", "MalformedItem", "MalformedResult", "run_malformed"]
@@ -311,17 +309,11 @@ class ItemOutcome:
 
 
 @dataclass
-class MalformedResult:
+class MalformedResult(NodeRunRecord):
     backend: str
     items: list[ItemOutcome] = field(default_factory=list)
-    instances: InstanceLedger | None = None
     unquarantined: int = 0
-    idle: IdleState | None = None
     internal_errors: list[str] = field(default_factory=list)
-    crashes: list[str] = field(default_factory=list)
-    phi: list[PhiHit] = field(default_factory=list)
-    unfinished: list[str] = field(default_factory=list)
-    seconds: float = 0.0
 
     @property
     def lost(self) -> int:
@@ -350,7 +342,7 @@ def run_malformed(backend: Backend, work: Path, *, items: tuple[MalformedItem, .
         acknowledged: set[str] = set()
         refusals: list[str] = []
         sent: list[tuple[MalformedItem, Written, list[dict[str, int | None]], Counter[str]]] = []
-        try:
+        with node_session(node, result):
             node.start()
             for number, item in enumerate(items):
                 patient = WELL_FORMED[number % len(WELL_FORMED)] if number % 3 else PATIENTS[number % len(PATIENTS)]
@@ -369,12 +361,8 @@ def run_malformed(backend: Backend, work: Path, *, items: tuple[MalformedItem, .
                 if not node.alive():
                     result.crashes.append(f"the node ended after {item.name}")
                     node.start()
-            engine = config.engine()
-            try:
-                settled = settle_and_stop(node, engine, settle_s, "the malformed series")
-                result.idle = settled.idle
-                result.unfinished += settled.unfinished
-                result.crashes += settled.crashes
+            with settled_database(node, config, result, settle_s=settle_s, after="the malformed series",
+                                  acknowledged=acknowledged) as engine:
                 for item, written, statuses, counts in sent:
                     states, reasons = [], []
                     for uid in written.series_uids:
@@ -385,17 +373,9 @@ def run_malformed(backend: Backend, work: Path, *, items: tuple[MalformedItem, .
                     result.items.append(ItemOutcome(item.name, counts, states, "; ".join(r for r in reasons if r),
                                                     problem))
                     result.internal_errors += [f"{item.name}: {r}" for r in reasons if "internal error" in r]
-                result.instances = instance_ledger(engine, config.folder / "data" / "spool", acknowledged)
-            finally:
-                engine.dispose()
-            quarantined = _quarantine_count(config.folder / "data" / "quarantine")
+            quarantined = _quarantine_count(quarantine_folder(config))
             result.unquarantined = max(0, len(refusals) - quarantined)
             result.phi = scan_everything(node, config, url, quarantine=True)
-        except NodeStartError as exc:
-            result.unfinished.append(str(exc).splitlines()[0])
-        finally:
-            node.close()
-            result.crashes += node.all_crashes()
     result.seconds = time.monotonic() - started
     return result
 

@@ -1,39 +1,93 @@
-"""The end every part shares: let the node finish its work, check that it still answers, stop it cleanly, and scan
-what it wrote for the fake patient values."""
+"""The frame every part shares around its own work: the node run closed and its crashes noted, then the node let
+finish its work, checked that it still answers, stopped cleanly, its instances counted, and what it wrote scanned
+for the fake patient values.
+
+A part's run reads::
+
+    result = SomeResult(...)                      # a `NodeRunRecord`
+    with node_session(node, result):
+        node.start()
+        ...                                       # the part's own attack
+        with settled_database(node, config, result, settle_s=..., after="...", acknowledged=...) as engine:
+            ...                                   # the part's own counts
+        result.phi = scan_everything(node, config, url, quarantine=...)
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from node_support import NodeConfig
 from sqlalchemy import Engine
 
 from chaos.dicom_io import echo
-from chaos.ledger import IdleState, wait_idle
-from chaos.node_control import NodeUnderTest
+from chaos.ledger import IdleState, InstanceLedger, instance_ledger, wait_idle
+from chaos.node_control import NodeStartError, NodeUnderTest
 from chaos.phi import PhiHit, scan_cli, scan_database, scan_files, scan_text
 
-__all__ = ["Settled", "scan_everything", "settle_and_stop"]
+__all__ = ["NodeRunRecord", "node_session", "quarantine_folder", "scan_everything", "settled_database",
+           "spool_folder"]
 
 
-@dataclass(frozen=True)
-class Settled:
-    idle: IdleState
-    unfinished: list[str]
-    """The node not idle within the deadline."""
-    crashes: list[str]
-    """The node not answering C-ECHO afterwards (a clean stop that fails is noted by `NodeUnderTest`)."""
+@dataclass(kw_only=True)
+class NodeRunRecord:
+    """What every part notes about its node (filled in by `node_session`, `settled_database` and
+    `scan_everything`); a part's result adds its own fields."""
+
+    instances: InstanceLedger | None = None
+    idle: IdleState | None = None
+    crashes: list[str] = field(default_factory=list)
+    phi: list[PhiHit] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)
+    """Anything the run could not finish (the node not started or not idle in time, a sender that could not
+    finish)."""
+    seconds: float = 0.0
 
 
-def settle_and_stop(node: NodeUnderTest, engine: Engine, settle_s: float, after: str) -> Settled:
-    """Wait until the node is idle (at most `settle_s`), C-ECHO it, then SIGTERM it; `after` names what came
-    before, for the notes ("the trials")."""
-    idle = wait_idle(engine, settle_s)
-    unfinished = [] if idle.idle else [f"not idle after {settle_s:g} s: {idle}"]
-    crashes = [] if echo(node.port) else [f"the node did not answer C-ECHO after {after}"]
-    node.stop()
-    return Settled(idle, unfinished, crashes)
+def spool_folder(config: NodeConfig) -> Path:
+    return Path(config.folder) / "data" / "spool"
+
+
+def quarantine_folder(config: NodeConfig) -> Path:
+    return Path(config.folder) / "data" / "quarantine"
+
+
+@contextmanager
+def node_session(node: NodeUnderTest, record: NodeRunRecord) -> Iterator[None]:
+    """The block runs the node (it starts it); afterwards the node is closed and every crash it noted is added to
+    `record`. A start that fails in the block (`NodeStartError`, the first one or a restart) ends the block and is
+    noted as unfinished."""
+    try:
+        yield
+    except NodeStartError as exc:
+        record.unfinished.append(str(exc).splitlines()[0])
+    finally:
+        node.close()
+        record.crashes += node.all_crashes()
+
+
+@contextmanager
+def settled_database(node: NodeUnderTest, config: NodeConfig, record: NodeRunRecord, *, settle_s: float, after: str,
+                     acknowledged: set[str]) -> Iterator[Engine]:
+    """The node's database once the node is idle (at most `settle_s`), has been C-ECHOed and stopped with SIGTERM;
+    `record` gets the idle state, a node not idle in time (unfinished), one that did not answer (a crash; a clean
+    stop that fails is noted by `NodeUnderTest`) and the ledger of the `acknowledged` instances. `after` names what
+    came before, for the notes ("the trials"). The engine is disposed after the block."""
+    engine = config.engine()
+    try:
+        record.idle = wait_idle(engine, settle_s)
+        if not record.idle.idle:
+            record.unfinished.append(f"not idle after {settle_s:g} s: {record.idle}")
+        if not echo(node.port):
+            record.crashes.append(f"the node did not answer C-ECHO after {after}")
+        node.stop()
+        record.instances = instance_ledger(engine, spool_folder(config), acknowledged)
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def scan_everything(node: NodeUnderTest, config: NodeConfig, url: str, *, quarantine: bool) -> list[PhiHit]:
@@ -41,5 +95,5 @@ def scan_everything(node: NodeUnderTest, config: NodeConfig, url: str, *, quaran
     notes)."""
     hits = [*scan_text("node log", node.log_text()), *scan_database(url), *scan_cli(config.path, url)]
     if quarantine:
-        hits += scan_files((Path(config.folder) / "data" / "quarantine").rglob("*.json"))
+        hits += scan_files(quarantine_folder(config).rglob("*.json"))
     return hits
