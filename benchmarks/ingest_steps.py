@@ -27,16 +27,15 @@ import copy
 import hashlib
 import io
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pydicom import dcmread
+from bench_support import write_phantom
+from node_bench_support import bench_database
+from pydicom import Dataset, dcmread
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import generate_uid
@@ -53,9 +52,7 @@ def sample_instance(work: Path) -> Path:
     folder = work / "sarcoscreen-ingest-steps"
     files = sorted((folder / "dicom").glob("*.dcm")) if folder.is_dir() else []
     if not files:
-        subprocess.run([sys.executable, "-m", "sarcoscreen.node.cli", "phantom", "--out", str(folder), "--fov", "hip",
-                        "--slice-mm", "10", "--matrix", "512", "--seed", "3", "--no-progress"], check=True,
-                       stdout=subprocess.DEVNULL)
+        write_phantom(folder, "--fov", "hip", "--slice-mm", "10", "--matrix", "512", "--seed", "3")
         files = sorted((folder / "dicom").glob("*.dcm"))
     return files[len(files) // 2]
 
@@ -79,18 +76,13 @@ def main() -> None:
 
     source = dcmread(sample_instance(args.work))
     folder = Path(tempfile.mkdtemp(prefix="ingest-steps-", dir=args.where))
-    url = f"sqlite:///{folder / 'index.db'}"
-    schema = None
-    if args.postgres:
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.engine import make_url
+    with bench_database(args.postgres, folder / "index.db") as url:
+        time_steps(source, folder, url, args.instances, "PostgreSQL" if args.postgres else "SQLite")
 
-        schema = f"bench_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(args.postgres)
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = make_url(args.postgres).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False)
+
+def time_steps(source: Dataset, folder: Path, url: str, instances: int, database: str) -> None:
+    """The table: each step of the handler timed on `instances` copies of `source`, spool and index in
+    `folder` and the database at `url`."""
     upgrade(url)
     engine = open_index_db(url)
     index = SqlInstanceIndex(engine)
@@ -100,7 +92,7 @@ def main() -> None:
 
     # Each repetition gets its own SOP Instance UID (new file, new row): the data set as a C-STORE carries it.
     payloads = []
-    for _ in range(args.instances):
+    for _ in range(instances):
         source.SOPInstanceUID = generate_uid()
         source.file_meta.MediaStorageSOPInstanceUID = source.SOPInstanceUID
         stream = DicomBytesIO()
@@ -131,8 +123,8 @@ def main() -> None:
             index.add(instance)
 
     total = sum(statistics.median(rows[name]) for name in ("encode", "header", "spool", "record", "index"))
-    print(f"{args.instances} instances of {len(payloads[0][2]) / 1024:.0f} KiB; spool and database in {folder.parent}; "
-          f"database {'PostgreSQL' if args.postgres else 'SQLite'}\n")
+    print(f"{instances} instances of {len(payloads[0][2]) / 1024:.0f} KiB; spool and database in {folder.parent}; "
+          f"database {database}\n")
     print("| step | median ms | p90 ms |")
     print("| --- | --- | --- |")
     for name, values in rows.items():
@@ -140,10 +132,6 @@ def main() -> None:
         print(f"| {name} | {statistics.median(ordered):.3f} | {ordered[int(len(ordered) * 0.9)]:.3f} |")
     print(f"| node's handler, sum of medians | {total:.3f} | |")
     engine.dispose()
-    if schema is not None:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

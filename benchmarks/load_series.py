@@ -20,23 +20,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench_support import ensure_made, measure_child
 
 SIZE = 512
 
 
 def write_series(folder: Path, slices: int) -> None:
     """The synthetic series, unless `folder` already holds a complete one (marker file)."""
+    ensure_made(folder, str(slices), lambda: _write_series(folder, slices))
+
+
+def _write_series(folder: Path, slices: int) -> None:
     import numpy as np
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-    marker = folder / "COMPLETE"
-    if marker.is_file() and marker.read_text().strip() == str(slices):
-        return
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.dcm"):
         stale.unlink()
@@ -71,7 +73,6 @@ def write_series(folder: Path, slices: int) -> None:
         ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
         ds.PixelData = (hu + 1024).astype(np.int16).tobytes()
         ds.save_as(folder / f"IM{k:05d}.dcm", enforce_file_format=True)
-    marker.write_text(str(slices))
 
 
 def child(mode: str, folder: Path) -> None:
@@ -96,18 +97,7 @@ def child(mode: str, folder: Path) -> None:
 
 def measure(mode: str, folder: Path) -> dict[str, float | str | list[int]]:
     """Run `child(mode)` in a fresh interpreter; its own peak RSS comes from os.wait4."""
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--child", mode, "--folder", str(folder)], stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise SystemExit(f"{mode} child failed with exit code {process.returncode}")
-    result = json.loads(output.strip().splitlines()[-1])
-    result["peak_rss_mib"] = usage.ru_maxrss / 1024  # Linux: kilobytes
-    return result
+    return measure_child(__file__, [mode, "--folder", str(folder)], mode)
 
 
 def main() -> None:

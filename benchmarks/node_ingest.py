@@ -23,14 +23,15 @@ per second, and the median (range) of each round's ratio node / bare. Not part o
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
+
+from node_bench_support import bench_database, hip_ct_files, sarcoscreen_command, storescu_send, write_node_config
 
 from sarcoscreen.node.loopback import free_port, wait_for_port
 
@@ -57,86 +58,44 @@ ae.start_server(("127.0.0.1", port), block=True, evt_handlers=[(evt.EVT_C_STORE,
 """
 
 
-def make_series(work: Path) -> list[Path]:
-    folder = work / "sarcoscreen-node-benchmark-600"
-    marker = folder / "COMPLETE"
-    if not marker.is_file():
-        subprocess.run([sys.executable, "-m", "sarcoscreen.node.cli", "phantom", "--out", str(folder), "--fov", "hip",
-                        "--slice-mm", "1.5", "--matrix", "512", "--seed", "3", "--no-progress"], check=True,
-                       stdout=subprocess.DEVNULL)
-        marker.write_text("ok")
-    return sorted((folder / "dicom").glob("*.dcm"))
-
-
-def send(port: int, files: list[Path], parallel: int) -> float:
-    """Seconds for `parallel` storescu processes to send `files` (split evenly); checks every response."""
-    groups = [files[i::parallel] for i in range(parallel)]
-    env = {**os.environ, "TCP_NODELAY": "1"}
-    start = time.perf_counter()
-    processes = [subprocess.Popen(["storescu", "-aet", "SCANNER", "-aec", "SARCO", "127.0.0.1", str(port),
-                                   *map(str, group)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                 for group in groups]
-    outputs = [p.communicate()[0] for p in processes]
-    seconds = time.perf_counter() - start
-    for process, output in zip(processes, outputs, strict=True):
-        if process.returncode != 0:
-            raise RuntimeError(f"storescu failed: {output.decode(errors='replace')[-500:]}")
-    return seconds
+def _timed_ingest(server: list[str], port: int, files: list[Path], parallel: int, stored: Callable[[], int],
+                  name: str, stop_timeout: float) -> float:
+    """Start the SCP `server` (listening on `port`), send `files` and check that it `stored` them all; the
+    seconds of the sending. The SCP is stopped afterwards."""
+    process = subprocess.Popen(server)
+    try:
+        wait_for_port(port, timeout=60)
+        seconds = storescu_send(port, files, parallel)
+        count = stored()
+        if count != len(files):
+            raise RuntimeError(f"{name} stored {count} of {len(files)}")
+        return seconds
+    finally:
+        process.terminate()
+        process.wait(timeout=stop_timeout)
 
 
 def run_bare(files: list[Path], parallel: int, where: Path | None) -> float:
     folder = Path(tempfile.mkdtemp(prefix="bare-", dir=where))
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-c", BARE_SCP, str(folder), str(port)])
     try:
-        wait_for_port(port, timeout=60)
-        seconds = send(port, files, parallel)
-        stored = len(list(folder.iterdir()))
-        if stored != len(files):
-            raise RuntimeError(f"bare SCP stored {stored} of {len(files)}")
-        return seconds
+        return _timed_ingest([sys.executable, "-c", BARE_SCP, str(folder), str(port)], port, files, parallel,
+                             lambda: len(list(folder.iterdir())), "bare SCP", stop_timeout=30)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_node(files: list[Path], parallel: int, database_url: str | None, where: Path | None) -> float:
     folder = Path(tempfile.mkdtemp(prefix="node-", dir=where))
     port = free_port()
-    url = database_url or f"sqlite:///{folder / 'sarcoscreen.db'}"
-    if database_url:  # a fresh schema for each round
-        import uuid
-
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.engine import make_url
-
-        schema = f"bench_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(database_url)
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = make_url(database_url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False)
-    config = folder / "node.toml"
-    config.write_text(f'[network]\nae_title = "SARCO"\nhost = "127.0.0.1"\nport = {port}\nstable_age_s = 3600\n'
-                      f'[database]\nurl = "{url}"\n[storage]\ndata_dir = "{folder / "data"}"\nmin_free_mb = 0\n'
-                      '[logging]\nlevel = "WARNING"\n', encoding="utf-8")
-    server = subprocess.Popen([sys.executable, "-m", "sarcoscreen.node.cli", "--config", str(config), "serve"])
     try:
-        wait_for_port(port, timeout=60)
-        seconds = send(port, files, parallel)
-        stored = len(list((folder / "data" / "spool").rglob("*.dcm")))
-        if stored != len(files):
-            raise RuntimeError(f"node stored {stored} of {len(files)}")
-        return seconds
+        with bench_database(database_url, folder / "sarcoscreen.db") as url:  # a fresh schema for each round
+            config = write_node_config(folder, port=port, database_url=url, stable_age_s=3600, log_level="WARNING")
+            return _timed_ingest(sarcoscreen_command(config, "serve"), port, files, parallel,
+                                 lambda: len(list((folder / "data" / "spool").rglob("*.dcm"))), "node",
+                                 stop_timeout=60)
     finally:
-        server.terminate()
-        server.wait(timeout=60)
         shutil.rmtree(folder, ignore_errors=True)
-        if database_url:
-            with admin.begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
 
 
 def main() -> None:
@@ -151,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("storescu") is None:
         sys.exit("dcmtk storescu is needed")
-    files = make_series(args.work)
+    files = hip_ct_files(args.work)
     size = sum(f.stat().st_size for f in files) / len(files) / 1024
     print(f"{len(files)} instances, {size:.0f} KiB each; {args.rounds} rounds, bare and node alternating; files in "
           f"{args.where or tempfile.gettempdir()}\n")

@@ -23,60 +23,50 @@ Success; ``deliveries.sent_at``). The breakdown comes from the job's and deliver
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from node_ingest import free_port, make_series, wait_for_port
+from node_bench_support import bench_database, hip_ct_files, sarcoscreen_command, storescu_send, write_node_config
+
+from sarcoscreen.node.loopback import free_port, wait_for_port
 
 
 def one_round(files: list[Path], stable_age: float, database_url: str | None) -> dict[str, Any]:
-    from sqlalchemy import create_engine, select, text
-    from sqlalchemy.engine import make_url
+    folder = Path(tempfile.mkdtemp(prefix="latency-"))
+    try:
+        with bench_database(database_url, folder / "sarcoscreen.db") as url:
+            return _measure_round(folder, files, stable_age, url)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _measure_round(folder: Path, files: list[Path], stable_age: float, url: str) -> dict[str, Any]:
+    from sqlalchemy import create_engine, select
     from sqlalchemy.orm import Session
 
     from sarcoscreen.db.models import Delivery, DeliveryStatus, Job, Output, OutputKind
 
-    folder = Path(tempfile.mkdtemp(prefix="latency-"))
     received = folder / "received"
     received.mkdir()
     destination_port, port = free_port(), free_port()
-    url = f"sqlite:///{folder / 'sarcoscreen.db'}"
-    schema = None
-    if database_url:
-        import uuid
-
-        schema = f"bench_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(database_url)
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = make_url(database_url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False)
-    config = folder / "node.toml"
-    config.write_text(
-        f'[network]\nae_title = "SARCO"\nhost = "127.0.0.1"\nport = {port}\nstable_age_s = {stable_age}\n'
-        f'[database]\nurl = "{url}"\n[storage]\ndata_dir = "{folder / "data"}"\nmin_free_mb = 0\n'
-        '[queue]\npoll_s = 0.5\n[logging]\nlevel = "INFO"\n'
-        f'[[destinations]]\nname = "storescp"\nae_title = "STORESCP"\nhost = "127.0.0.1"\nport = {destination_port}\n',
-        encoding="utf-8")
+    config = write_node_config(
+        folder, port=port, database_url=url, stable_age_s=stable_age, log_level="INFO",
+        more=f'[queue]\npoll_s = 0.5\n[[destinations]]\nname = "storescp"\nae_title = "STORESCP"\n'
+             f'host = "127.0.0.1"\nport = {destination_port}\n')
     destination = subprocess.Popen(["storescp", "--aetitle", "STORESCP", "--output-directory", str(received), "+xa",
                                     str(destination_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = (folder / "node.log").open("wb")
-    node = subprocess.Popen([sys.executable, "-m", "sarcoscreen.node.cli", "--config", str(config), "run"],
-                            stderr=log)
+    node = subprocess.Popen(sarcoscreen_command(config, "run"), stderr=log)
     engine = create_engine(url)
     try:
         wait_for_port(destination_port)
         wait_for_port(port)
-        subprocess.run(["storescu", "-aet", "SCANNER", "-aec", "SARCO", "127.0.0.1", str(port), *map(str, files)],
-                       check=True, env={**os.environ, "TCP_NODELAY": "1"}, stdout=subprocess.DEVNULL)
+        storescu_send(port, files, 1)
         last = datetime.now(UTC)
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
@@ -116,11 +106,6 @@ def one_round(files: list[Path], stable_age: float, database_url: str | None) ->
         destination.terminate()
         destination.wait(timeout=30)
         engine.dispose()
-        shutil.rmtree(folder, ignore_errors=True)
-        if schema is not None:
-            with admin.begin() as connection:
-                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
 
 
 def main() -> None:
@@ -130,7 +115,7 @@ def main() -> None:
     parser.add_argument("--stable-age", type=float, default=5.0)
     parser.add_argument("--postgres", help="Also measure with the database on this PostgreSQL server.")
     args = parser.parse_args()
-    files = make_series(args.work)
+    files = hip_ct_files(args.work)
     print(f"{len(files)} instances; stable_age_s = {args.stable_age:g}, queue.poll_s = 0.5\n")
     print("| database | round | total s | stable s | queued s | processing s | delivery s | processing steps |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")

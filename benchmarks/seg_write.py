@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from bench_support import ensure_made, measure_child, write_phantom
 
 CONFIGURATIONS = (
     ("binary", "none"),
@@ -37,14 +36,8 @@ CONFIGURATIONS = (
 
 def make_phantom(folder: Path, slice_mm: float, matrix: int) -> None:
     """The phantom, unless `folder` already holds one made with these parameters (marker file)."""
-    marker = folder / "COMPLETE"
-    wanted = f"{slice_mm} {matrix}"
-    if marker.is_file() and marker.read_text().strip() == wanted:
-        return
-    command = [sys.executable, "-m", "sarcoscreen.node.cli", "phantom", "--out", str(folder), "--fov", "hip",
-               "--slice-mm", str(slice_mm), "--matrix", str(matrix), "--no-progress"]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    marker.write_text(wanted)
+    ensure_made(folder, f"{slice_mm} {matrix}",
+                lambda: write_phantom(folder, "--fov", "hip", "--slice-mm", str(slice_mm), "--matrix", str(matrix)))
 
 
 def child(folder: Path, seg_type: str, compression: str, out: Path) -> dict[str, float | int]:
@@ -76,18 +69,7 @@ def child(folder: Path, seg_type: str, compression: str, out: Path) -> dict[str,
 
 
 def run(folder: Path, seg_type: str, compression: str, out: Path) -> dict[str, float | int]:
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--child", str(folder), seg_type, compression, str(out)],
-        stdout=subprocess.PIPE, text=True,
-    )
-    assert process.stdout is not None
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
-        raise RuntimeError(f"{seg_type}/{compression} failed with status {status}")
-    result = json.loads(output.strip().splitlines()[-1])
-    result["peak_rss_mib"] = usage.ru_maxrss / 1024
-    return result
+    return measure_child(__file__, [str(folder), seg_type, compression, str(out)], f"{seg_type}/{compression}")
 
 
 def main() -> None:

@@ -20,21 +20,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench_support import ensure_made, measure_child
 
 
 def make_phantom(folder: Path, slice_mm: float) -> None:
     from sarcoscreen.inference.phantom import PhantomParameters
     from sarcoscreen.inference.phantom import make_phantom as make
 
-    marker = folder / "COMPLETE"
-    if marker.is_file() and marker.read_text().strip() == str(slice_mm):
-        return
-    make(PhantomParameters(matrix=512, slice_mm=slice_mm, seed=1), folder)
-    marker.write_text(str(slice_mm))
+    ensure_made(folder, str(slice_mm), lambda: make(PhantomParameters(matrix=512, slice_mm=slice_mm, seed=1), folder))
 
 
 def child(mode: str, folder: Path) -> None:
@@ -69,16 +66,7 @@ def child(mode: str, folder: Path) -> None:
 
 
 def run(mode: str, folder: Path) -> dict:
-    process = subprocess.Popen([sys.executable, __file__, "--child", mode, "--folder", str(folder)],
-                               stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{mode} child failed")
-    result = json.loads(output.strip().splitlines()[-1])
-    result["peak_rss_mib"] = usage.ru_maxrss / 1024
-    return result
+    return measure_child(__file__, [mode, "--folder", str(folder)], mode)
 
 
 def main() -> None:

@@ -25,9 +25,10 @@ def sqlite_url(folder: Path) -> str:
 
 
 @contextmanager
-def postgres_schema_url(server_url: str) -> Iterator[str]:
-    """A URL whose connections use a new, empty schema; the schema is dropped on exit."""
-    schema = f"t_{uuid.uuid4().hex[:16]}"
+def postgres_schema_url(server_url: str, prefix: str = "t_") -> Iterator[str]:
+    """A URL whose connections use a new, empty schema ``<prefix><random>``; the schema is dropped on exit (also
+    used by the benchmarks)."""
+    schema = f"{prefix}{uuid.uuid4().hex[:16]}"
     admin = create_engine(server_url)
     try:
         with admin.begin() as connection:
