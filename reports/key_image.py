@@ -26,6 +26,7 @@ from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
+from sarcoscreen.reports.output_attributes import highdicom_arguments, software_versions
 from sarcoscreen.reports.output_dates import OutputDateTime, output_datetime, stamp
 from sarcoscreen.reports.source_attributes import TYPE2_COPIED, SourceInstances
 
@@ -98,17 +99,9 @@ def build_secondary_capture(picture: Image.Image, source: SourceInstances, shown
         coordinate_system=hd.CoordinateSystemNames.PATIENT,
         patient_orientation=orientation,
         series_instance_uid=series_instance_uid,
-        series_number=options.series_number,
         sop_instance_uid=sop_instance_uid,
-        instance_number=options.instance_number,
-        manufacturer=options.manufacturer,
         series_description=_TITLE,
-        manufacturer_model_name=options.model_name,
-        software_versions=options.software_version or "unknown",
-        content_date=when.date,
-        content_time=when.time,
-        series_date=when.date,
-        series_time=when.time,
+        **highdicom_arguments(options, when),
     )
     stamp(sc, when)
     sc.DateOfSecondaryCapture, sc.TimeOfSecondaryCapture = when.date, when.time
@@ -166,7 +159,7 @@ def build_pdf(picture: Image.Image, source: SourceInstances, *, series_instance_
     # General Equipment, SC Equipment
     ds.Manufacturer = options.manufacturer
     ds.ManufacturerModelName = options.model_name
-    ds.SoftwareVersions = options.software_version or "unknown"
+    ds.SoftwareVersions = software_versions(options)
     ds.ConversionType = "SYN"
     # Encapsulated Document
     ds.InstanceNumber = options.instance_number

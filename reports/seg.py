@@ -36,6 +36,7 @@ from sarcoscreen.inference.catalogue import CATALOGUE, Anatomy, Structure
 from sarcoscreen.inference.coding import PRIVATE_SCHEME, PRIVATE_SCHEME_NAME
 from sarcoscreen.inference.engines.base import Segmentation
 from sarcoscreen.inference.volume import Volume
+from sarcoscreen.reports.output_attributes import highdicom_arguments
 from sarcoscreen.reports.output_dates import OutputDateTime, output_datetime, stamp
 from sarcoscreen.reports.source_attributes import SourceInstances, SourceReferenceError
 from sarcoscreen.reports.sr_codes import ANATOMICAL_STRUCTURE, coded
@@ -224,12 +225,7 @@ def build_seg(
                            else hd.seg.SegmentationTypeValues.BINARY),
         segment_descriptions=descriptions,
         series_instance_uid=series_instance_uid,
-        series_number=options.series_number,
         sop_instance_uid=sop_instance_uid,
-        instance_number=options.instance_number,
-        manufacturer=options.manufacturer,
-        manufacturer_model_name=options.model_name,
-        software_versions=options.software_version or "unknown",
         device_serial_number=options.device_serial_number,
         content_label="MUSCLES",
         content_description=f"Lower-extremity muscles ({segmentation.engine_name} {segmentation.engine_version})"[
@@ -241,10 +237,7 @@ def build_seg(
         plane_positions=positions,
         omit_empty_frames=options.omit_empty_frames,
         coding_schemes=schemes,
-        content_date=when.date,
-        content_time=when.time,
-        series_date=when.date,
-        series_time=when.time,
+        **highdicom_arguments(options, when),
     )
     stamp(seg, when)
     if dimension_organization_uid is not None:

@@ -53,6 +53,7 @@ from sarcoscreen.inference.measure import (
 from sarcoscreen.inference.sides import SideRule
 from sarcoscreen.reports import sr_codes as codes_
 from sarcoscreen.reports.dicom_uids import OutputUids
+from sarcoscreen.reports.output_attributes import highdicom_arguments
 from sarcoscreen.reports.output_dates import OutputDateTime, output_datetime, stamp
 from sarcoscreen.reports.seg import SegSegment, anatomy_concept, private_coding_scheme
 from sarcoscreen.reports.source_attributes import SourceInstances
@@ -331,19 +332,11 @@ def build_sr(
         evidence=evidence,
         content=content[0],
         series_instance_uid=uids.sr_series,
-        series_number=options.series_number,
         sop_instance_uid=uids.sr_instance,
-        instance_number=options.instance_number,
-        manufacturer=options.manufacturer,
         is_complete=True,
         series_description="sarcoscreen muscle measurements",
         coding_schemes=[private_coding_scheme()],
-        manufacturer_model_name=options.model_name,
-        software_versions=options.software_version or "unknown",
-        content_date=when.date,
-        content_time=when.time,
-        series_date=when.date,
-        series_time=when.time,
+        **highdicom_arguments(options, when),
     )
     stamp(sr, when)
     return sr
