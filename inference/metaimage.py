@@ -31,11 +31,11 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 
@@ -66,6 +66,7 @@ _ALIASES = {
     "spacing": ("ElementSpacing", "ElementSize"),
     "msb": ("BinaryDataByteOrderMSB", "ElementByteOrderMSB"),
 }
+_Number = TypeVar("_Number", int, float)
 _TRUE = {"true", "t", "1", "yes"}
 _FALSE = {"false", "f", "0", "no"}
 
@@ -272,24 +273,24 @@ def _header_lines(path: Path) -> tuple[dict[str, str], int]:
         raise MetaImageError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _integers(path: Path, name: str, text: str, count: int) -> tuple[int, ...]:
+def _numbers(path: Path, name: str, text: str, count: int, convert: Callable[[str], _Number],
+             what: str) -> tuple[_Number, ...]:
+    """The `count` values of header field `name`, each read by `convert`; `what` names them in the error."""
     try:
-        values = tuple(int(v) for v in text.split())
+        values = tuple(convert(v) for v in text.split())
     except ValueError:
-        raise MetaImageError(f"{path.name}: {name} {text!r} is not {count} integer(s)") from None
+        raise MetaImageError(f"{path.name}: {name} {text!r} is not {count} {what}") from None
     if len(values) != count:
         raise MetaImageError(f"{path.name}: {name} has {len(values)} value(s); {count} expected")
     return values
+
+
+def _integers(path: Path, name: str, text: str, count: int) -> tuple[int, ...]:
+    return _numbers(path, name, text, count, int, "integer(s)")
 
 
 def _floats(path: Path, name: str, text: str, count: int) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split())
-    except ValueError:
-        raise MetaImageError(f"{path.name}: {name} {text!r} is not {count} number(s)") from None
-    if len(values) != count:
-        raise MetaImageError(f"{path.name}: {name} has {len(values)} value(s); {count} expected")
-    return values
+    return _numbers(path, name, text, count, float, "number(s)")
 
 
 def _boolean(path: Path, name: str, text: str) -> bool:

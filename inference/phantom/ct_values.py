@@ -89,26 +89,27 @@ def smooth_field(x: np.ndarray, y: np.ndarray, z: float, seed: int, channel: int
     return (total / np.sqrt(norm)).astype(np.float32)
 
 
+def _bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
+    """The rows and columns of the smallest rectangle that holds every pixel of `mask` (not empty)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
 def apply_texture(tissue: np.ndarray, fat_weight: np.ndarray, grid: Grid, seed: int,
                   fatty_infiltration: float) -> np.ndarray:
     """Tissue map with intramuscular fat specks and gas bubbles in feces (a new array)."""
     out = tissue.copy()
     muscle = tissue == Tissue.MUSCLE
     if muscle.any():
-        rows = np.flatnonzero(muscle.any(axis=1))
-        cols = np.flatnonzero(muscle.any(axis=0))
-        r = slice(rows[0], rows[-1] + 1)
-        c = slice(cols[0], cols[-1] + 1)
+        r, c = _bounding_box(muscle)
         field = smooth_field(grid.x[c], grid.y[r], grid.z, seed, 1, (2.2, 2.2, 7.0))
         fraction = np.clip((0.03 + 0.22 * fatty_infiltration) * fat_weight[r, c], 1e-6, 0.6)
         specks = muscle[r, c] & (field > ndtri(1.0 - fraction))
         out[r, c][specks] = Tissue.INTRAMUSCULAR_FAT
     feces = tissue == Tissue.FECES
     if feces.any():
-        rows = np.flatnonzero(feces.any(axis=1))
-        cols = np.flatnonzero(feces.any(axis=0))
-        r = slice(rows[0], rows[-1] + 1)
-        c = slice(cols[0], cols[-1] + 1)
+        r, c = _bounding_box(feces)
         field = smooth_field(grid.x[c], grid.y[r], grid.z, seed, 2, (3.0, 3.0, 3.0))
         out[r, c][feces[r, c] & (field > 1.1)] = Tissue.GAS
     return out

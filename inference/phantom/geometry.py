@@ -99,6 +99,10 @@ class Window:
     Y: np.ndarray
     z: float
 
+    def empty(self) -> np.ndarray:
+        """A mask of the window with no pixel set."""
+        return np.zeros((self.Y.shape[0], self.X.shape[1]), dtype=bool)
+
 
 @dataclass(frozen=True)
 class Ellipse:
@@ -143,7 +147,7 @@ class Ellipse:
     def mask(self, w: Window, grow: float = 0.0) -> np.ndarray:
         a, b = self.a + grow, self.b + grow
         if a <= 0 or b <= 0:
-            return np.zeros((w.Y.shape[0], w.X.shape[1]), dtype=bool)
+            return w.empty()
         u, v = self._uv(w)
         if self.exponent == 2.0:
             return (u / a) ** 2 + (v / b) ** 2 <= 1.0
@@ -151,8 +155,24 @@ class Ellipse:
         return np.abs(u / a) ** n + np.abs(v / b) ** n <= 1.0
 
 
+class _EllipticSections:
+    """A solid whose axial section at each z is an `Ellipse` (`section`, None where it has none): its bounding box
+    and mask at z follow from that section."""
+
+    def section(self, z: float, grow: float = 0.0) -> Ellipse | None:
+        raise NotImplementedError
+
+    def bbox(self, z: float, grow: float = 0.0) -> tuple[float, float, float, float] | None:
+        e = self.section(z, grow)
+        return None if e is None else e.bbox()
+
+    def mask(self, w: Window, grow: float = 0.0) -> np.ndarray:
+        e = self.section(w.z, grow)
+        return w.empty() if e is None else e.mask(w)
+
+
 @dataclass(frozen=True)
-class Sphere:
+class Sphere(_EllipticSections):
     """A sphere, optionally cut by a plane: only points with ``normal . (p - centre) <= cut`` are kept."""
 
     centre: tuple[float, float, float]
@@ -168,15 +188,8 @@ class Sphere:
         rr = math.sqrt(r * r - dz * dz)
         return Ellipse(self.centre[0], self.centre[1], rr, rr)
 
-    def bbox(self, z: float, grow: float = 0.0) -> tuple[float, float, float, float] | None:
-        e = self.section(z, grow)
-        return None if e is None else e.bbox()
-
     def mask(self, w: Window, grow: float = 0.0) -> np.ndarray:
-        e = self.section(w.z, grow)
-        if e is None:
-            return np.zeros((w.Y.shape[0], w.X.shape[1]), dtype=bool)
-        m = e.mask(w)
+        m = super().mask(w, grow)
         if self.normal is not None:
             nx, ny, nz = self.normal
             # Shrinking (grow < 0) moves the cut plane inwards too, so the rim gets a cortex.
@@ -186,7 +199,7 @@ class Sphere:
 
 
 @dataclass(frozen=True)
-class Ellipsoid:
+class Ellipsoid(_EllipticSections):
     """An ellipsoid with axes along x, y, z (then rotated about z by `angle`)."""
 
     centre: tuple[float, float, float]
@@ -202,16 +215,6 @@ class Ellipsoid:
             return None
         f = math.sqrt(1.0 - t * t)
         return Ellipse(self.centre[0], self.centre[1], rx * f, ry * f, self.angle)
-
-    def bbox(self, z: float, grow: float = 0.0) -> tuple[float, float, float, float] | None:
-        e = self.section(z, grow)
-        return None if e is None else e.bbox()
-
-    def mask(self, w: Window, grow: float = 0.0) -> np.ndarray:
-        e = self.section(w.z, grow)
-        if e is None:
-            return np.zeros((w.Y.shape[0], w.X.shape[1]), dtype=bool)
-        return e.mask(w)
 
 
 @dataclass(frozen=True)
