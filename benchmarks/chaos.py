@@ -19,7 +19,7 @@ Parts (``benchmarks/chaos/``, one module each), every one on a fresh database an
 Every case carries recognisable fake patient values; the node's logs, the database's text and the output of
 ``sarcoscreen jobs``/``results`` are scanned for them. The table gives per part and database: trials, lost,
 duplicated, crashed, PHI and unfinished, which must all be 0 (exit code 1 otherwise). ``docs/reliability.md``
-records the figures. Loopback only; every wait is bounded. ``tests/test_chaos_smoke.py`` runs a few cases of each
+records the figures. Loopback only; every wait is bounded. ``tests/e2e/test_chaos_smoke.py`` runs a few cases of each
 part through the same code.
 """
 

@@ -22,7 +22,7 @@ Definitions (the benchmark prints them; ``docs/benchmarks.md``):
   higher than the other, a single small structure per slice) and undefined in the thigh, below the pelvis. On 002
   the per-slice midpoints between the two femora lie a median 0.9 mm from the plane (90 % within 3 mm, at most
   6.4 mm near the femoral necks), and no labelled hip or thigh muscle voxel (5-23) lies within 7.7 mm of it on any
-  slice, so a per-slice midline could not assign any of them differently (``tests/test_labelled_ct.py``). The
+  slice, so a per-slice midline could not assign any of them differently (``tests/inference/test_labelled_ct.py``). The
   lumbar spine above the pelvis drifts further, but the trunk muscles there are not compared per side.
 * **Femoral head top**: the highest slice holding the femur label (per side; the case's is the higher of the two).
   For a case without an annotation, the manual femoral head contours of the structure set.

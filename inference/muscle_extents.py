@@ -20,8 +20,9 @@ yuta-hi/pelvic-annonation, MIT licence; ``../shared/data/README.md``), read by
 the pelvis label, femoral head top = highest slice of the femur label, head centre = the distance transform's
 maximum within 60 mm of it). Both sides of the three cases: six values per entry; 1 x 1 x 3 mm voxels, so levels
 are multiples of 3 mm. Measured by `measure_reference_extents`, printed by ``benchmarks/muscle_extents.py``;
-``tests/test_muscle_extents.py`` measures the label maps again and compares them with the table. On these maps the
-two sides' landmarks differ by at most 3 mm (crest top, pelvis bottom) and 6 mm (femoral head top and centre).
+``tests/inference/test_muscle_extents.py`` measures the label maps again and compares them with the table. On these
+maps the two sides' landmarks differ by at most 3 mm (crest top, pelvis bottom) and 6 mm (femoral head top and
+centre).
 
 **What can be judged.** The label maps cover mid-thigh to the lumbar spine. A muscle whose label touches their
 lowest slice in a reference continues below it (``continues_below``: the adductors, biceps femoris, gracilis,

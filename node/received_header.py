@@ -18,7 +18,7 @@ element - a VR of two upper-case letters after its tag means Explicit VR).
 
 The scanner exists for speed: the C-STORE handler runs it for every instance before answering, and it is several
 times faster than `pydicom.dcmread` followed by attribute access (`benchmarks/ingest_steps.py`). Its results are
-checked against `dataset_attributes` on every DICOM file of the test data (tests/test_received_header.py).
+checked against `dataset_attributes` on every DICOM file of the test data (tests/node/test_received_header.py).
 
 Byte layout (PS3.5 7.1): a data element is tag (group, element: two little-endian uint16), then in Explicit VR
 the VR (2 characters) and a 16-bit length - or, for the VRs of PS3.5 Table 7.1-1, 2 reserved bytes and a 32-bit

@@ -15,14 +15,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from dicom_peers import free_port, wait_for_port
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from sarcoscreen.db.models import Delivery, Job, Output, Series
-from sarcoscreen.db.session import create_engine_from_url, session_scope
+from sarcoscreen.db.models import Delivery, Job, Output, OutputKind, Series
+from sarcoscreen.db.outbox import add_deliveries
+from sarcoscreen.db.queue import claim, complete, enqueue
+from sarcoscreen.db.session import create_engine_from_url, session_scope, write_session
 from sarcoscreen.node.instance_index import index_instance
 from sarcoscreen.node.scp import ReceivedInstance
 
@@ -188,3 +191,30 @@ def node_process(config: NodeConfig, command: str = "run", *extra: str, wait_por
                 process.wait(timeout=10)
         handle.close()
 
+
+def queued_job(engine: Engine, series_uid: str = "1.2.3.1", max_attempts: int = 3) -> int:
+    """A series of 3 indexed instances with a queued job; returns the job id."""
+    series_id = add_series(engine, series_uid, 3)
+    with session_scope(engine) as session:
+        return enqueue(session, series_id, reason="test", max_attempts=max_attempts).id
+
+
+def done_job_with_outputs(engine: Engine, series_uid: str = "1.2.5.1") -> tuple[int, list[int]]:
+    """A done job with a SEG and an SR output, each with a pending delivery to two destinations; returns the job id
+    and the delivery ids."""
+    job_id = queued_job(engine, series_uid)
+    claimed = claim(engine, lease_s=60)
+    assert claimed is not None
+    destinations = [SimpleNamespace(name="pacs", ae_title="PACS", host="127.0.0.1", port=104),
+                    SimpleNamespace(name="archive", ae_title="ARCH", host="127.0.0.1", port=105)]
+    with write_session(engine) as session:
+        outputs = [Output(job_id=job_id, kind=kind, sop_class_uid="1.2", sop_instance_uid=f"{series_uid}.9.{n}",
+                          series_instance_uid=f"{series_uid}.9", path=f"{series_uid}/job/{kind.value}.dcm")
+                   for n, kind in enumerate((OutputKind.SEG, OutputKind.SR))]
+        session.add_all(outputs)
+        session.flush()
+        assert add_deliveries(session, outputs, destinations) == 4
+        complete(session, job_id, claimed.lease_token)
+    with Session(engine) as session:
+        ids = list(session.execute(select(Delivery.id).order_by(Delivery.id)).scalars())
+    return job_id, ids

@@ -1,7 +1,7 @@
 """The hardening campaign as a repeatable suite: the node attacked as a hostile site would, on loopback.
 
 Run it with ``.venv/bin/python benchmarks/chaos.py`` (see that file and ``docs/reliability.md``); the CI-sized
-smoke test ``tests/test_chaos_smoke.py`` runs a few cases of each part through the same code.
+smoke test ``tests/e2e/test_chaos_smoke.py`` runs a few cases of each part through the same code.
 
 Modules, by concern:
 

@@ -1,5 +1,5 @@
 """The statistics of the validation study, implemented with NumPy/SciPy and checked against scikit-learn, SciPy
-and the published DeLong example of the R package pROC (see tests/test_study_statistics.py).
+and the published DeLong example of the R package pROC (see tests/reports/test_study_statistics.py).
 
 Correlation
     Pearson r and Spearman r_s (Pearson r of average ranks), two-sided p-values from Student's t with n - 2

@@ -6,7 +6,7 @@ Create Date: 2026-11-25
 
 Written by hand to match ``sarcoscreen.db.models`` exactly (names follow ``NAMING_CONVENTION``; enumerations
 are VARCHAR columns with CHECK constraints; timestamps are ``TIMESTAMP WITH TIME ZONE`` holding UTC).
-tests/test_db_schema.py checks it against the models on SQLite and PostgreSQL.
+tests/db/test_db_schema.py checks it against the models on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ Create Date: 2026-11-25
 * ``deliveries.status`` may be ``cancelled`` (superseded by a newer job of the series, or cancelled by a user):
   the CHECK constraint ``ck_deliveries_status`` is re-created with the new value.
 
-Written by hand; SQLite runs in batch mode (the table is copied). tests/test_db_schema.py compares the result
-with the models on SQLite and PostgreSQL; tests/test_queue.py checks that the constraint takes the new value.
+Written by hand; SQLite runs in batch mode (the table is copied). tests/db/test_db_schema.py compares the result
+with the models on SQLite and PostgreSQL; tests/db/test_queue.py checks that the constraint takes the new value.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ Create Date: 2026-12-01
 * ``outputs.purged_at`` (timestamp, NULL while the file exists): when the output file was deleted at the end of
   ``storage.outputs_retention_days``.
 
-Written by hand; SQLite runs in batch mode (the table is copied). tests/test_db_schema.py compares the result
-with the models on SQLite and PostgreSQL; tests/test_retention.py uses both.
+Written by hand; SQLite runs in batch mode (the table is copied). tests/db/test_db_schema.py compares the result
+with the models on SQLite and PostgreSQL; tests/node/test_retention.py uses both.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ Downgrade: the older version knows neither ``uncertain`` nor ``upper_gluteal``. 
 ``truncated`` (the nearest earlier state: in the scan, no mass; the reason still says why), and the
 ``upper_gluteal`` rows are deleted (the older version would fail on a group it does not know).
 
-Written by hand; SQLite runs in batch mode (the tables are copied). tests/test_db_schema.py compares the result
+Written by hand; SQLite runs in batch mode (the tables are copied). tests/db/test_db_schema.py compares the result
 with the models on SQLite and PostgreSQL and migrates rows up and down.
 """
 

@@ -12,8 +12,8 @@ recorded at the time; a bone's mass there is at muscle density).
 Downgrade: the older version's column is NOT NULL and its code expects every structure to have a mass, so the
 rows without one (bones measured by this version) are deleted before the column is made NOT NULL again.
 
-Written by hand; SQLite runs in batch mode (the table is copied). tests/test_db_schema.py compares the result
-with the models on SQLite and PostgreSQL; tests/test_db_structure_mass.py migrates rows up and down.
+Written by hand; SQLite runs in batch mode (the table is copied). tests/db/test_db_schema.py compares the result
+with the models on SQLite and PostgreSQL; tests/db/test_db_structure_mass.py migrates rows up and down.
 """
 
 from __future__ import annotations

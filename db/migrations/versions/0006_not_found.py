@@ -13,7 +13,7 @@ with the new value. The QA flag is the completeness itself, so no column is adde
 Downgrade: the older version records a missing member as ``not in scan`` (what it called every group with a member
 without voxels and none cut), so ``not found`` rows become ``not in scan``; their reason still says not found.
 
-Written by hand; SQLite runs in batch mode (the table is copied). tests/test_db_schema.py compares the result with
+Written by hand; SQLite runs in batch mode (the table is copied). tests/db/test_db_schema.py compares the result with
 the models on SQLite and PostgreSQL and migrates rows up and down.
 """
 

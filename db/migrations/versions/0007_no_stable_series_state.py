@@ -12,8 +12,8 @@ waited for.
 
 Downgrade: the constraint takes ``stable`` again; no row changes.
 
-Written by hand; SQLite runs in batch mode (the table is copied). tests/test_db_schema.py compares the result with
-the models on SQLite and PostgreSQL, and tests/test_series_state.py migrates rows up and down.
+Written by hand; SQLite runs in batch mode (the table is copied). tests/db/test_db_schema.py compares the result with
+the models on SQLite and PostgreSQL, and tests/db/test_series_state.py migrates rows up and down.
 """
 
 from __future__ import annotations

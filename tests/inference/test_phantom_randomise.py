@@ -15,7 +15,7 @@ from sarcoscreen.inference.phantom.realistic.randomise import draw_randomisation
 from sarcoscreen.inference.phantom.realistic.simulate import SimulatedSeries, simulate_series
 from sarcoscreen.inference.phantom.realistic.source import AnnotationSource, read_annotation
 
-ANNOTATION = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pelvic-annotation" / "Pelvic-Ref-002"
+ANNOTATION = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pelvic-annotation" / "Pelvic-Ref-002"
 pytestmark = pytest.mark.skipif(not (ANNOTATION / "label.mhd").is_file(),
                                 reason="../shared/data/pelvic-annotation/Pelvic-Ref-002 (a real label map) is not "
                                        "present")

@@ -400,7 +400,7 @@ def test_the_screening_smi_says_per_side_and_has_both_sides_beside_it(written: t
 
 # --- issue 11, defect 14: the documented codes are the written ones ------------------------------------------------
 
-_DOCS = Path(__file__).resolve().parents[1] / "docs" / "dicom-outputs.md"
+_DOCS = Path(__file__).resolve().parents[2] / "docs" / "dicom-outputs.md"
 _TRIPLE = re.compile(r'\(([\w.\-{}\[\]\']+), (DCM|SCT|LN|UMLS|UCUM|99SARCO), "([^"]+)"\)')
 
 

@@ -7,9 +7,9 @@ chest/abdomen series gives no lower-extremity group rather than invented numbers
 
 The tolerances hold the engine's definitional differences, measured and named in ``docs/engines.md``: since version
 2.0 (issue 10) the regions follow real anatomy (sectors and exclusions chosen on three real labelled anatomies, judged
-on real CT by ``tests/test_threshold_engine_real_ct.py``), and the above-knee region leaves out what lies inside the
-pelvic ring (iliacus, obturator internus: 3-4 % of the phantom's above-knee group) and within 10 mm of the midline
-below the symphysis, where the phantom man's gracilis lies (3 mm; 8-16 mm and more on the real anatomies); the
+on real CT by ``tests/inference/test_threshold_engine_real_ct.py``), and the above-knee region leaves out what lies
+inside the pelvic ring (iliacus, obturator internus: 3-4 % of the phantom's above-knee group) and within 10 mm of the
+midline below the symphysis, where the phantom man's gracilis lies (3 mm; 8-16 mm and more on the real anatomies); the
 phantom's iliac crest lies 84 mm above the femoral head top (114-126 mm on the real anatomies), which compresses the
 upper gluteal slab so that its 20-mm crest margin and sector edges weigh more. The phantom checks that the rules do
 what they say; accuracy is the real-CT benchmark's.

@@ -32,7 +32,7 @@ from sarcoscreen.inference.catalogue import CATALOGUE
 from sarcoscreen.inference.engines.unet import shipped_bundle
 from sarcoscreen.inference.phantom.realistic.source import catalogue_labels, read_annotation
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 ANNOTATION = DATA / "pelvic-annotation" / "Pelvic-Ref-002"
 CT = DATA / "pelvic-ref-ct" / "Pelvic-Ref-002" / "ct"
 SLAB = (55, 85)

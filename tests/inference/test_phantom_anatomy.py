@@ -18,7 +18,7 @@ from sarcoscreen.inference.phantom.realistic.source import read_annotation
 from sarcoscreen.inference.phantom.realistic.tissue_stats import tissue_masks, tissue_stats
 from sarcoscreen.inference.series_loader import load_series
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 ANNOTATION = DATA / "pelvic-annotation" / "Pelvic-Ref-002"
 CT = DATA / "pelvic-ref-ct" / "Pelvic-Ref-002" / "ct"
 pytestmark = pytest.mark.skipif(not (ANNOTATION / "label.mhd").is_file() or not CT.is_dir(),

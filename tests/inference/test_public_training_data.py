@@ -24,7 +24,7 @@ from sarcoscreen.inference.training.public_data import (
     draw_parameters,
 )
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 ANNOTATION = DATA / "pelvic-annotation" / "Pelvic-Ref-002"
 CT = DATA / "pelvic-ref-ct" / "Pelvic-Ref-002" / "ct"
 needs_data = pytest.mark.skipif(not (ANNOTATION / "label.mhd").is_file() or not CT.is_dir(),

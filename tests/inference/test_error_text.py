@@ -131,9 +131,9 @@ def test_events_and_a_jobs_error_are_stored_scrubbed(engine) -> None:  # type: i
 
 
 def test_a_deliverys_error_is_stored_scrubbed(engine) -> None:  # type: ignore[no-untyped-def]
-    from test_queue import _done_job_with_outputs
+    from node_support import done_job_with_outputs
 
-    _done_job_with_outputs(engine)
+    done_job_with_outputs(engine)
     delivery = claim_due(engine, hold_s=300)[0]
     record_outcome(engine, delivery, accepted=False, status_code=None, retry_s=1, retry_max_s=1, max_attempts=0,
                    error="not a DICOM file: ValueError: 'DOE^JOHN' at 0x10")

@@ -23,7 +23,7 @@ from sarcoscreen.inference.phantom.realistic.source import read_annotation
 from sarcoscreen.inference.series_loader import load_series
 from sarcoscreen.node.cli import main
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 ANNOTATION = PROJECT.parent / "shared" / "data" / "pelvic-annotation" / "Pelvic-Ref-002"
 needs_data = pytest.mark.skipif(not (ANNOTATION / "label.mhd").is_file(),
                                 reason="../shared/data/pelvic-annotation/Pelvic-Ref-002 (a real label map) is not "

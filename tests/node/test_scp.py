@@ -1,6 +1,6 @@
 """The Storage SCP with real dcmtk peers (echoscu, storescu): write before acknowledge, statuses, access control.
 
-The index here records in memory; the SQL index is tested with the database (tests/test_node_*.py).
+The index here records in memory; the SQL index is tested with the database (tests/node/test_node_index.py).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from sarcoscreen.db.series_state import (
 from sarcoscreen.db.session import create_engine_from_url, session_scope
 
 UID = "1.2.826.0.1.55.1"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -6,11 +6,10 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from db_support import database_url
-from node_support import add_series, jobs_of
+from node_support import done_job_with_outputs, jobs_of, queued_job
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
@@ -22,12 +21,10 @@ from sarcoscreen.db.models import (
     Event,
     Job,
     JobStatus,
-    Output,
-    OutputKind,
     Series,
     SeriesState,
 )
-from sarcoscreen.db.outbox import add_deliveries, claim_due, record_outcome, supersede
+from sarcoscreen.db.outbox import claim_due, record_outcome, supersede
 from sarcoscreen.db.queue import (
     JobStateError,
     LeaseLostError,
@@ -46,19 +43,13 @@ from sarcoscreen.db.queue import (
 from sarcoscreen.db.session import create_engine_from_url, session_scope
 
 
-def _queued(engine: Engine, series_uid: str = "1.2.3.1", max_attempts: int = 3) -> int:
-    series_id = add_series(engine, series_uid, 3)
-    with session_scope(engine) as session:
-        return enqueue(session, series_id, reason="test", max_attempts=max_attempts).id
-
-
 def _job(engine: Engine, job_id: int) -> Job:
     with Session(engine) as session:
         return session.get_one(Job, job_id)
 
 
 def test_claim_heartbeat_complete(engine: Engine) -> None:
-    job_id = _queued(engine)
+    job_id = queued_job(engine)
     claimed = claim(engine, lease_s=60)
     assert claimed is not None
     assert (claimed.id, claimed.attempt, claimed.series_instance_uid) == (job_id, 1, "1.2.3.1")
@@ -82,7 +73,7 @@ def test_claim_heartbeat_complete(engine: Engine) -> None:
 
 
 def test_failed_attempts_back_off_then_fail_for_good(engine: Engine) -> None:
-    job_id = _queued(engine, max_attempts=2)
+    job_id = queued_job(engine, max_attempts=2)
     first = claim(engine, lease_s=60)
     assert first is not None
     status = fail(engine, job_id, first.lease_token, "engine threshold 1.0: boom", backoff_s=3600, backoff_max_s=7200)
@@ -115,7 +106,7 @@ def test_backoff_doubles_up_to_the_maximum() -> None:
 
 
 def test_an_expired_lease_returns_the_job_and_fences_the_old_worker(engine: Engine) -> None:
-    job_id = _queued(engine, max_attempts=2)
+    job_id = queued_job(engine, max_attempts=2)
     dead = claim(engine, lease_s=-1)  # a lease that has already expired: its worker "died"
     assert dead is not None
     assert reap_expired(engine, backoff_s=0, backoff_max_s=0) == [(job_id, JobStatus.QUEUED)]
@@ -131,14 +122,14 @@ def test_an_expired_lease_returns_the_job_and_fences_the_old_worker(engine: Engi
         complete(session, job_id, alive.lease_token)
     assert _job(engine, job_id).status is JobStatus.DONE
     # A lease that expires on the last attempt fails the job with the reason.
-    other = _queued(engine, "1.2.3.2", max_attempts=1)
+    other = queued_job(engine, "1.2.3.2", max_attempts=1)
     assert claim(engine, lease_s=-1) is not None
     assert reap_expired(engine, backoff_s=0, backoff_max_s=0) == [(other, JobStatus.FAILED)]
     assert "without a heartbeat" in (_job(engine, other).error or "")
 
 
 def test_concurrent_claimers_never_share_a_job(engine: Engine) -> None:
-    job_ids = {_queued(engine, f"1.2.3.{n}") for n in range(1, 13)}
+    job_ids = {queued_job(engine, f"1.2.3.{n}") for n in range(1, 13)}
     claimed: list[int] = []
     lock = threading.Lock()
     errors: list[BaseException] = []
@@ -169,7 +160,7 @@ def test_skip_locked_lets_a_second_worker_pass_a_locked_job(tmp_path: Path, requ
         migrate.upgrade(url)
         engine = create_engine_from_url(url)
         try:
-            first, second = _queued(engine, "1.2.4.1"), _queued(engine, "1.2.4.2")
+            first, second = queued_job(engine, "1.2.4.1"), queued_job(engine, "1.2.4.2")
             with engine.connect() as holder:
                 holder.execute(text("SELECT id FROM jobs WHERE id = :id FOR UPDATE"), {"id": first})
                 claimed = claim(engine, lease_s=60)  # would block without SKIP LOCKED
@@ -184,7 +175,7 @@ def test_skip_locked_lets_a_second_worker_pass_a_locked_job(tmp_path: Path, requ
 
 
 def test_cancel_and_retry(engine: Engine) -> None:
-    job_id = _queued(engine)
+    job_id = queued_job(engine)
     running = claim(engine, lease_s=60)
     assert running is not None
     assert cancel(engine, job_id) == f"job {job_id} (running) cancelled"
@@ -205,27 +196,8 @@ def test_cancel_and_retry(engine: Engine) -> None:
         retry(engine, 999)
 
 
-def _done_job_with_outputs(engine: Engine, series_uid: str = "1.2.5.1") -> tuple[int, list[int]]:
-    job_id = _queued(engine, series_uid)
-    claimed = claim(engine, lease_s=60)
-    assert claimed is not None
-    destinations = [SimpleNamespace(name="pacs", ae_title="PACS", host="127.0.0.1", port=104),
-                    SimpleNamespace(name="archive", ae_title="ARCH", host="127.0.0.1", port=105)]
-    with write_session(engine) as session:
-        outputs = [Output(job_id=job_id, kind=kind, sop_class_uid="1.2", sop_instance_uid=f"{series_uid}.9.{n}",
-                          series_instance_uid=f"{series_uid}.9", path=f"{series_uid}/job/{kind.value}.dcm")
-                   for n, kind in enumerate((OutputKind.SEG, OutputKind.SR))]
-        session.add_all(outputs)
-        session.flush()
-        assert add_deliveries(session, outputs, destinations) == 4
-        complete(session, job_id, claimed.lease_token)
-    with Session(engine) as session:
-        ids = list(session.execute(select(Delivery.id).order_by(Delivery.id)).scalars())
-    return job_id, ids
-
-
 def test_outbox_claims_backs_off_and_records(engine: Engine) -> None:
-    job_id, _ = _done_job_with_outputs(engine)
+    job_id, _ = done_job_with_outputs(engine)
     due = claim_due(engine, hold_s=300)
     assert len(due) == 4
     assert {d.attempts for d in due} == {1}
@@ -252,7 +224,7 @@ def test_outbox_claims_backs_off_and_records(engine: Engine) -> None:
 
 
 def test_newer_job_supersedes_unsent_deliveries(engine: Engine) -> None:
-    old_job, _ = _done_job_with_outputs(engine, "1.2.6.1")
+    old_job, _ = done_job_with_outputs(engine, "1.2.6.1")
     with Session(engine) as session:
         series_id = session.get_one(Job, old_job).series_id
     with session_scope(engine) as session:
@@ -265,7 +237,7 @@ def test_newer_job_supersedes_unsent_deliveries(engine: Engine) -> None:
 
 
 def test_delivery_status_constraint_takes_cancelled_and_refuses_others(engine: Engine) -> None:
-    _done_job_with_outputs(engine, "1.2.7.1")
+    done_job_with_outputs(engine, "1.2.7.1")
     with session_scope(engine) as session:
         session.execute(text("UPDATE deliveries SET status = 'cancelled'"))
     with pytest.raises((IntegrityError, StatementError)), session_scope(engine) as session:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sarcoscreen.db.events import EventKind
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("node", "db", "inference", "reports")
 
 
