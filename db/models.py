@@ -8,6 +8,7 @@ One row per thing the node handles, from received instances to delivered results
                                                    Output 1-n Delivery (the outbox)
     PatientHeight                            the height registry (heights for SMI)
     Event                                    an audit trail of what happened, without patient data
+    WebUser                                  who may sign in to the QA web console
 
 Conventions:
 
@@ -73,6 +74,7 @@ __all__ = [
     "StructureSide",
     "Study",
     "UTCDateTime",
+    "WebUser",
     "utcnow",
 ]
 
@@ -553,3 +555,20 @@ class Event(Base):
     """What happened, dotted: ``series.stable``, ``job.failed``, ``delivery.sent``..."""
     message: Mapped[str] = mapped_column(Text)
 
+
+# --- the web console ------------------------------------------------------------------------------------------
+
+
+class WebUser(Base):
+    """Someone who may sign in to the QA web console (``sarcoscreen web user add``; `sarcoscreen.db.web_users`).
+
+    Only an Argon2id hash of the password is stored (argon2-cffi's encoded form, with its parameters and salt).
+    """
+
+    __tablename__ = "web_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

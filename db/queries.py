@@ -1,8 +1,12 @@
 """Read-only questions QA staff and administrators ask: results per series, and the queue with its outbox.
 
-Used by ``sarcoscreen results`` and ``sarcoscreen jobs``; they return plain dataclasses (no ORM rows) so the
-command line, a later web page or a notebook can format them as they like. The patient ID is returned because
-QA staff need it to find the patient; it is never logged.
+Used by ``sarcoscreen results`` and ``sarcoscreen jobs`` and by the web console's results, queue and series pages
+(`sarcoscreen.node.web`); they return plain dataclasses (no ORM rows) so the command line, the console or a
+notebook can format them as they like. The patient ID is returned because QA staff need it to find the patient; it
+is never logged.
+
+`results` filters (the command line's, plus the engine and a group's completeness), sorts by one of
+`RESULT_SORTS` and pages (``offset``, ``limit``); `count_results` counts the series the same filters select.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from sarcoscreen.db.models import (
@@ -31,7 +35,23 @@ from sarcoscreen.db.models import (
 )
 from sarcoscreen.inference.catalogue import Group
 
-__all__ = ["DeliveryState", "GroupValue", "JobRow", "ResultRow", "jobs", "results"]
+__all__ = [
+    "RESULT_SORTS",
+    "DeliveryState",
+    "DestinationTotals",
+    "GroupValue",
+    "JobRow",
+    "ResultFilters",
+    "ResultRow",
+    "SeriesDetail",
+    "count_jobs",
+    "count_results",
+    "delivery_totals",
+    "engine_names",
+    "jobs",
+    "results",
+    "series_detail",
+]
 
 GROUPS = tuple(group.value for group in Group)
 """Every group's ``muscle_group`` value, in `Group` order (the reference study's first)."""
@@ -98,6 +118,8 @@ class ResultRow:
     uncertain_structures: tuple[str, ...] = ()
     """Names of the structures whose segmentation uncertainty exceeds the engine's QA threshold
     (``structure_measurements.qa_flag``)."""
+    series_id: int = 0
+    """The series' database id (``series.id``): what links to a series (the console's ``/series/<id>``)."""
 
     @property
     def flagged(self) -> bool:
@@ -113,38 +135,109 @@ class ResultRow:
         return tuple(flags)
 
 
-def results(session: Session, *, since: datetime | None = None, flagged: bool = False, state: str | None = None,
-            patient_id: str | None = None, limit: int | None = None, qa: bool = False) -> list[ResultRow]:
-    """Series, newest first, each with its latest job's results; filters combine with AND.
+@dataclass(frozen=True)
+class ResultFilters:
+    """Which series `results` and `count_results` select; the filters combine with AND.
 
     `since`: the series' latest job finished, or (without a finished job) its last instance arrived, at or after
     this time. `flagged`: some group is ``suspected``. `state`: the series state (``processed``, ``skipped``,
     ``failed``, ``queued``, ``receiving``). `patient_id`: exactly this PatientID. `qa`: the job has a QA flag - a
     group (any side) with a member muscle not found (``not found``), or a structure whose uncertainty exceeds the
-    engine's threshold (`ResultRow.qa_flags`).
+    engine's threshold (`ResultRow.qa_flags`). `engine`: the latest job was measured by this engine (its name,
+    ``jobs.engine_name``). `completeness`: a group (both sides) of the latest job has this completeness
+    (`Completeness` value); with `group`, that group.
     """
-    latest_job = (select(Job.series_id, func.max(Job.id).label("job_id")).group_by(Job.series_id).subquery())
-    query = (
-        select(Series, Study, Job)
-        .join(Study, Study.id == Series.study_id)
-        .outerjoin(latest_job, latest_job.c.series_id == Series.id)
-        .outerjoin(Job, Job.id == latest_job.c.job_id)
-        .order_by(func.coalesce(Job.finished_at, Series.last_received_at).desc(), Series.id.desc())
-    )
-    if since is not None:
-        query = query.where(func.coalesce(Job.finished_at, Series.last_received_at) >= since)
-    if state is not None:
-        query = query.where(Series.state == SeriesState(state))
-    if patient_id is not None:
-        query = query.where(Study.patient_id == patient_id)
-    if flagged:
+
+    since: datetime | None = None
+    flagged: bool = False
+    state: str | None = None
+    patient_id: str | None = None
+    qa: bool = False
+    engine: str | None = None
+    group: str | None = None
+    completeness: str | None = None
+
+
+def _latest_job_time() -> ColumnElement[datetime]:
+    return func.coalesce(Job.finished_at, Series.last_received_at)
+
+
+RESULT_SORTS: dict[str, ColumnElement[object]] = {
+    "time": _latest_job_time(),
+    "patient": Study.patient_id,
+    "study_date": Study.study_date,
+    "state": Series.state,
+    "job": Job.id,
+    "engine": Job.engine_name,
+    "instances": Series.instance_count,
+    "series": Series.series_instance_uid,
+}
+"""The keys `results` sorts by, with what each sorts (``time``: the latest job's end, else the last arrival)."""
+
+
+def _filtered(query: Select, filters: ResultFilters) -> Select:  # type: ignore[type-arg]
+    """`query` (series joined with their study and latest job) narrowed to `filters`."""
+    if filters.since is not None:
+        query = query.where(_latest_job_time() >= filters.since)
+    if filters.state is not None:
+        query = query.where(Series.state == SeriesState(filters.state))
+    if filters.patient_id is not None:
+        query = query.where(Study.patient_id == filters.patient_id)
+    if filters.flagged:
         suspected = select(GroupResult.job_id).where(GroupResult.side == GroupSide.BOTH,
                                                      GroupResult.classification == Classification.SUSPECTED)
         query = query.where(Job.id.in_(suspected))
-    if qa:
+    if filters.qa:
         not_found = select(GroupResult.job_id).where(GroupResult.completeness == Completeness.NOT_FOUND)
         uncertain = select(StructureMeasurement.job_id).where(StructureMeasurement.qa_flag.is_(True))
         query = query.where(Job.id.in_(not_found.union(uncertain)))
+    if filters.engine is not None:
+        query = query.where(Job.engine_name == filters.engine)
+    if filters.completeness is not None:
+        with_completeness = select(GroupResult.job_id).where(
+            GroupResult.side == GroupSide.BOTH, GroupResult.completeness == Completeness(filters.completeness))
+        if filters.group is not None:
+            with_completeness = with_completeness.where(GroupResult.muscle_group == filters.group)
+        query = query.where(Job.id.in_(with_completeness))
+    return query
+
+
+def _series_with_latest_job(*columns: object) -> Select:  # type: ignore[type-arg]
+    latest_job = (select(Job.series_id, func.max(Job.id).label("job_id")).group_by(Job.series_id).subquery())
+    return (
+        select(*columns)
+        .select_from(Series)
+        .join(Study, Study.id == Series.study_id)
+        .outerjoin(latest_job, latest_job.c.series_id == Series.id)
+        .outerjoin(Job, Job.id == latest_job.c.job_id)
+    )
+
+
+def count_results(session: Session, filters: ResultFilters | None = None) -> int:
+    """How many series `results` selects with `filters` (before paging)."""
+    query = _filtered(_series_with_latest_job(func.count(Series.id)), filters or ResultFilters())
+    return int(session.execute(query).scalar_one())
+
+
+def results(session: Session, *, since: datetime | None = None, flagged: bool = False, state: str | None = None,
+            patient_id: str | None = None, limit: int | None = None, qa: bool = False,
+            filters: ResultFilters | None = None, sort: str = "time", descending: bool = True,
+            offset: int = 0) -> list[ResultRow]:
+    """Series, newest first, each with its latest job's results; filters combine with AND (`ResultFilters`:
+    `filters`, or the keyword arguments of the same names).
+
+    `sort`: a key of `RESULT_SORTS` (`KeyError` for any other), `descending` or not; the series id breaks ties
+    (the other way round for ascending sorts: the order is total, so pages never overlap) and empty values come
+    last either way. `offset` and `limit` page the sorted series.
+    """
+    if filters is None:
+        filters = ResultFilters(since=since, flagged=flagged, state=state, patient_id=patient_id, qa=qa)
+    key = RESULT_SORTS[sort]
+    order = (key.desc() if descending else key.asc()).nulls_last()
+    query = _filtered(_series_with_latest_job(Series, Study, Job), filters).order_by(
+        order, Series.id.desc() if descending else Series.id.asc())
+    if offset:
+        query = query.offset(offset)
     if limit is not None:
         query = query.limit(limit)
     rows = session.execute(query).all()
@@ -181,7 +274,7 @@ def results(session: Session, *, since: datetime | None = None, flagged: bool = 
             series_instance_uid=series.series_instance_uid, study_instance_uid=study.study_instance_uid,
             patient_id=study.patient_id, accession_number=study.accession_number, study_date=study.study_date,
             series_description=series.series_description, state=series.state.value, skip_reason=series.skip_reason,
-            instances=series.instance_count, last_received_at=series.last_received_at)
+            instances=series.instance_count, last_received_at=series.last_received_at, series_id=series.id)
         if job is not None:
             height_m, height_source = heights.get(job.id, (None, None))
             sent, total = deliveries.get(job.id, (0, 0))
@@ -231,16 +324,21 @@ class JobRow:
     instance_count: int | None
     engine: str | None
     deliveries: tuple[DeliveryState, ...]
+    series_id: int = 0
+    """The series' database id (what links to the series)."""
 
 
-def jobs(session: Session, *, status: str | None = None, job_id: int | None = None, limit: int = 50) -> list[JobRow]:
-    """Jobs, newest first, with the state of their deliveries per destination."""
+def jobs(session: Session, *, status: str | None = None, job_id: int | None = None, limit: int = 50,
+         series_id: int | None = None, offset: int = 0) -> list[JobRow]:
+    """Jobs, newest first, with the state of their deliveries per destination; `offset` and `limit` page them."""
     query = select(Job, Series.series_instance_uid).join(Series, Series.id == Job.series_id).order_by(Job.id.desc())
     if status is not None:
         query = query.where(Job.status == JobStatus(status))
     if job_id is not None:
         query = query.where(Job.id == job_id)
-    rows = session.execute(query.limit(limit)).all()
+    if series_id is not None:
+        query = query.where(Job.series_id == series_id)
+    rows = session.execute(query.offset(offset).limit(limit)).all()
     ids = [job.id for job, _ in rows]
     per_job: dict[int, dict[str, list[Delivery]]] = defaultdict(lambda: defaultdict(list))
     if ids:
@@ -268,5 +366,69 @@ def jobs(session: Session, *, status: str | None = None, job_id: int | None = No
         out.append(JobRow(job.id, series_uid, job.status.value, job.reason, job.attempts, job.max_attempts,
                           job.error, job.created_at, job.started_at, job.finished_at, job.next_attempt_at,
                           job.lease_owner, job.lease_expires_at, job.heartbeat_at, job.instance_count, engine,
-                          tuple(states)))
+                          tuple(states), job.series_id))
     return out
+
+
+def count_jobs(session: Session, *, status: str | None = None) -> int:
+    """How many jobs `jobs` lists with `status` (before paging)."""
+    query = select(func.count(Job.id))
+    if status is not None:
+        query = query.where(Job.status == JobStatus(status))
+    return int(session.execute(query).scalar_one())
+
+
+@dataclass(frozen=True)
+class DestinationTotals:
+    """The outbox of one destination: deliveries by status, over every job."""
+
+    destination: str
+    address: str
+    by_status: dict[str, int]
+    next_attempt_at: datetime | None
+    """Earliest next attempt of a pending delivery."""
+
+
+def delivery_totals(session: Session) -> list[DestinationTotals]:
+    """Deliveries per destination (by name) and status, with the earliest next attempt of the pending ones."""
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    for name, status, count in session.execute(
+            select(Delivery.destination_name, Delivery.status, func.count(Delivery.id))
+            .group_by(Delivery.destination_name, Delivery.status)).all():
+        counts[name][status.value] = count
+    out = []
+    for name in sorted(counts):
+        ae_title, host, port = session.execute(
+            select(Delivery.destination_ae_title, Delivery.host, Delivery.port)
+            .where(Delivery.destination_name == name).order_by(Delivery.id.desc()).limit(1)).one()
+        due = session.execute(select(func.min(Delivery.next_attempt_at)).where(
+            Delivery.destination_name == name, Delivery.status == DeliveryStatus.PENDING)).scalar_one()
+        out.append(DestinationTotals(name, f"{ae_title}@{host}:{port}", counts[name], due))
+    return out
+
+
+def engine_names(session: Session) -> list[str]:
+    """The engines that measured some job (``jobs.engine_name``), by name."""
+    return list(session.execute(select(Job.engine_name).where(Job.engine_name.is_not(None)).distinct()
+                                .order_by(Job.engine_name)).scalars())
+
+
+@dataclass(frozen=True)
+class SeriesDetail:
+    """One series with its jobs (newest first)."""
+
+    id: int
+    series_instance_uid: str
+    state: str
+    skip_reason: str | None
+    instances: int
+    jobs: tuple[JobRow, ...]
+
+
+def series_detail(session: Session, series_id: int) -> SeriesDetail | None:
+    """The series with database id `series_id` and its jobs; ``None`` when there is none."""
+    series = session.get(Series, series_id)
+    if series is None:
+        return None
+    return SeriesDetail(series.id, series.series_instance_uid, series.state.value, series.skip_reason,
+                        series.instance_count, tuple(jobs(session, series_id=series_id, limit=1000)))

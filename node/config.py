@@ -56,6 +56,7 @@ __all__ = [
     "Settings",
     "StorageSettings",
     "UidSettings",
+    "WebSettings",
     "WorkerSettings",
     "load_settings",
 ]
@@ -447,6 +448,35 @@ class DestinationSettings(_Section):
         return self
 
 
+class WebSettings(_Section):
+    """The QA web console (node/web/, docs/web-console.md): `sarcoscreen web`, or inside serve/run."""
+
+    host: str = Field(default="127.0.0.1", description="Address the console listens on (loopback by default: put "
+                      "a reverse proxy with TLS in front of it to reach it from elsewhere).")
+    port: Annotated[int, Field(ge=0, le=65535)] = Field(default=8080, description="HTTP port (0: a free port).")
+    enabled_in_serve: bool = Field(
+        default=False, description="Also serve the console from `sarcoscreen serve` and `run` (same process).")
+    trusted_user_header: str | None = Field(
+        default=None,
+        description="When set (e.g. \"X-Remote-User\"), a reverse proxy's authenticated user name in this request "
+        "header signs the request in and the sign-in page is not used. Only safe when nothing but the proxy can "
+        "reach host:port.")
+    session_max_age_s: Annotated[int, Field(ge=60)] = Field(
+        default=8 * 3600, description="A sign-in lasts this long (seconds; the signed session cookie's age).")
+    secret_file: Path | None = Field(
+        default=None, description="The key that signs session cookies (default <storage.data_dir>/web-secret; "
+        "created with storage.file_mode holding a random key when missing).")
+
+    @field_validator("trusted_user_header")
+    @classmethod
+    def _header_name(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # "" (the example file's placeholder) is unset
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}", value):
+            raise ValueError("must be an HTTP header name: letters, digits and '-'")
+        return value
+
+
 class LoggingSettings(_Section):
     level: str = Field(default="INFO", description="DEBUG | INFO | WARNING | ERROR.")
     file: Path | None = Field(default=None, description="Also log to this file (rotated daily).")
@@ -475,6 +505,7 @@ class Settings(_Section):
     queue: QueueSettings = QueueSettings()
     worker: WorkerSettings = WorkerSettings()
     delivery: DeliverySettings = DeliverySettings()
+    web: WebSettings = WebSettings()
     destinations: list[DestinationSettings] = Field(
         default_factory=list,
         description="Where outputs are sent: [[destinations]] tables (name, ae_title, host, port, tls...).")
@@ -494,6 +525,11 @@ class Settings(_Section):
         if self.database.url:
             return self.database.url
         return f"sqlite:///{(self.storage.data_dir / 'sarcoscreen.db').resolve()}"
+
+    @property
+    def web_secret_file(self) -> Path:
+        """The file of the key that signs the web console's session cookies, with its default resolved."""
+        return self.web.secret_file or self.storage.data_dir / "web-secret"
 
 
 @dataclass(frozen=True)
@@ -566,6 +602,7 @@ def _resolve_file_paths(data: dict[str, Any], base: Path) -> None:
         "measurement": ("calibration_file",),
         "logging": ("file",),
         "network": ("tls_certificate", "tls_private_key", "tls_ca_certificates"),
+        "web": ("secret_file",),
     }
     destination_paths = ("tls_ca_certificates", "tls_certificate", "tls_private_key")
     for destination in data.get("destinations", []) if isinstance(data.get("destinations"), list) else []:

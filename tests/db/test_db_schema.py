@@ -41,7 +41,7 @@ from sarcoscreen.db.session import create_engine_from_url, session_scope
 from sarcoscreen.inference.catalogue import Group
 
 TABLES = {"studies", "series", "instances", "jobs", "structure_measurements", "group_results", "outputs",
-          "deliveries", "patient_heights", "events"}
+          "deliveries", "patient_heights", "events", "web_users"}
 
 
 @pytest.fixture(params=BACKENDS)
