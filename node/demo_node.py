@@ -1,7 +1,8 @@
 """The node ``sarcoscreen demo`` starts, and following the demo's series through it.
 
 `demo_settings` puts the node on embedded defaults under the demo's folder (SQLite, local folders, a free loopback
-port, short waits, the demo's destination); `write_config` writes them as a configuration file, so that
+port, short waits, the demo's destination, the web console on a free loopback port); `add_demo_user` makes the
+console's user ``demo`` with a random password; `write_config` writes them as a configuration file, so that
 ``sarcoscreen --config OUT/sarcoscreen.toml results`` works on the demo's database afterwards;
 `wait_for_delivery` prints each change of the series (state, job, deliveries) until its outputs were accepted by
 the destination, it failed or was skipped, or the time is up.
@@ -20,7 +21,10 @@ from sarcoscreen.db.models import SeriesState as State
 from sarcoscreen.node.config import DestinationSettings, Settings
 from sarcoscreen.node.demo_destinations import DemoDestination
 
-__all__ = ["demo_settings", "skip_reason", "wait_for_delivery", "write_config"]
+__all__ = ["DEMO_USER", "add_demo_user", "demo_settings", "skip_reason", "wait_for_delivery", "write_config"]
+
+DEMO_USER = "demo"
+"""The web console's user that ``sarcoscreen demo`` makes."""
 
 
 def demo_settings(settings: Settings, out: Path, destination: DemoDestination, port: int, log_level: str) -> Settings:
@@ -36,10 +40,28 @@ def demo_settings(settings: Settings, out: Path, destination: DemoDestination, p
                                                        "tls_private_key": None, "tls_ca_certificates": None,
                                                        "tls_require_client_certificate": False}),
         "queue": settings.queue.model_copy(update={"poll_s": 0.5}),
+        "web": settings.web.model_copy(update={"host": "127.0.0.1", "port": 0, "enabled_in_serve": True,
+                                               "trusted_user_header": None, "secret_file": None}),
         "delivery": settings.delivery.model_copy(update={"retry_s": 1.0, "retry_max_s": 5.0}),
         "destinations": [DestinationSettings(name=destination.name, ae_title=destination.ae_title,
                                              host="127.0.0.1", port=destination.port)],
     })
+
+
+def add_demo_user(db: Engine) -> str:
+    """The console's user `DEMO_USER` with a new random password (returned; replaced when the user exists)."""
+    import secrets
+
+    from sarcoscreen.db.session import session_scope
+    from sarcoscreen.db.web_users import WebUserExistsError, add_user, set_password
+
+    password = secrets.token_urlsafe(12)
+    with session_scope(db) as session:
+        try:
+            add_user(session, DEMO_USER, password)
+        except WebUserExistsError:
+            set_password(session, DEMO_USER, password)
+    return password
 
 
 def write_config(settings: Settings, path: Path) -> None:

@@ -5,10 +5,12 @@ Start-up order: prepare the storage (`sarcoscreen.node.storage_setup`: folders a
 configured modes, wider modes of what exists logged - or refused with ``storage.strict_modes`` - and a spool that
 cannot be written told), migrate the database (``database.migrate_on_start``), reconcile the spool with the index
 (`sarcoscreen.node.reconcile`), then start the series watcher, the sender, the retention sweeper
-(`sarcoscreen.node.retention`), the workers (``run``) and last the Storage SCP, so that nothing is acknowledged
-before the node can record it. Shutdown runs in reverse: the SCP stops accepting associations first and aborts
-the ones in progress (a C-STORE being stored finishes first: `StorageSCP.stop`), then the watcher, the retention
-sweeper, the sender, and the workers (each finishes its current job).
+(`sarcoscreen.node.retention`), the workers (``run``) and the Storage SCP, so that nothing is acknowledged
+before the node can record it, and last, with ``web.enabled_in_serve``, the QA web console (uvicorn in a thread:
+`sarcoscreen.node.web.server.ConsoleServer`). Shutdown runs in reverse: the console stops taking requests, the SCP
+stops accepting associations and aborts the ones in progress (a C-STORE being stored finishes first:
+`StorageSCP.stop`), then the watcher, the retention sweeper, the sender, and the workers (each finishes its current
+job).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -33,6 +36,9 @@ from sarcoscreen.node.series_watcher import SeriesWatcher
 from sarcoscreen.node.storage_setup import StorageSetupError, prepare_storage
 from sarcoscreen.node.tls import TlsConfigError, server_context
 from sarcoscreen.node.worker_pool import WorkerPool
+
+if TYPE_CHECKING:
+    from sarcoscreen.node.web.server import ConsoleServer
 
 __all__ = ["NodeService", "ServiceError", "serve_until_signal"]
 
@@ -56,10 +62,30 @@ class NodeService:
         self.sender: Sender | None = None
         self.pool: WorkerPool | None = None
         self.index_db: Engine | None = None
+        self.console: ConsoleServer | None = None
 
     @property
     def port(self) -> int:
         return self.scp.port if self.scp is not None else self.settings.network.port
+
+    @property
+    def web_port(self) -> int | None:
+        """The web console's port while it is served (``web.enabled_in_serve``), else ``None``."""
+        return self.console.port if self.console is not None else None
+
+    def _start_console(self, db: Engine) -> None:
+        """The QA web console on ``web.host``:``web.port``, on the node's database; `ServiceError` when it cannot
+        start."""
+        from sarcoscreen.node.web import create_app
+        from sarcoscreen.node.web.secret import SecretFileError
+        from sarcoscreen.node.web.server import ConsoleServer, ConsoleServerError
+
+        try:
+            console = ConsoleServer(create_app(self.settings, db), self.settings.web.host, self.settings.web.port)
+            console.start()
+        except (SecretFileError, ConsoleServerError) as exc:
+            raise ServiceError(str(exc)) from None
+        self.console = console
 
     def start(self) -> None:
         settings = self.settings
@@ -108,12 +134,21 @@ class NodeService:
         except OSError as exc:
             self.stop()
             raise ServiceError(f"cannot listen on {network.host}:{network.port}: {exc.strerror or exc}") from None
+        if settings.web.enabled_in_serve:
+            try:
+                self._start_console(self.db)
+            except ServiceError:
+                self.stop()
+                raise
         destinations = ", ".join(f"{d.name} ({d.ae_title}@{d.host}:{d.port}{' TLS' if d.tls else ''})"
                                  for d in settings.destinations) or "none configured"
         logger.info("node ready: %s on port %d, database %s, destinations: %s, %d worker processes",
                     network.ae_title, self.scp.port, mask_url(settings.database_url), destinations, self.workers)
 
     def stop(self) -> None:
+        if self.console is not None:
+            self.console.stop()
+            self.console = None
         if self.scp is not None:
             self.scp.stop()
         if self.watcher is not None:

@@ -26,6 +26,7 @@ from sarcoscreen.node.commands import (
     serve,
     study,
     train,
+    web,
     worker,
 )
 from sarcoscreen.node.commands.errors import ExitCode, UserError
@@ -33,7 +34,7 @@ from sarcoscreen.node.commands.errors import ExitCode, UserError
 __all__ = ["COMMANDS", "ExitCode", "UserError"]
 
 COMMANDS: tuple[ModuleType, ...] = (
-    config, db, heights, phantom, inspect, analyze, send, serve, worker, run, results, jobs, purge, demo, bundle,
-    train, evaluate, study, calibrate,
+    config, db, heights, phantom, inspect, analyze, send, serve, worker, run, results, jobs, web, purge, demo,
+    bundle, train, evaluate, study, calibrate,
 )
 """Every command module, in the order of the command line's help."""

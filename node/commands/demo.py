@@ -5,7 +5,8 @@
    small built-in storage SCP that writes what it receives into a folder (``--destination builtin``;
    `sarcoscreen.node.demo_destinations`);
 3. starts the node in this process (`sarcoscreen.node.service.NodeService`: Storage SCP, series watcher, sender,
-   and one worker process) on SQLite under ``OUT/sarcoscreen-data``, listening on a free loopback port;
+   and one worker process) on SQLite under ``OUT/sarcoscreen-data``, listening on a free loopback port, with the QA
+   web console on another (its address and the user ``demo``'s random password are printed once);
 4. sends the phantom to the node with a real C-STORE SCU (`sarcoscreen.node.storage_scu.send_files`, the same as
    ``sarcoscreen send``);
 5. waits until the series was stable, queued, processed and its SEG, SR and key image were accepted by the
@@ -185,7 +186,14 @@ def run(args: argparse.Namespace, settings: Settings | None) -> int:
     from sarcoscreen.db.models import GroupResult, GroupSide, Output
     from sarcoscreen.db.queries import results
     from sarcoscreen.inference.phantom import PhantomParameterError, PhantomParameters, make_phantom
-    from sarcoscreen.node.demo_node import demo_settings, skip_reason, wait_for_delivery, write_config
+    from sarcoscreen.node.demo_node import (
+        DEMO_USER,
+        add_demo_user,
+        demo_settings,
+        skip_reason,
+        wait_for_delivery,
+        write_config,
+    )
     from sarcoscreen.node.loopback import free_port
     from sarcoscreen.node.results_view import format_results
     from sarcoscreen.node.service import NodeService, ServiceError
@@ -228,6 +236,9 @@ def run(args: argparse.Namespace, settings: Settings | None) -> int:
                   "worker process)")
             for line in engine_lines:
                 print(f"    {line}")
+            if service.db is not None and service.console is not None:
+                print(f"    web console {service.console.url} - user {DEMO_USER}, password {add_demo_user(service.db)} "
+                      "(while the demo runs)")
             started = time.monotonic()
             try:
                 sent = send_files([phantom.dicom_dir], Destination(node_settings.network.ae_title, "127.0.0.1",
