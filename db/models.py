@@ -3,6 +3,7 @@
 One row per thing the node handles, from received instances to delivered results (see ``docs/database.md``):
 
     Study 1-n Series 1-n Instance            what arrived (the spool holds the bytes)
+    StoreRefusal                             a C-STORE the SCP refused: when, its status and reason
                  Series 1-n Job              one analysis attempt chain of a series
                             Job 1-n StructureMeasurement, GroupResult, Output
                                                    Output 1-n Delivery (the outbox)
@@ -26,6 +27,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     CheckConstraint,
     Date,
@@ -70,6 +72,7 @@ __all__ = [
     "PatientHeight",
     "Series",
     "SeriesState",
+    "StoreRefusal",
     "StructureMeasurement",
     "StructureSide",
     "Study",
@@ -304,6 +307,25 @@ class Instance(Base):
     series: Mapped[Series] = relationship(back_populates="instances")
 
 
+class StoreRefusal(Base):
+    """One C-STORE the SCP refused (0009): when, the DIMSE status it answered and why, and who sent it.
+
+    A refused instance leaves no ``instances`` row (some are quarantined, others - a full disk, an unavailable
+    database - are only refused), so this row is what counts it (``sarcoscreen_instances_refused_total``). The
+    reason is the one the SCP logs, scrubbed of DICOM values (`sarcoscreen.inference.error_text`): reasons in
+    words and UIDs, never patient data.
+    """
+
+    __tablename__ = "store_refusals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    status: Mapped[int] = mapped_column(Integer)
+    """The C-STORE failure status answered (PS3.4 Table B.2-1), e.g. 0xA700 out of resources."""
+    reason: Mapped[str] = mapped_column(Text)
+    calling_ae_title: Mapped[str | None] = mapped_column(String(AE_TITLE))
+
+
 # --- work -----------------------------------------------------------------------------------------------------
 
 
@@ -346,6 +368,10 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    step_seconds: Mapped[dict[str, float] | None] = mapped_column(JSON(none_as_null=True))
+    """Seconds per step of the attempt that finished the job (``prepare``, ``load``, ``engine``, ``measure``,
+    ``files``, ``dicom outputs``, ``store``), for the ``sarcoscreen_job_step_seconds`` histogram (0009); ``NULL``
+    for jobs not done and jobs finished before 0009."""
 
     series: Mapped[Series] = relationship(back_populates="jobs")
     structures: Mapped[list[StructureMeasurement]] = relationship(
@@ -501,6 +527,8 @@ class Delivery(Base):
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     """The DIMSE status of the latest C-STORE (e.g. 0xA700), when there was a response."""
     last_error: Mapped[str | None] = mapped_column(Text)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When the outcome of the latest attempt was recorded (0009): with ``last_error`` set, when it last failed."""
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -5,9 +5,9 @@
 * `claim_due` takes ``pending`` rows whose ``next_attempt_at`` has passed and pushes ``next_attempt_at`` forward
   by a hold time (on PostgreSQL under ``FOR UPDATE SKIP LOCKED``): two senders never send the same row at once,
   and a row held by a sender that died is due again when the hold ends. ``attempts`` counts these claims.
-* `record_outcome` stores what the destination said: ``sent`` on success or warning (PS3.4 Annex B: 0x0000,
-  0xB000, 0xB007, 0xB006), otherwise ``pending`` again after an exponential backoff, or ``failed`` once
-  ``max_attempts`` (when not 0) is reached.
+* `record_outcome` stores what the destination said, and when (``last_attempt_at``): ``sent`` on success or
+  warning (PS3.4 Annex B: 0x0000, 0xB000, 0xB007, 0xB006), otherwise ``pending`` again after an exponential
+  backoff, or ``failed`` once ``max_attempts`` (when not 0) is reached.
 * `supersede` cancels the unsent deliveries of older jobs of a series when a newer job's results arrive.
 
 Output SOP Instance UIDs are deterministic, so sending an object twice (a retry after a lost response) leaves
@@ -109,6 +109,7 @@ def record_outcome(db: Engine, delivery: DueDelivery, *, accepted: bool, status_
             return row.status if row is not None else DeliveryStatus.CANCELLED  # cancelled meanwhile
         now = db_now(session)
         row.last_status_code = status_code
+        row.last_attempt_at = now
         where = f"{delivery.kind} {delivery.sop_instance_uid} to {delivery.destination_name}"
         if accepted:
             row.status = DeliveryStatus.SENT

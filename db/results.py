@@ -7,29 +7,34 @@ refuses a claim that is no longer valid). Output rows are made from the identiti
 
 A job whose series is superseded by a newer job of the same series keeps its results and outputs but queues no
 delivery; the newest job cancels the unsent deliveries of older ones (`sarcoscreen.db.outbox.supersede`).
+
+The seconds each step took (``jobs.step_seconds``, for the ``sarcoscreen_job_step_seconds`` histogram) are stored
+with the results; the results transaction's own duration (``store``) can only be known once it committed, so
+`add_step_seconds` adds it in a second, small update.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from sarcoscreen.db.events import EventKind, record_event
 from sarcoscreen.db.models import EventLevel, GroupResult, Job, Output, OutputKind, SeriesState, StructureMeasurement
 from sarcoscreen.db.outbox import DestinationAddress, add_deliveries, supersede
 from sarcoscreen.db.queue import complete
+from sarcoscreen.db.session import write_session
 from sarcoscreen.inference.measure import MeasurementReport
 
 if TYPE_CHECKING:
     from sarcoscreen.reports.dicom_outputs import WrittenObject
 
-__all__ = ["JobResults", "store_measurements", "store_outputs", "store_results"]
+__all__ = ["JobResults", "add_step_seconds", "store_measurements", "store_outputs", "store_results"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +58,8 @@ class JobResults:
     """(object, reason) for each DICOM object not written."""
     repaired: tuple[str, ...] = ()
     """Malformed source attributes repaired or left out in the outputs (attribute names, never values)."""
+    step_seconds: dict[str, float] = field(default_factory=dict)
+    """Seconds per step of the attempt (``prepare``, ``load``, ``engine``, ...), stored as ``jobs.step_seconds``."""
 
 
 def store_measurements(session: Session, job: Job, report: MeasurementReport) -> None:
@@ -103,6 +110,7 @@ def store_results(session: Session, job_id: int, lease_token: str, results: JobR
     job.instance_count = results.instance_count
     job.engine_name, job.engine_version = results.engine_name, results.engine_version
     job.settings_hash = results.settings_digest
+    job.step_seconds = _rounded(results.step_seconds)
     if results.report is None:
         logger.info("job %d: series skipped: %s", job_id, results.skip_reason)
         return complete(session, job_id, lease_token, series_state=SeriesState.SKIPPED,
@@ -129,3 +137,17 @@ def store_results(session: Session, job_id: int, lease_token: str, results: JobR
                      f"{'; '.join(results.repaired)}", level=EventLevel.WARNING, series_id=job.series_id,
                      job_id=job.id)
     return complete(session, job_id, lease_token, message=note)
+
+
+def _rounded(step_seconds: dict[str, float]) -> dict[str, float] | None:
+    """Seconds per step to the millisecond (``None`` when there are none)."""
+    return {step: round(seconds, 3) for step, seconds in step_seconds.items()} or None
+
+
+def add_step_seconds(db: Engine, job_id: int, step: str, seconds: float) -> None:
+    """Add one step's duration to a job's ``step_seconds`` (the results transaction's own, ``store``, once it
+    committed), in a transaction of its own."""
+    with write_session(db) as session:
+        job = session.get(Job, job_id)
+        if job is not None:
+            job.step_seconds = {**(job.step_seconds or {}), step: round(seconds, 3)}

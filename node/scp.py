@@ -17,6 +17,10 @@ transcoded), and Verification (Annex A). What happens to one C-STORE request, on
    once; one the index holds under another series is refused with 0xC001, quarantined, and recorded as an
    ``instance.conflict`` event (the first copy is kept: `StorageSCP._refuse_conflict`).
 
+Every refusal is also recorded with its status and reason (`RefusalLog`: a ``store_refusals`` row, in its own
+transaction, `sarcoscreen.node.refusal_log`), so refusals can be counted (``sarcoscreen_instances_refused_total``);
+a refusal that cannot be recorded - the database is down - is logged and answered all the same.
+
 `StorageSCP.stop` (SIGTERM) stops listening and aborts the associations that are open; a C-STORE being stored
 finishes first, so nothing acknowledged is lost and nothing is left half-written.
 
@@ -68,6 +72,8 @@ __all__ = [
     "InstanceConflictError",
     "InstanceIndex",
     "ReceivedInstance",
+    "RefusalLog",
+    "RefusalNotRecordedError",
     "RejectedInstanceError",
     "StorageSCP",
     "instance_from_header",
@@ -152,6 +158,18 @@ class InstanceIndex(Protocol):
     def add(self, instance: ReceivedInstance) -> None:
         """Record `instance`; raise `IndexUnavailableError` when that is not possible, `InstanceConflictError`
         (recording nothing) when its SOP Instance UID is recorded under another series."""
+        ...
+
+
+class RefusalNotRecordedError(Exception):
+    """A refused C-STORE could not be recorded (the database is unavailable); the refusal stands."""
+
+
+class RefusalLog(Protocol):
+    """Where refused C-STOREs are recorded, to be counted (the database: `sarcoscreen.node.refusal_log`)."""
+
+    def record(self, status: int, reason: str, calling_ae_title: str) -> None:
+        """Record one refusal; raise `RefusalNotRecordedError` when that is not possible."""
         ...
 
 
@@ -271,9 +289,11 @@ class StorageSCP:
         require_called_ae_title: bool = True,
         allowed_calling: Sequence[str] = (),
         tls: ssl.SSLContext | None = None,
+        refusals: RefusalLog | None = None,
     ) -> None:
         self.spool = spool
         self.index = index
+        self.refusals = refusals
         self.host = host
         self.port = port
         self.allowed_calling = tuple(allowed_calling)
@@ -386,9 +406,9 @@ class StorageSCP:
         try:
             encoded = event.encoded_dataset(include_meta=True)
         except Exception as exc:  # the peer's bytes may be anything: answer, don't crash
-            logger.error("C-STORE of %s from %s: cannot encode the received data set: %s", request_instance,
-                         calling, error_text(exc))
-            return STATUS_CANNOT_UNDERSTAND
+            reason = f"cannot encode the received data set: {error_text(exc)}"
+            logger.error("C-STORE of %s from %s: %s", request_instance, calling, reason)
+            return self._refused(STATUS_CANNOT_UNDERSTAND, reason, calling)
         try:
             header = read_header(encoded, request_class, request_instance)
             stored = self.spool.store(encoded, header.series_instance_uid, request_instance)
@@ -397,17 +417,17 @@ class StorageSCP:
                                     calling_ae_title=calling)
             logger.warning("C-STORE of %s from %s refused (0x%04X): %s; %s", request_instance, calling,
                            rejected.status, rejected, kept)
-            return rejected.status
+            return self._refused(rejected.status, str(rejected), calling)
         except InvalidUidError as exc:
             kept = self._quarantine(encoded, str(exc), calling_ae_title=calling)
             logger.warning("C-STORE from %s refused (0xA900): %s; %s", calling, exc, kept)
-            return STATUS_DATASET_MISMATCH
+            return self._refused(STATUS_DATASET_MISMATCH, str(exc), calling)
         except InsufficientStorageError as exc:
             logger.error("C-STORE of %s from %s refused (0xA700): %s", request_instance, calling, exc)
-            return STATUS_OUT_OF_RESOURCES
+            return self._refused(STATUS_OUT_OF_RESOURCES, str(exc), calling)
         except SpoolError as exc:
             logger.error("C-STORE of %s from %s failed (0xA700): %s", request_instance, calling, exc)
-            return STATUS_OUT_OF_RESOURCES
+            return self._refused(STATUS_OUT_OF_RESOURCES, str(exc), calling)
         instance = instance_from_header(header, sop_class=header.sop_class_uid,
                                         sop_instance=request_instance, relative_path=stored.relative_path,
                                         size=stored.size, sha256=stored.sha256, calling_ae_title=calling,
@@ -415,12 +435,22 @@ class StorageSCP:
         try:
             self.index.add(instance)
         except InstanceConflictError as conflict:
-            return self._refuse_conflict(encoded, stored, conflict, calling)
+            return self._refused(self._refuse_conflict(encoded, stored, conflict, calling), str(conflict), calling)
         except IndexUnavailableError as exc:
             logger.error("C-STORE of %s: stored in the spool but not indexed (0xA700): %s", instance.sop_instance_uid,
                          exc)
-            return STATUS_OUT_OF_RESOURCES
+            return self._refused(STATUS_OUT_OF_RESOURCES, f"stored in the spool but not indexed: {exc}", calling)
         return STATUS_SUCCESS
+
+    def _refused(self, status: int, reason: str, calling: str) -> int:
+        """Record a refusal with `reason` (to be counted) and return its `status`. One that cannot be recorded is
+        logged and answered all the same: counting refusals never changes an answer."""
+        if self.refusals is not None:
+            try:
+                self.refusals.record(status, reason, calling)
+            except RefusalNotRecordedError as exc:
+                logger.warning("C-STORE refusal 0x%04X from %s not recorded: %s", status, calling, exc)
+        return status
 
     def _quarantine(self, encoded: bytes, reason: str, **facts: str) -> str:
         """Keep a refused data set in the quarantine; what became of it, for the log line. A quarantine that cannot

@@ -30,6 +30,7 @@ from sarcoscreen.node.config import Settings
 from sarcoscreen.node.delivery import Sender
 from sarcoscreen.node.instance_index import SqlInstanceIndex, open_index_db
 from sarcoscreen.node.reconcile import reconcile
+from sarcoscreen.node.refusal_log import SqlRefusalLog
 from sarcoscreen.node.retention import RetentionSweeper
 from sarcoscreen.node.scp import StorageSCP
 from sarcoscreen.node.series_watcher import SeriesWatcher
@@ -122,7 +123,7 @@ class NodeService:
             spool, SqlInstanceIndex(self.index_db), ae_title=network.ae_title, host=network.host, port=network.port,
             max_associations=network.max_associations, max_pdu_bytes=network.max_pdu_bytes,
             require_called_ae_title=network.require_called_ae_title, allowed_calling=network.allowed_calling,
-            tls=tls)
+            tls=tls, refusals=SqlRefusalLog(self.index_db))
         self.watcher.start()
         self.sender.start()
         self.retention.start()

@@ -47,6 +47,7 @@ from sarcoscreen.inference.error_text import scrub_text
 from sarcoscreen.inference.file_modes import PRIVATE, FileModes
 
 __all__ = [
+    "INCOMING_DIR",
     "InsufficientStorageError",
     "InvalidUidError",
     "Spool",
@@ -58,6 +59,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+INCOMING_DIR = ".incoming"
+"""The spool's folder of temporary files being written (``*.part``: removed at start, never acknowledged)."""
 
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
 
@@ -125,7 +129,7 @@ class Spool:
         self.quarantine_root = quarantine
         self.min_free_bytes = min_free_bytes
         self.modes = modes
-        self._incoming = root / ".incoming"
+        self._incoming = root / INCOMING_DIR
         for folder in (self._incoming, quarantine):
             try:
                 modes.make_dirs(folder)
@@ -202,7 +206,7 @@ class Spool:
 
     def walk(self) -> Iterator[tuple[str, str, str]]:
         """(series UID, SOP Instance UID, relative path) of every file in the spool."""
-        for series_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name != ".incoming"):
+        for series_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name != INCOMING_DIR):
             for file in sorted(series_dir.glob("*.dcm")):
                 if file.is_file():  # a folder named like an instance is not one
                     yield series_dir.name, file.stem, f"{series_dir.name}/{file.name}"

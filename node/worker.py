@@ -11,7 +11,8 @@ Each worker loops:
 4. run the analysis pipeline (`sarcoscreen.node.analysis.run_analysis`: load, segment with the engine created
    once per process, the gluteal-coverage rule, measure, result files, DICOM-SEG / TID 1500 SR / key image with
    deterministic UIDs) into ``<outputs>/<SeriesInstanceUID>/job-<id>/``;
-5. store results, outputs, outbox rows and the job's end in one transaction (`sarcoscreen.db.results`).
+5. store results, outputs, outbox rows and the job's end in one transaction (`sarcoscreen.db.results`), with the
+   seconds each step took (``jobs.step_seconds``; the store step's own is added once it committed).
 
 Any exception in 3-4 fails the attempt with its text, scrubbed of anything that could be a DICOM value
 (`sarcoscreen.inference.error_text`). A problem of the input - the loader refuses the series, the engine refuses
@@ -39,7 +40,7 @@ from sarcoscreen.db.events import EventKind, record_event
 from sarcoscreen.db.heights import registry_height
 from sarcoscreen.db.models import EventLevel, Instance, InstanceState, Series, Study
 from sarcoscreen.db.queue import ClaimedJob, LeaseLostError, claim, fail, heartbeat, reap_expired
-from sarcoscreen.db.results import JobResults, store_results
+from sarcoscreen.db.results import JobResults, add_step_seconds, store_results
 from sarcoscreen.db.session import create_engine_from_url, write_session
 from sarcoscreen.inference.engines import Engine as Segmenter
 from sarcoscreen.inference.engines import EngineError
@@ -194,19 +195,23 @@ class Worker:
         beat.check()
         stored = time.monotonic()
         with write_session(self.db) as session:
-            store_results(session, claimed.id, claimed.lease_token, self._results(outcome, len(files)),
+            store_results(session, claimed.id, claimed.lease_token, self._results(outcome, len(files), steps),
                           outputs_root=self.settings.storage.outputs, destinations=self.settings.destinations)
         steps["store"] = time.monotonic() - stored
+        try:  # the job is done: a duration that cannot be added is only missing from the histogram
+            add_step_seconds(self.db, claimed.id, "store", steps["store"])
+        except SQLAlchemyError as exc:
+            logger.warning("job %d: the store step's duration not recorded (%s)", claimed.id, type(exc).__name__)
         return steps
 
-    def _results(self, outcome: AnalysisOutcome, instance_count: int) -> JobResults:
+    def _results(self, outcome: AnalysisOutcome, instance_count: int, steps: dict[str, float]) -> JobResults:
         segmenter, options = self._segmenter_for_jobs(), self._options_for_jobs()
         dicom = outcome.dicom
         return JobResults(
             instance_count=instance_count, engine_name=segmenter.name, engine_version=segmenter.version,
             settings_digest=options.settings_digest, report=outcome.report, skip_reason=outcome.skip_reason,
             objects=dicom.objects if dicom else (), omitted=dicom.omitted if dicom else (),
-            repaired=dicom.notes if dicom else ())
+            repaired=dicom.notes if dicom else (), step_seconds=dict(steps))
 
     def _segmenter_for_jobs(self) -> Segmenter:
         if self._segmenter is None:

@@ -12,8 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, insert, text
 from sqlalchemy.engine import make_url
+
+from sarcoscreen.db.models import Job, JobStatus, Series, Study
+from sarcoscreen.db.session import session_scope
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 """Parameters of a database fixture: every test runs on both (PostgreSQL skipped without a server URL)."""
@@ -51,3 +54,18 @@ def database_url(backend: str, request: pytest.FixtureRequest, folder: Path) -> 
         return
     with postgres_schema_url(request.getfixturevalue("postgres_url")) as url:
         yield url
+
+
+def done_job_on_an_older_schema(engine: Engine) -> int:
+    """A study ``1.2.3``, its series ``1.2.3.4`` and a done job, the job written with only the columns every revision
+    has (the ORM writes every column of today's model - ``jobs.step_seconds`` since 0009 - which an older schema
+    lacks); returns the job id. For tests that put rows into a database migrated to an older revision."""
+    jobs = Job.__table__
+    with session_scope(engine) as session:
+        series = Series(study=Study(study_instance_uid="1.2.3", patient_id="P-1"), series_instance_uid="1.2.3.4",
+                        modality="CT")
+        session.add(series)
+        session.flush()
+        job_id: int = session.execute(insert(jobs).values(series_id=series.id, status=JobStatus.DONE.value)
+                                      .returning(jobs.c.id)).scalar_one()
+    return job_id

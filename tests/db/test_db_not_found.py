@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from db_support import BACKENDS, database_url
+from db_support import BACKENDS, database_url, done_job_on_an_older_schema
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from sarcoscreen.db import migrate
-from sarcoscreen.db.models import Completeness, GroupResult, Job, JobStatus, Series, Study
+from sarcoscreen.db.models import Completeness, GroupResult
 from sarcoscreen.db.session import create_engine_from_url, session_scope
 
 _INSERT = text("INSERT INTO group_results (job_id, muscle_group, side, completeness, reason, height_source) "
@@ -30,12 +30,7 @@ def test_not_found_is_stored_and_0005_holds_it_as_not_in_scan(empty_url: str) ->
     migrate.upgrade(empty_url, "0005")
     engine = create_engine_from_url(empty_url)
     try:
-        with session_scope(engine) as session:
-            job = Job(series=Series(study=Study(study_instance_uid="1.2.3", patient_id="P-1"),
-                                    series_instance_uid="1.2.3.4", modality="CT"), status=JobStatus.DONE)
-            session.add(job)
-            session.flush()
-            job_id = job.id
+        job_id = done_job_on_an_older_schema(engine)
         with pytest.raises(IntegrityError), engine.begin() as connection:
             connection.execute(_INSERT, {"job": job_id, "group": "gluteal", "completeness": "not found"})
         with engine.begin() as connection:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from db_support import BACKENDS, database_url
+from db_support import BACKENDS, database_url, done_job_on_an_older_schema
 from sqlalchemy import Engine, delete, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
@@ -41,7 +41,7 @@ from sarcoscreen.db.session import create_engine_from_url, session_scope
 from sarcoscreen.inference.catalogue import Group
 
 TABLES = {"studies", "series", "instances", "jobs", "structure_measurements", "group_results", "outputs",
-          "deliveries", "patient_heights", "events", "web_users"}
+          "deliveries", "patient_heights", "events", "web_users", "store_refusals"}
 
 
 @pytest.fixture(params=BACKENDS)
@@ -380,11 +380,7 @@ def test_0004_keeps_rows_adds_the_extent_columns_and_goes_back(db_url: str) -> N
                         "height_source) VALUES (:job_id, :muscle_group, :side, :completeness, :reason, "
                         ":height_source)")
     try:
-        with session_scope(engine) as session:
-            job = Job(series=_series(_study()), status=JobStatus.DONE)
-            session.add(job)
-            session.flush()
-            job_id = job.id
+        job_id = done_job_on_an_older_schema(engine)
         with engine.begin() as connection:
             connection.execute(insert_group, _group_row(job_id, "gluteal", "truncated"))
         with pytest.raises(IntegrityError), engine.begin() as connection:

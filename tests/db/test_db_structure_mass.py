@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from db_support import BACKENDS, database_url
+from db_support import BACKENDS, database_url, done_job_on_an_older_schema
 from sqlalchemy import inspect, select, text
 
 from sarcoscreen.db import migrate
-from sarcoscreen.db.models import Job, JobStatus, Series, StructureMeasurement, Study
+from sarcoscreen.db.models import StructureMeasurement
 from sarcoscreen.db.session import create_engine_from_url, session_scope
 
 
@@ -34,12 +34,7 @@ def test_a_bone_is_stored_without_a_mass_and_0004_cannot_hold_it(empty_url: str)
                   "mass_g, truncated, density_rule) VALUES (:job, 'gluteus_maximus_left', 1, 'x', 'left', 10, 1.0, "
                   "1.04, false, 'constant 1.04 g/cm3')")
     try:
-        with session_scope(engine) as session:
-            job = Job(series=Series(study=Study(study_instance_uid="1.2.3", patient_id="P-1"),
-                                    series_instance_uid="1.2.3.4", modality="CT"), status=JobStatus.DONE)
-            session.add(job)
-            session.flush()
-            job_id = job.id
+        job_id = done_job_on_an_older_schema(engine)
         with engine.begin() as connection:
             connection.execute(insert, {"job": job_id})  # a row of the older version, with its mass
         migrate.upgrade(empty_url)
