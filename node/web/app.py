@@ -5,9 +5,8 @@ Routes come from modules, each with ``routes() -> list[BaseRoute]``:
 * `SIGNED_IN_MODULES`: the pages, exports and actions for signed-in users. Every route they return must be made
   with the guards of `sarcoscreen.node.web.auth` (`page`, `export`, `action`); `create_app` refuses any other, so no
   page can be published without a sign-in by mistake.
-* `PUBLIC_MODULES`: what needs no sign-in: the sign-in page. **Probes and metrics** (``/healthz``, ``/readyz``,
-  ``/metrics``) register here: add their module to this tuple (or pass ``extra_routes``); they must never show
-  patient data.
+* `PUBLIC_MODULES`: what needs no sign-in: the sign-in page, and the probes and metrics (``/healthz``,
+  ``/readyz``, ``/metrics``: `sarcoscreen.node.web.probes`), which must never show patient data.
 * ``/static``: the style sheet, from the package folder ``node/web/static``.
 
 Middleware, outermost first: the security headers (`SecurityHeaders`), then Starlette's signed session cookie
@@ -29,7 +28,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from sarcoscreen.node.config import Settings
-from sarcoscreen.node.web import auth, queue_page, results_page, series_page
+from sarcoscreen.node.web import auth, health_page, probes, queue_page, results_page, series_page
 from sarcoscreen.node.web.console import Console
 from sarcoscreen.node.web.headers import SecurityHeaders
 from sarcoscreen.node.web.patient_filter import PatientFilterStore
@@ -40,12 +39,11 @@ __all__ = ["PUBLIC_MODULES", "SESSION_COOKIE", "SIGNED_IN_MODULES", "UnguardedRo
 STATIC = Path(__file__).resolve().parent / "static"
 SESSION_COOKIE = "sarcoscreen_session"
 
-SIGNED_IN_MODULES: tuple[ModuleType, ...] = (results_page, queue_page, series_page)
+SIGNED_IN_MODULES: tuple[ModuleType, ...] = (results_page, queue_page, series_page, health_page)
 """Modules of pages, exports and actions for signed-in users (every route guarded)."""
 
-PUBLIC_MODULES: tuple[ModuleType, ...] = (auth,)
-"""Modules of routes without a sign-in: sign-in (and sign-out, itself guarded); the probe and metrics module goes
-here."""
+PUBLIC_MODULES: tuple[ModuleType, ...] = (auth, probes)
+"""Modules of routes without a sign-in: sign-in (and sign-out, itself guarded), the probes and the metrics."""
 
 
 class UnguardedRouteError(RuntimeError):
