@@ -60,6 +60,16 @@ class ScrubbingFormatter(logging.Formatter):
         return scrub_text(super().formatException(ei))  # type: ignore[arg-type]
 
 
+class UnquotedAccessLine(logging.Filter):
+    """uvicorn's access line without the quotes around the request line (``client - GET /results?page=2 HTTP/1.1
+    200``): the scrubbing formatter would take a quoted request line for a value and hide it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == '%s - "%s %s HTTP/%s" %d':
+            record.msg = "%s - %s %s HTTP/%s %d"
+        return True
+
+
 def configure_logging(level: str = "INFO", file: Path | None = None, *, modes: FileModes = PRIVATE) -> None:
     """Send sarcoscreen's log records to stderr (and to `file`, rotated daily, when given: created with `modes`)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
@@ -81,3 +91,13 @@ def configure_logging(level: str = "INFO", file: Path | None = None, *, modes: F
     warnings_logger.propagate = False
     # pynetdicom logs every PDU at DEBUG and dataset summaries that may include patient names: keep it quiet.
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    # The web console's server (uvicorn: start, stop, and an access line per request - client, method, path with its
+    # query string, status; the console never puts patient data into a path or query string) through the same
+    # handlers, at the same level.
+    uvicorn_logger = logging.getLogger("uvicorn")
+    uvicorn_logger.handlers[:] = handlers
+    uvicorn_logger.setLevel(level)
+    uvicorn_logger.propagate = False
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, UnquotedAccessLine) for f in access.filters):
+        access.addFilter(UnquotedAccessLine())

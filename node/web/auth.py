@@ -14,15 +14,16 @@ action (POST) is also refused with 403 without the session's CSRF token (`sarcos
 endpoint is a plain function run in the thread pool (database work does not block the event loop); an action finds
 its form in ``request.state.form``. `create_app` refuses a signed-in module's route that is not guarded.
 
-A refused sign-in is logged with the name as it was typed (at most 64 characters) and the client address, never
-the password; after repeated failures for a name or from an address, sign-ins are refused for a while
-(`SignInThrottle`).
+A refused sign-in is logged with the name as it was typed (at most 64 characters, unusual characters as ``?``) and
+the client address, never the password; after repeated failures for a name or from an address, sign-ins are
+refused for a while (`SignInThrottle`).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -148,6 +149,12 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def _as_typed(name: str) -> str:
+    """A user name as typed, for a log line: at most 64 characters, each outside letters, digits and ``_.@-``
+    shown as ``?`` (no quotes, control characters or line breaks reach the log)."""
+    return re.sub(r"[^A-Za-z0-9_.@-]", "?", name[:64]) or "(empty)"
+
+
 def _check_password(request: Request, name: str, password: str) -> bool:
     from sarcoscreen.db.session import session_scope
     from sarcoscreen.db.web_users import verify_sign_in
@@ -168,14 +175,14 @@ async def _signin(request: Request) -> Response:
     name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
     keys = (f"name:{name.lower()}", f"client:{_client(request)}")
     if console.throttle.blocked(*keys):
-        logger.warning("web sign-in refused for user %r from %s: too many failed attempts, wait a few minutes",
-                       name[:64], _client(request))
+        logger.warning("web sign-in refused for user %s from %s: too many failed attempts", _as_typed(name),
+                       _client(request))
         return console.render(request, "signin.html", {
             "title": "Sign in", "name": name, "error": "Too many failed sign-ins: wait a few minutes."},
             status_code=429)
     if not name or not password or not await run_in_threadpool(_check_password, request, name, password):
         console.throttle.failed(*keys)
-        logger.warning("web sign-in failed for user %r from %s", name[:64], _client(request))
+        logger.warning("web sign-in failed for user %s from %s", _as_typed(name), _client(request))
         return console.render(request, "signin.html", {
             "title": "Sign in", "name": name, "error": "Wrong user name or password."}, status_code=401)
     console.throttle.succeeded(*keys)
@@ -184,7 +191,7 @@ async def _signin(request: Request) -> Response:
     request.session[_USER] = name
     request.session[_SINCE] = int(time.time())
     renew_csrf_token(request)
-    logger.info("web sign-in: user %r from %s", name, _client(request))
+    logger.info("web sign-in: user %s from %s", _as_typed(name), _client(request))
     return RedirectResponse("/results", status_code=303)
 
 

@@ -102,7 +102,7 @@ def _job_action(name: str, run: Callable[..., str]) -> Callable[[Request], Respo
             flash(request, str(exc), ok=False)
         else:
             flash(request, outcome)
-            logger.info("web console: %s by user %r: %s", name, request.state.user.name, outcome)
+            logger.info("web console: %s by user %s: %s", name, request.state.user.name, outcome)
         back = parse_queue_query(dict(parse_qsl(str(request.state.form.get("query", "")))))
         return RedirectResponse(back.link(), status_code=303)
 
