@@ -118,7 +118,7 @@ def test_example_file_is_valid_and_round_trips(tmp_path: Path) -> None:
     text = example_toml()
     parsed = tomllib.loads(text)
     assert set(parsed) == {"network", "database", "storage", "engine", "measurement", "uids", "outputs",
-                           "logging", "routing", "queue", "worker", "delivery"}
+                           "logging", "routing", "queue", "worker", "delivery", "web"}
     example = tmp_path / "example.toml"
     example.write_text(text, encoding="utf-8")
     settings = load_settings(example, environ={})

@@ -234,3 +234,22 @@ def test_the_series_page_shows_the_series_and_its_jobs(console: str, db: Engine)
         assert '<span class="badge failed">failed</span>' in shown.text
         assert browser.get("/series/999999").status_code == 404
         assert browser.get("/series/PAT-C").status_code == 404
+
+
+def test_the_web_settings(tmp_path: Path) -> None:
+    from sarcoscreen.node.config import ConfigError, load_settings
+
+    defaults = load_settings(environ={})
+    assert (defaults.web.host, defaults.web.port, defaults.web.enabled_in_serve) == ("127.0.0.1", 8080, False)
+    assert defaults.web.trusted_user_header is None
+    assert defaults.web.session_max_age_s == 8 * 3600
+    assert defaults.web_secret_file == defaults.storage.data_dir / "web-secret"
+    config = tmp_path / "node.toml"
+    config.write_text('[web]\nsecret_file = "keys/web-secret"\ntrusted_user_header = "X-Remote-User"\n',
+                      encoding="utf-8")
+    settings = load_settings(config, environ={"SARCOSCREEN_WEB__PORT": "9090"})
+    assert settings.web_secret_file == tmp_path / "keys" / "web-secret"  # relative to the file's folder
+    assert (settings.web.port, settings.web.trusted_user_header) == (9090, "X-Remote-User")
+    for key, value in (("trusted_user_header", "X Remote User"), ("session_max_age_s", "10"), ("port", "70000")):
+        with pytest.raises(ConfigError, match=f"web.{key}"):
+            load_settings(environ={f"SARCOSCREEN_WEB__{key.upper()}": value})
