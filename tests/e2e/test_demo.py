@@ -4,6 +4,7 @@ destination SCP; the output shows them, the results table and the ground-truth c
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -22,6 +23,9 @@ def test_demo_runs_the_whole_product(tmp_path: Path) -> None:
     text = result.stdout
     assert result.returncode == 0, text + result.stderr
     assert "3/3 outputs accepted by the destination" in text
+    assert re.search(r"\n    web console http://127\.0\.0\.1:\d+/ - user demo, password \S{16} \(while the demo "
+                     r"runs\)\n", text), text
+    assert text.count("password") == 1  # printed once
     assert "At the destination (demo-pacs):" in text
     for line in ("SEG ", "SR ", "key image (SC)"):
         assert f"\n  {line}" in text
