@@ -1,10 +1,12 @@
 """The node's Prometheus metrics, read from the database and the disks at each scrape.
 
-`NodeCollector` holds no counters of its own: every value comes from the database (instances, refused C-STOREs,
-series, jobs and the queue, each done job's step durations, deliveries) and from the file systems (free space of the
-spool and outputs folders) when Prometheus scrapes ``/metrics``. So the same numbers come from any process that
-reaches the database - ``sarcoscreen web`` as well as ``serve``/``run`` - and nothing is lost when a process
-restarts. `metrics_registry` makes a `CollectorRegistry` per web app: no module-level registry or metric object.
+`NodeCollector` counts nothing itself: every value comes from the database (instances, refused C-STOREs, series,
+jobs and the queue, each done job's step durations, deliveries) and from the file systems (free space of the spool
+and outputs folders) when Prometheus scrapes ``/metrics``. So the same numbers come from any process that reaches the
+database - ``sarcoscreen web`` as well as ``serve``/``run`` - and nothing is lost when a process restarts. The one
+thing a collector keeps is what it already read of the step durations of jobs that can no longer change
+(`SettledSteps`), so that a scrape does not take every done job's JSON apart again. `metrics_registry` makes a
+`CollectorRegistry` per web app: no module-level registry or metric object.
 
 The metrics (names, labels, meaning) are listed in docs/node.md, "Metrics and probes". Labels are states, DIMSE
 statuses, step names, destination names and folder roles: never a UID, path or patient value. When the database
@@ -14,10 +16,10 @@ cannot be read, ``sarcoscreen_database_up`` is 0 and only the disk metrics follo
 from __future__ import annotations
 
 import logging
-import math
 import shutil
+import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -26,18 +28,20 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from sarcoscreen.db.models import DeliveryStatus
 from sarcoscreen.db.monitoring import (
+    StepDurations,
     delivery_counts,
-    done_job_step_seconds,
     instance_counts,
     job_counts,
     queue_status,
     refusal_counts,
     series_counts,
+    step_durations,
 )
-from sarcoscreen.db.session import session_scope
+from sarcoscreen.db.session import db_now, session_scope
 from sarcoscreen.inference.error_text import error_text
 from sarcoscreen.node.config import Settings
 from sarcoscreen.node.scp import (
@@ -47,7 +51,8 @@ from sarcoscreen.node.scp import (
     STATUS_SOP_INSTANCE_CONFLICT,
 )
 
-__all__ = ["JOB_STEPS", "STEP_BUCKETS", "NodeCollector", "StepHistogram", "metrics_registry", "status_label"]
+__all__ = ["JOB_STEPS", "SETTLE_S", "STEP_BUCKETS", "NodeCollector", "SettledSteps", "metrics_registry",
+           "status_label", "step_histogram"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,37 +72,53 @@ def status_label(status: int) -> str:
     return f"0x{status:04X}"
 
 
-@dataclass
-class StepHistogram:
-    """Cumulative bucket counts and sums of step durations, per step."""
+def step_histogram(durations: dict[str, StepDurations], steps: Iterable[str]) -> HistogramMetricFamily:
+    """``sarcoscreen_job_step_seconds``: `steps` always (0 when no job had them), then any other step recorded."""
+    family = HistogramMetricFamily("sarcoscreen_job_step_seconds",
+                                   "Seconds per step of the attempt that finished each done job.", labels=["step"])
+    ordered = list(steps)
+    for step in [*ordered, *sorted(set(durations) - set(ordered))]:
+        found = durations.get(step, StepDurations((0,) * len(STEP_BUCKETS), 0, 0.0))
+        buckets = [(floatToGoString(bound), float(n)) for bound, n in zip(STEP_BUCKETS, found.at_most, strict=True)]
+        # durations are stored to the millisecond: rounding keeps the sum the same whichever way it was added up
+        family.add_metric([step], [*buckets, ("+Inf", float(found.count))], sum_value=round(found.total_s, 3))
+    return family
 
-    bounds: tuple[float, ...] = STEP_BUCKETS
-    counts: dict[str, list[int]] = field(default_factory=dict)
-    """Per step, the number of durations in each bucket (not cumulative; the last is ``+Inf``)."""
-    sums: dict[str, float] = field(default_factory=dict)
 
-    def add(self, step: str, seconds: float) -> None:
-        counts = self.counts.setdefault(step, [0] * (len(self.bounds) + 1))
-        index = next((i for i, bound in enumerate(self.bounds) if seconds <= bound), len(self.bounds))
-        counts[index] += 1
-        self.sums[step] = self.sums.get(step, 0.0) + seconds
+SETTLE_S = 600.0
+"""A done job that finished this long ago no longer changes (its ``store`` duration is added seconds after it is
+done): `SettledSteps` keeps its durations and no later scrape reads them again."""
 
-    def add_job(self, steps: dict[str, float]) -> None:
-        for step, seconds in steps.items():
-            if isinstance(seconds, int | float) and math.isfinite(seconds):
-                self.add(str(step), float(seconds))
 
-    def family(self, name: str, documentation: str, steps: Iterable[str]) -> HistogramMetricFamily:
-        """The histogram for Prometheus: `steps` always (0 when none), then any other step seen."""
-        family = HistogramMetricFamily(name, documentation, labels=["step"])
-        for step in [*steps, *sorted(set(self.counts) - set(steps))]:
-            counts = self.counts.get(step, [0] * (len(self.bounds) + 1))
-            cumulative, buckets = 0, []
-            for bound, count in zip((*self.bounds, math.inf), counts, strict=True):
-                cumulative += count
-                buckets.append((floatToGoString(bound), float(cumulative)))
-            family.add_metric([step], buckets, sum_value=self.sums.get(step, 0.0))
-        return family
+class SettledSteps:
+    """The step durations of the done jobs that finished before a moving horizon (now - `SETTLE_S`), kept by one
+    collector so that a scrape reads only the jobs finished since: the first scrape of a process reads every done job
+    (the database takes each job's JSON apart: seconds per hundred thousand jobs on SQLite), the next ones only the last
+    minutes'. Jobs that finished after the horizon are read again at every scrape, as they may still change."""
+
+    def __init__(self, settle_s: float = SETTLE_S) -> None:
+        self.settle_s = settle_s
+        self._lock = threading.Lock()
+        self._until: datetime | None = None
+        self._settled: dict[str, StepDurations] = {}
+
+    def read(self, session: Session) -> dict[str, StepDurations]:
+        """Every done job's durations: the settled ones (read once) plus those of the jobs finished since."""
+        with self._lock:  # scrapes run in a thread pool: one moves the horizon at a time
+            horizon = db_now(session) - timedelta(seconds=self.settle_s)
+            if self._until is None or horizon > self._until:
+                newly = step_durations(session, STEP_BUCKETS, finished_after=self._until, finished_until=horizon)
+                self._settled = _merged(self._settled, newly)
+                self._until = horizon
+            recent = step_durations(session, STEP_BUCKETS, finished_after=self._until)
+            return _merged(self._settled, recent)
+
+
+def _merged(first: dict[str, StepDurations], second: dict[str, StepDurations]) -> dict[str, StepDurations]:
+    merged = dict(first)
+    for step, durations in second.items():
+        merged[step] = merged[step] + durations if step in merged else durations
+    return merged
 
 
 class NodeCollector(Collector):
@@ -106,6 +127,7 @@ class NodeCollector(Collector):
     def __init__(self, settings: Settings, db: Engine) -> None:
         self.settings = settings
         self.db = db
+        self.steps = SettledSteps()
 
     def collect(self) -> Iterator[Metric]:
         yield from self._storage()
@@ -143,9 +165,7 @@ class NodeCollector(Collector):
             jobs = job_counts(session)
             queue = queue_status(session)
             deliveries = delivery_counts(session)
-            steps = StepHistogram()
-            for job_steps in done_job_step_seconds(session):
-                steps.add_job(job_steps)
+            durations = self.steps.read(session)
         family = GaugeMetricFamily("sarcoscreen_instances", "Instances received and indexed, by state.",
                                    labels=["state"])
         for state, count in instances.items():
@@ -170,8 +190,7 @@ class NodeCollector(Collector):
                                 "Seconds the longest-waiting due queued job has waited for a worker (0: none due).",
                                 value=queue.oldest_waiting_s)
         yield GaugeMetricFamily("sarcoscreen_jobs_running", "Jobs a worker holds now.", value=queue.running)
-        yield steps.family("sarcoscreen_job_step_seconds", "Seconds per step of the attempt that finished each done "
-                           "job.", JOB_STEPS)
+        yield step_histogram(durations, JOB_STEPS)
         family = GaugeMetricFamily("sarcoscreen_deliveries", "Deliveries (one output to one destination), by "
                                    "destination name and status.", labels=["destination", "status"])
         names = sorted({*(d.name for d in self.settings.destinations), *deliveries})

@@ -171,6 +171,38 @@ def test_each_app_has_its_own_registry_and_reads_at_scrape_time(db_url: str, eng
         other.dispose()
 
 
+def test_step_durations_settled_are_read_once_and_recent_ones_at_every_scrape(db_url: str, engine: Engine,
+                                                                            tmp_path: Path) -> None:
+    """A job done an hour ago is settled: the first scrape reads it and the collector keeps it. A job done now is
+    read again at each scrape (its store step is added after it is done). A new application (a fresh registry, as
+    after a restart) gives exactly the same samples."""
+    settings = _settings(db_url, tmp_path)
+    old, _ = done_job_with_outputs(engine, "1.2.5.1")
+    with session_scope(engine) as session:
+        finished = session.execute(select(Job.finished_at).where(Job.id == old)).scalar_one()
+        session.execute(update(Job).where(Job.id == old).values(finished_at=finished - timedelta(hours=1)))
+    add_step_seconds(engine, old, "load", 1.0)
+    with running_console(settings, engine) as url:  # one application: one collector for the three scrapes
+        first = scrape(url)
+        new, _ = done_job_with_outputs(engine, "1.2.5.2")
+        add_step_seconds(engine, new, "load", 2.0)
+        second = scrape(url)
+        add_step_seconds(engine, new, "store", 0.5)
+        third = scrape(url)
+    with running_console(settings, engine) as url:
+        fresh = scrape(url)
+    assert (value(first, "sarcoscreen_job_step_seconds_count", step="load"),
+            value(first, "sarcoscreen_job_step_seconds_sum", step="load")) == (1, 1.0)
+    assert (value(second, "sarcoscreen_job_step_seconds_count", step="load"),
+            value(second, "sarcoscreen_job_step_seconds_sum", step="load")) == (2, 3.0)
+    assert value(second, "sarcoscreen_job_step_seconds_count", step="store") == 0
+    assert value(third, "sarcoscreen_job_step_seconds_count", step="store") == 1
+    assert value(third, "sarcoscreen_job_step_seconds_bucket", step="load", le="1.0") == 1
+    assert value(third, "sarcoscreen_job_step_seconds_bucket", step="load", le="2.5") == 2
+    histogram = {key: v for key, v in third.items() if key[0].startswith("sarcoscreen_job_step_seconds")}
+    assert histogram == {key: v for key, v in fresh.items() if key[0].startswith("sarcoscreen_job_step_seconds")}
+
+
 def test_a_database_that_is_gone_is_database_up_0_and_the_disks_still_answer(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'db' / 'node.db'}"
     migrate.upgrade(url)
