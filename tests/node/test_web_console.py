@@ -31,7 +31,7 @@ from web_support import (
     write_result,
 )
 
-from sarcoscreen.db.models import JobStatus, SeriesState, WebUser
+from sarcoscreen.db.models import Job, JobStatus, SeriesState, WebUser
 from sarcoscreen.db.session import create_engine_from_url
 from sarcoscreen.node.config import Settings
 from sarcoscreen.node.web.app import UnguardedRouteError, _signed_in_routes
@@ -130,8 +130,6 @@ def test_repeated_failures_are_refused_for_a_while(console: str) -> None:
 def test_a_post_without_the_sessions_csrf_token_is_refused(console: str, db: Engine) -> None:
     write_result(db, "1.2.9.2", "PAT-B", state=SeriesState.FAILED, status=JobStatus.FAILED, error="boom")
     with Session(db) as session:
-        from sarcoscreen.db.models import Job
-
         job_id = session.execute(select(Job.id)).scalar_one()
     anonymous = Browser(console)
     try:  # the sign-in form itself is a POST
@@ -147,8 +145,6 @@ def test_a_post_without_the_sessions_csrf_token_is_refused(console: str, db: Eng
                                 ).status_code == 403
             assert browser.post("/signout", data, token_from=None).status_code == 403
         with Session(db) as session:
-            from sarcoscreen.db.models import Job
-
             assert session.get(Job, job_id).status is JobStatus.FAILED  # nothing was done
         assert browser.get("/results").status_code == 200  # still signed in
         other = Browser(console)
