@@ -16,8 +16,17 @@ import pydicom.filebase
 import pydicom.filewriter
 import pytest
 from ct_series_factory import write_ct_series
-from dicom_peers import free_port
-from node_support import add_series, decide_series, done_job_with_outputs, jobs_of, queued_job, rows
+from dicom_peers import free_port, wait_for_port
+from node_support import (
+    NodeConfig,
+    add_series,
+    decide_series,
+    done_job_with_outputs,
+    jobs_of,
+    node_process,
+    queued_job,
+    rows,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from pynetdicom import AE
 from pynetdicom import _config as pynetdicom_config
@@ -330,3 +339,23 @@ def test_step_durations_of_a_job_done_by_the_worker_are_stored_and_exported(db_u
         assert value(samples, "sarcoscreen_job_step_seconds_count", step=step) == 1
         assert value(samples, "sarcoscreen_job_step_seconds_sum", step=step) == pytest.approx(seconds)
         assert value(samples, "sarcoscreen_job_step_seconds_bucket", step=step, le="+Inf") == 1
+
+
+# --- the node as a process ---------------------------------------------------------------------------------------
+
+
+def test_serve_records_a_refusal_and_its_console_counts_it(tmp_path: Path) -> None:
+    """``sarcoscreen serve`` with the console on: a C-STORE its SCP refuses is counted at /metrics of the same
+    process (the SCP's refusal log is wired into the service), and /readyz is 200."""
+    web_port = free_port()
+    config = NodeConfig(tmp_path, f"sqlite:///{tmp_path / 'node.db'}",
+                        sections={"web": {"enabled_in_serve": True, "host": "127.0.0.1", "port": web_port}})
+    with node_process(config, "serve"):
+        wait_for_port(web_port, timeout=30)
+        assert _c_store(config.port, _unparseable_file(tmp_path)) == [STATUS_CANNOT_UNDERSTAND]
+        base = f"http://127.0.0.1:{web_port}"
+        samples = scrape(base)
+        ready = httpx.get(f"{base}/readyz")
+    assert value(samples, "sarcoscreen_instances_refused_total", status="0xC000") == 1
+    assert value(samples, "sarcoscreen_database_up") == 1
+    assert ready.status_code == 200, ready.text
