@@ -74,65 +74,14 @@ from sarcoscreen.inference.hu_decoding import (
     decode_hu,
 )
 from sarcoscreen.inference.series_errors import (
-    ColourImageError,
-    DuplicatePositionError,
-    GantryTiltError,
-    GeometryError,
-    InvalidOrientationError,
-    InvalidRescaleError,
-    InvalidSpacingError,
-    MissingSlicesError,
-    MissingTagError,
-    MixedOrientationError,
-    MixedPixelGridError,
-    MultipleSeriesError,
     NoDicomFilesError,
-    NoImageSeriesError,
-    NonUniformSpacingError,
     NotCTError,
-    PixelDataLengthError,
-    PixelDecodeError,
-    SeriesLoadError,
-    SeriesNotFoundError,
-    TooFewSlicesError,
-    UnsupportedImageError,
-    UnsupportedTransferSyntaxError,
-    VolumeTooLargeError,
 )
 from sarcoscreen.inference.series_geometry import SliceGrid, arrange_slices
 from sarcoscreen.inference.series_selection import choose_series
 from sarcoscreen.inference.volume import SeriesInfo, SliceRef, Volume
 
-__all__ = [
-    "DEFAULT_MAX_VOLUME_BYTES",
-    "PADDING_HU",
-    "ColourImageError",
-    "DuplicatePositionError",
-    "GantryTiltError",
-    "GeometryError",
-    "InvalidOrientationError",
-    "InvalidRescaleError",
-    "InvalidSpacingError",
-    "MissingSlicesError",
-    "MissingTagError",
-    "MixedOrientationError",
-    "MixedPixelGridError",
-    "MultipleSeriesError",
-    "NoDicomFilesError",
-    "NoImageSeriesError",
-    "NonUniformSpacingError",
-    "NotCTError",
-    "PixelDataLengthError",
-    "PixelDecodeError",
-    "SeriesLoadError",
-    "SeriesNotFoundError",
-    "TooFewSlicesError",
-    "UnsupportedImageError",
-    "UnsupportedTransferSyntaxError",
-    "VolumeTooLargeError",
-    "decodable_transfer_syntaxes",
-    "load_series",
-]
+__all__ = ["DEFAULT_MAX_VOLUME_BYTES", "PADDING_HU", "decodable_transfer_syntaxes", "load_series"]
 
 _NAMES_SHOWN = 5
 

@@ -37,7 +37,8 @@ from sarcoscreen.inference.error_text import error_text
 from sarcoscreen.inference.file_modes import FileModes
 from sarcoscreen.inference.height import Height, ImplausibleHeightError, choose_height, validate_height_m
 from sarcoscreen.inference.measure import MeasurementReport, gluteal_region_missed, measure
-from sarcoscreen.inference.series_loader import SeriesLoadError, VolumeTooLargeError, load_series
+from sarcoscreen.inference.series_errors import SeriesLoadError, VolumeTooLargeError
+from sarcoscreen.inference.series_loader import load_series
 from sarcoscreen.inference.sides import SideRule
 from sarcoscreen.inference.volume import Volume
 from sarcoscreen.node.config import Settings

@@ -325,7 +325,8 @@ def _labels_from_seg(path: Path, volume: Volume, mapping: LabelMapping, case: st
 
 def load_case(case: Case, mapping: LabelMapping) -> tuple[Volume, np.ndarray]:
     """The case's image as a `Volume` and its labels (uint8 catalogue values) on the volume's grid."""
-    from sarcoscreen.inference.series_loader import SeriesLoadError, load_series
+    from sarcoscreen.inference.series_errors import SeriesLoadError
+    from sarcoscreen.inference.series_loader import load_series
 
     if case.image.is_dir():
         try:

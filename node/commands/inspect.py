@@ -50,7 +50,8 @@ def describe_volume(volume: Volume) -> str:
 
 
 def run(args: argparse.Namespace, settings: Settings | None) -> int:
-    from sarcoscreen.inference.series_loader import SeriesLoadError, load_series
+    from sarcoscreen.inference.series_errors import SeriesLoadError
+    from sarcoscreen.inference.series_loader import load_series
 
     try:
         volume = load_series(args.series, series_instance_uid=args.series_uid)

@@ -22,8 +22,7 @@ from pydicom.fileset import FileSet
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import generate_uid
 
-from sarcoscreen.inference.series_loader import (
-    PADDING_HU,
+from sarcoscreen.inference.series_errors import (
     ColourImageError,
     DuplicatePositionError,
     GantryTiltError,
@@ -45,8 +44,8 @@ from sarcoscreen.inference.series_loader import (
     UnsupportedImageError,
     UnsupportedTransferSyntaxError,
     VolumeTooLargeError,
-    load_series,
 )
+from sarcoscreen.inference.series_loader import PADDING_HU, load_series
 
 
 def _rotation(z_deg: float, x_deg: float) -> np.ndarray:

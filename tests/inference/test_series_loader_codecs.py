@@ -43,7 +43,8 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from sarcoscreen.inference.series_loader import PixelDecodeError, decodable_transfer_syntaxes, load_series
+from sarcoscreen.inference.series_errors import PixelDecodeError
+from sarcoscreen.inference.series_loader import decodable_transfer_syntaxes, load_series
 from sarcoscreen.inference.volume import Volume
 
 ROWS, COLUMNS = 64, 72  # JPEG 2000's default five decomposition levels need at least 32 pixels a side

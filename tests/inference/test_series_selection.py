@@ -30,13 +30,13 @@ from pydicom.uid import (
 )
 
 from sarcoscreen.inference.dicom_headers import read_header
-from sarcoscreen.inference.series_loader import (
+from sarcoscreen.inference.series_errors import (
     MultipleSeriesError,
     NoDicomFilesError,
     NoImageSeriesError,
     SeriesNotFoundError,
-    load_series,
 )
+from sarcoscreen.inference.series_loader import load_series
 from sarcoscreen.inference.series_selection import is_image
 from sarcoscreen.inference.sop_classes import sop_class_name
 from sarcoscreen.node.cli import main
