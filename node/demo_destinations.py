@@ -7,15 +7,11 @@ running `DemoDestination` and stops it afterwards.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import threading
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydicom import dcmread
 from pynetdicom import AE, evt
@@ -27,7 +23,8 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from sarcoscreen.node.loopback import free_port, wait_for_port
+from sarcoscreen.node.loopback import free_port
+from sarcoscreen.node.orthanc import run_orthanc
 
 __all__ = ["DemoDestination", "builtin_destination", "orthanc_destination"]
 
@@ -85,39 +82,12 @@ def builtin_destination(folder: Path) -> Iterator[DemoDestination]:
 
 @contextmanager
 def orthanc_destination(folder: Path, executable: str) -> Iterator[DemoDestination]:
-    """Orthanc on loopback ports with its storage in `folder`, stopped afterwards."""
-    folder.mkdir(parents=True, exist_ok=True)
-    dicom_port, http_port = free_port(), free_port()
-    config = {"Name": "sarcoscreen-demo", "StorageDirectory": str(folder / "storage"),
-              "IndexDirectory": str(folder / "index"), "DicomAet": "ORTHANC", "DicomPort": dicom_port,
-              "DicomServerEnabled": True, "DicomCheckCalledAet": True, "DicomAlwaysAllowStore": True,
-              "HttpPort": http_port, "HttpServerEnabled": True, "RemoteAccessAllowed": False,
-              "AuthenticationEnabled": False, "Plugins": [], "OverwriteInstances": True}
-    (folder / "orthanc.json").write_text(json.dumps(config), encoding="utf-8")
-    log = (folder / "orthanc.log").open("wb")
-    process = subprocess.Popen([executable, str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
+    """Orthanc on loopback ports with its storage in `folder` (`sarcoscreen.node.orthanc`), stopped afterwards."""
+    with run_orthanc(folder, executable, name="sarcoscreen-demo") as orthanc:
 
-    def get(path: str) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}{path}", timeout=10) as response:
-            return json.loads(response.read())
+        def received() -> list[tuple[str, str]]:
+            return sorted((_KINDS.get(tags.get("SOPClassUID", ""), tags.get("Modality", "?")), tags["SOPInstanceUID"])
+                          for tags in orthanc.instance_tags())
 
-    def received() -> list[tuple[str, str]]:
-        out = []
-        for orthanc_id in get("/instances"):
-            tags = get(f"/instances/{orthanc_id}/simplified-tags")
-            out.append((_KINDS.get(tags.get("SOPClassUID", ""), tags.get("Modality", "?")), tags["SOPInstanceUID"]))
-        return sorted(out)
-
-    try:
-        wait_for_port(http_port, 30)
-        wait_for_port(dicom_port, 30)
-        yield DemoDestination("orthanc", "ORTHANC", dicom_port, received,
-                           f"Orthanc (web interface http://127.0.0.1:{http_port}/ while the demo runs)")
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        log.close()
+        yield DemoDestination("orthanc", orthanc.ae_title, orthanc.dicom_port, received,
+                              f"Orthanc (web interface {orthanc.web_address} while the demo runs)")
