@@ -3,6 +3,8 @@
 #   dcmtk       storescu / echoscu / storescp / dcmdump / dsrdump
 #   orthanc     a PACS to deliver SEG and SR to
 #   dicom3tools dciodvfy, the IOD validator
+#   chromium + chromium-driver  the headless browser (and its WebDriver) of the web console's browser tests,
+#               driven by Selenium with these two paths only (no driver or browser downloaded at test time)
 # Idempotent: does nothing when every tool is already on PATH.
 set -euo pipefail
 need=()
@@ -10,6 +12,9 @@ need=()
 [ -x /usr/bin/storescu ] || need+=(dcmtk)
 command -v Orthanc  >/dev/null 2>&1 || need+=(orthanc)
 command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
+# chromium by its paths: tests/e2e/test_web_browser.py uses exactly these two
+[ -x /usr/bin/chromium ]     || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
