@@ -35,6 +35,7 @@ from sarcoscreen.db.models import (
 from sarcoscreen.db.session import session_scope
 from sarcoscreen.db.web_users import add_user
 from sarcoscreen.node.config import Settings
+from sarcoscreen.node.spool import Spool
 from sarcoscreen.node.web import create_app
 from sarcoscreen.node.web.server import ConsoleServer
 
@@ -172,3 +173,22 @@ def series_ids_shown(html: str) -> list[int]:
     """The series ids of the results table's rows, in order."""
     return [int(n) for n in re.findall(r'data-series="(\d+)"', html)]
 
+
+def node_settings(db_url: str, data_dir: Path, **sections: dict[str, object]) -> Settings:
+    """Node settings on `db_url` with everything under `data_dir` (spool and outputs made), three destinations
+    that are never reached, a quick watcher and queue, and a 7 MB disk reserve; `sections` override by section."""
+    values: dict[str, dict[str, object] | list[dict[str, object]]] = {
+        "database": {"url": db_url},
+        "storage": {"data_dir": str(data_dir), "min_free_mb": 7},
+        "network": {"stable_age_s": 0.001},
+        "queue": {"max_attempts": 2, "backoff_s": 0, "backoff_max_s": 0, "lease_s": 60, "heartbeat_s": 5},
+        "destinations": [{"name": "pacs", "ae_title": "PACS", "host": "127.0.0.1", "port": 104},
+                         {"name": "archive", "ae_title": "ARCH", "host": "127.0.0.1", "port": 105},
+                         {"name": "viewer", "ae_title": "VIEW", "host": "127.0.0.1", "port": 106}],
+    }
+    for name, section in sections.items():
+        values[name] = {**values.get(name, {}), **section}  # type: ignore[dict-item]
+    settings = Settings.model_validate(values)
+    Spool(settings.storage.spool, settings.storage.quarantine)
+    settings.storage.outputs.mkdir(parents=True, exist_ok=True)
+    return settings

@@ -15,7 +15,7 @@ from dicom_peers import free_port
 from filesystems import read_only, small_filesystem
 from node_support import done_job_with_outputs, queued_job
 from sqlalchemy import Engine, select, update
-from web_support import running_console
+from web_support import node_settings, running_console
 
 from sarcoscreen.db import migrate
 from sarcoscreen.db.models import DeliveryStatus, Job
@@ -23,25 +23,8 @@ from sarcoscreen.db.outbox import claim_due, record_outcome
 from sarcoscreen.db.queue import claim
 from sarcoscreen.db.session import create_engine_from_url, session_scope
 from sarcoscreen.inference.error_text import REDACTED
-from sarcoscreen.node.config import Settings
 from sarcoscreen.node.health import health_report
-from sarcoscreen.node.spool import INCOMING_DIR, Spool
-
-
-def _settings(db_url: str, data_dir: Path, **sections: dict[str, object]) -> Settings:
-    values: dict[str, object] = {
-        "database": {"url": db_url},
-        "storage": {"data_dir": str(data_dir), "min_free_mb": 1},
-        "destinations": [{"name": "pacs", "ae_title": "PACS", "host": "127.0.0.1", "port": 104},
-                         {"name": "archive", "ae_title": "ARCH", "host": "127.0.0.1", "port": 105},
-                         {"name": "viewer", "ae_title": "VIEW", "host": "127.0.0.1", "port": 106}],
-    }
-    for name, section in sections.items():
-        values[name] = {**values.get(name, {}), **section}  # type: ignore[dict-item]
-    settings = Settings.model_validate(values)
-    Spool(settings.storage.spool, settings.storage.quarantine)
-    settings.storage.outputs.mkdir(parents=True, exist_ok=True)
-    return settings
+from sarcoscreen.node.spool import INCOMING_DIR
 
 
 @pytest.fixture
@@ -56,7 +39,7 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 def test_the_probes_and_metrics_need_no_sign_in_and_the_health_page_does(engine: Engine, db_url: str,
                                                                          tmp_path: Path) -> None:
-    settings = _settings(db_url, tmp_path / "data")
+    settings = node_settings(db_url, tmp_path / "data", storage={"min_free_mb": 1})
     with running_console(settings, engine) as url:
         healthz = httpx.get(f"{url}/healthz")
         readyz = httpx.get(f"{url}/readyz")
@@ -84,7 +67,8 @@ def test_readyz_is_503_when_the_spool_is_read_only(tmp_path: Path) -> None:
     engine = create_engine_from_url(url)
     try:
         with small_filesystem(tmp_path / "data", 1024) as data:
-            settings = _settings(url, data, web={"secret_file": str(tmp_path / "web-secret")})
+            settings = node_settings(url, data, web={"secret_file": str(tmp_path / "web-secret")},
+                                     storage={"min_free_mb": 1})
             with running_console(settings, engine) as base:
                 assert httpx.get(f"{base}/readyz").status_code == 200
                 read_only(data)
@@ -102,7 +86,7 @@ def test_readyz_is_503_when_the_spool_is_read_only(tmp_path: Path) -> None:
 
 def test_readyz_is_503_below_the_disk_reserve(engine: Engine, db_url: str, tmp_path: Path) -> None:
     free_mb = shutil.disk_usage(tmp_path).free // 2**20
-    settings = _settings(db_url, tmp_path / "data", storage={"min_free_mb": free_mb * 2 + 1})
+    settings = node_settings(db_url, tmp_path / "data", storage={"min_free_mb": free_mb * 2 + 1})
     with running_console(settings, engine) as url:
         response = httpx.get(f"{url}/readyz")
     assert response.status_code == 503
@@ -121,7 +105,7 @@ def test_readyz_is_503_when_the_database_is_gone(tmp_path: Path, backend: str) -
         url = f"postgresql+psycopg://node:secret@127.0.0.1:{free_port()}/sarcoscreen?connect_timeout=5"
     engine = create_engine_from_url(url)
     try:
-        settings = _settings(url, tmp_path / "data")
+        settings = node_settings(url, tmp_path / "data", storage={"min_free_mb": 1})
         with running_console(settings, engine) as base:
             if backend == "sqlite":
                 assert httpx.get(f"{base}/readyz").status_code == 200
@@ -163,7 +147,7 @@ def _known_rows(engine: Engine) -> dict[str, int]:
 
 
 def test_health_report_on_known_rows(engine: Engine, db_url: str, tmp_path: Path) -> None:
-    settings = _settings(db_url, tmp_path / "data", storage={"min_free_mb": 3})
+    settings = node_settings(db_url, tmp_path / "data", storage={"min_free_mb": 3})
     jobs = _known_rows(engine)
     report = health_report(settings, engine)
     assert report.database_ok
@@ -206,7 +190,7 @@ def test_a_running_job_whose_lease_expired_is_a_problem(engine: Engine, db_url: 
     with session_scope(engine) as session:
         expires = session.execute(select(Job.lease_expires_at).where(Job.id == job)).scalar_one()
         session.execute(update(Job).where(Job.id == job).values(lease_expires_at=expires - timedelta(seconds=120)))
-    report = health_report(_settings(db_url, tmp_path / "data"), engine)
+    report = health_report(node_settings(db_url, tmp_path / "data", storage={"min_free_mb": 1}), engine)
     assert report.problems == (f"running jobs whose lease expired without a heartbeat: {job}",)
 
 
@@ -214,7 +198,7 @@ def test_health_report_when_the_database_is_gone(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'db' / 'node.db'}"
     migrate.upgrade(url)
     engine = create_engine_from_url(url)
-    settings = _settings(url, tmp_path / "data")
+    settings = node_settings(url, tmp_path / "data", storage={"min_free_mb": 1})
     shutil.rmtree(tmp_path / "db")
     try:
         report = health_report(settings, engine)
@@ -232,7 +216,8 @@ def test_health_report_when_the_database_is_gone(tmp_path: Path) -> None:
 def test_the_health_page_shows_the_report_to_a_signed_in_user(engine: Engine, db_url: str, tmp_path: Path) -> None:
     """Signed in through a reverse proxy's header (web.trusted_user_header): the page shows the queue, the running
     job and each destination with its last success and failure - the error scrubbed. Without the header: 401."""
-    settings = _settings(db_url, tmp_path / "data", web={"trusted_user_header": "X-Remote-User"})
+    settings = node_settings(db_url, tmp_path / "data", web={"trusted_user_header": "X-Remote-User"},
+                             storage={"min_free_mb": 1})
     jobs = _known_rows(engine)
     with running_console(settings, engine) as url:
         anonymous = httpx.get(f"{url}/health")

@@ -4,7 +4,6 @@ answering a pynetdicom SCU; step durations of a job done by the real worker."""
 
 from __future__ import annotations
 
-import io
 import shutil
 from collections.abc import Iterator
 from datetime import timedelta
@@ -31,7 +30,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pynetdicom import AE
 from pynetdicom import _config as pynetdicom_config
 from sqlalchemy import Engine, select, update
-from web_support import running_console
+from unparseable_instance import write_unparseable_instance
+from web_support import node_settings, running_console
 
 from sarcoscreen.db import migrate
 from sarcoscreen.db.models import Instance, InstanceState, Job, JobStatus, StoreRefusal
@@ -40,7 +40,6 @@ from sarcoscreen.db.queue import claim
 from sarcoscreen.db.refusals import record_refusal
 from sarcoscreen.db.results import add_step_seconds
 from sarcoscreen.db.session import create_engine_from_url, session_scope
-from sarcoscreen.node.config import Settings
 from sarcoscreen.node.instance_index import SqlInstanceIndex
 from sarcoscreen.node.metrics import JOB_STEPS, STEP_BUCKETS
 from sarcoscreen.node.reconcile import reconcile
@@ -50,24 +49,6 @@ from sarcoscreen.node.spool import Spool
 from sarcoscreen.node.worker import Worker
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def _settings(db_url: str, tmp_path: Path, **sections: dict[str, object]) -> Settings:
-    values: dict[str, object] = {
-        "database": {"url": db_url},
-        "storage": {"data_dir": str(tmp_path / "data"), "min_free_mb": 7},
-        "network": {"stable_age_s": 0.001},
-        "queue": {"max_attempts": 2, "backoff_s": 0, "backoff_max_s": 0, "lease_s": 60, "heartbeat_s": 5},
-        "destinations": [{"name": "pacs", "ae_title": "PACS", "host": "127.0.0.1", "port": 104},
-                         {"name": "archive", "ae_title": "ARCH", "host": "127.0.0.1", "port": 105},
-                         {"name": "viewer", "ae_title": "VIEW", "host": "127.0.0.1", "port": 106}],
-    }
-    for name, section in sections.items():
-        values[name] = {**values.get(name, {}), **section}  # type: ignore[dict-item]
-    settings = Settings.model_validate(values)
-    Spool(settings.storage.spool, settings.storage.quarantine)
-    settings.storage.outputs.mkdir(parents=True, exist_ok=True)
-    return settings
 
 
 def scrape(base_url: str) -> Samples:
@@ -119,7 +100,7 @@ def _known_rows(engine: Engine) -> None:
 
 
 def test_metrics_hold_the_numbers_of_known_rows(db_url: str, engine: Engine, tmp_path: Path) -> None:
-    settings = _settings(db_url, tmp_path)
+    settings = node_settings(db_url, tmp_path / "data")
     _known_rows(engine)
     with running_console(settings, engine) as url:
         samples = scrape(url)
@@ -169,8 +150,8 @@ def test_each_app_has_its_own_registry_and_reads_at_scrape_time(db_url: str, eng
     try:
         add_series(engine, "1.2.7.1", 3)
         add_series(other, "1.2.8.1", 5)
-        with (running_console(_settings(db_url, tmp_path / "a"), engine) as first,
-              running_console(_settings(other_url, tmp_path / "b"), other) as second):
+        with (running_console(node_settings(db_url, tmp_path / "a" / "data"), engine) as first,
+              running_console(node_settings(other_url, tmp_path / "b" / "data"), other) as second):
             assert value(scrape(first), "sarcoscreen_instances", state="stored") == 3
             assert value(scrape(second), "sarcoscreen_instances", state="stored") == 5
             add_series(engine, "1.2.7.2", 4)
@@ -185,7 +166,7 @@ def test_step_durations_settled_are_read_once_and_recent_ones_at_every_scrape(db
     """A job done an hour ago is settled: the first scrape reads it and the collector keeps it. A job done now is
     read again at each scrape (its store step is added after it is done). A new application (a fresh registry, as
     after a restart) gives exactly the same samples."""
-    settings = _settings(db_url, tmp_path)
+    settings = node_settings(db_url, tmp_path / "data")
     old, _ = done_job_with_outputs(engine, "1.2.5.1")
     with session_scope(engine) as session:
         finished = session.execute(select(Job.finished_at).where(Job.id == old)).scalar_one()
@@ -217,7 +198,7 @@ def test_a_database_that_is_gone_is_database_up_0_and_the_disks_still_answer(tmp
     migrate.upgrade(url)
     engine = create_engine_from_url(url)
     try:
-        settings = _settings(url, tmp_path)
+        settings = node_settings(url, tmp_path / "data")
         with running_console(settings, engine) as base:
             assert value(scrape(base), "sarcoscreen_database_up") == 1
             shutil.rmtree(tmp_path / "db")
@@ -231,25 +212,6 @@ def test_a_database_that_is_gone_is_database_up_0_and_the_disks_still_answer(tmp
 
 
 # --- refused C-STOREs, recorded by the SCP ---------------------------------------------------------------------
-
-
-def _unparseable_file(tmp_path: Path) -> Path:
-    """Valid File Meta Information and SOP UIDs, then Study Date with a VR that does not exist (0xC000)."""
-    meta = pydicom.dataset.FileMetaDataset()
-    meta.MediaStorageSOPClassUID = pydicom.uid.CTImageStorage
-    meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
-    meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    stream = io.BytesIO()
-    stream.write(b"\0" * 128 + b"DICM")
-    pydicom.filewriter.write_file_meta_info(pydicom.filebase.DicomFileLike(stream), meta, enforce_standard=True)
-    for tag, uid in ((b"\x08\x00\x16\x00", meta.MediaStorageSOPClassUID),
-                     (b"\x08\x00\x18\x00", meta.MediaStorageSOPInstanceUID)):
-        text = uid.encode() + (b"\0" if len(uid) % 2 else b"")
-        stream.write(tag + b"UI" + len(text).to_bytes(2, "little") + text)
-    stream.write(b"\x08\x00\x20\x00ZZ\x04\x00abcd")
-    path = tmp_path / "unparseable.dcm"
-    path.write_bytes(stream.getvalue())
-    return path
 
 
 def _c_store(port: int, *files: Path) -> list[int]:
@@ -270,14 +232,15 @@ def _c_store(port: int, *files: Path) -> list[int]:
 def test_refused_c_stores_are_recorded_by_the_scp_and_counted(db_url: str, engine: Engine, tmp_path: Path) -> None:
     """A data set that cannot be parsed (0xC000) and one refused below the disk reserve (0xA700) leave no instance
     row; each leaves a store_refusals row (scrubbed reason, calling AE title) and is counted by status."""
-    settings = _settings(db_url, tmp_path)
+    settings = node_settings(db_url, tmp_path / "data")
     spool = Spool(settings.storage.spool, settings.storage.quarantine)
     good = write_ct_series(tmp_path / "ct", 1, rows=4, columns=4, PatientName="DOE^JANE")
     scp = StorageSCP(spool, SqlInstanceIndex(engine), ae_title="SARCO", host="127.0.0.1", port=free_port(),
                      refusals=SqlRefusalLog(engine))
     scp.start()
     try:
-        assert _c_store(scp.port, _unparseable_file(tmp_path), good.files[0]) == [STATUS_CANNOT_UNDERSTAND, 0x0000]
+        bad = write_unparseable_instance(tmp_path / "bad.dcm")
+        assert _c_store(scp.port, bad, good.files[0]) == [STATUS_CANNOT_UNDERSTAND, 0x0000]
         spool.min_free_bytes = spool.free_bytes() * 2  # more than is free
         other = write_ct_series(tmp_path / "ct2", 1, rows=4, columns=4)
         assert _c_store(scp.port, other.files[0]) == [STATUS_OUT_OF_RESOURCES]
@@ -308,7 +271,7 @@ def test_a_refusal_that_cannot_be_recorded_is_still_answered(tmp_path: Path, cap
     try:
         shutil.rmtree(tmp_path / "db")
         engine.dispose()
-        assert _c_store(scp.port, _unparseable_file(tmp_path)) == [STATUS_CANNOT_UNDERSTAND]
+        assert _c_store(scp.port, write_unparseable_instance(tmp_path / "bad.dcm")) == [STATUS_CANNOT_UNDERSTAND]
     finally:
         scp.stop()
         engine.dispose()
@@ -320,7 +283,7 @@ def test_a_refusal_that_cannot_be_recorded_is_still_answered(tmp_path: Path, cap
 
 def test_step_durations_of_a_job_done_by_the_worker_are_stored_and_exported(db_url: str, engine: Engine,
                                                                            tmp_path: Path) -> None:
-    settings = _settings(db_url, tmp_path, routing={"require_gluteal_region": False, "min_slices": 2})
+    settings = node_settings(db_url, tmp_path / "data", routing={"require_gluteal_region": False, "min_slices": 2})
     series = write_ct_series(tmp_path / "ct", 5, 16, 16)
     spool = Spool(settings.storage.spool, settings.storage.quarantine)
     for path, uid in zip(series.files, series.sop_instance_uids, strict=True):
@@ -352,7 +315,7 @@ def test_serve_records_a_refusal_and_its_console_counts_it(tmp_path: Path) -> No
                         sections={"web": {"enabled_in_serve": True, "host": "127.0.0.1", "port": web_port}})
     with node_process(config, "serve"):
         wait_for_port(web_port, timeout=30)
-        assert _c_store(config.port, _unparseable_file(tmp_path)) == [STATUS_CANNOT_UNDERSTAND]
+        assert _c_store(config.port, write_unparseable_instance(tmp_path / "bad.dcm")) == [STATUS_CANNOT_UNDERSTAND]
         base = f"http://127.0.0.1:{web_port}"
         samples = scrape(base)
         ready = httpx.get(f"{base}/readyz")

@@ -5,7 +5,6 @@ The index here records in memory; the SQL index is tested with the database (tes
 
 from __future__ import annotations
 
-import io
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from pynetdicom import AE
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import Verification
 from test_received_header import ps10_bytes
+from unparseable_instance import write_unparseable_instance
 
 from sarcoscreen.node.scp import (
     STATUS_CANNOT_UNDERSTAND,
@@ -131,20 +131,7 @@ def test_a_data_set_that_cannot_be_parsed_is_refused_and_quarantined(
     """Valid File Meta Information and SOP UIDs, then Study Date with a VR that does not exist: 0xC000, the bytes
     kept in the quarantine with the reason."""
     scp, index, spool = node
-    meta = pydicom.dataset.FileMetaDataset()
-    meta.MediaStorageSOPClassUID = pydicom.uid.CTImageStorage
-    meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
-    meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    stream = io.BytesIO()
-    stream.write(b"\0" * 128 + b"DICM")
-    pydicom.filewriter.write_file_meta_info(pydicom.filebase.DicomFileLike(stream), meta, enforce_standard=True)
-    for tag, value in ((b"\x08\x00\x16\x00", meta.MediaStorageSOPClassUID),
-                       (b"\x08\x00\x18\x00", meta.MediaStorageSOPInstanceUID)):
-        text = value.encode() + (b"\0" if len(value) % 2 else b"")
-        stream.write(tag + b"UI" + len(text).to_bytes(2, "little") + text)
-    stream.write(b"\x08\x00\x20\x00ZZ\x04\x00abcd")  # Study Date (0008,0020) with VR 'ZZ'
-    broken = tmp_path / "broken.dcm"
-    broken.write_bytes(stream.getvalue())
+    broken = write_unparseable_instance(tmp_path / "broken.dcm")
     ae = AE(ae_title="SCANNER")  # pynetdicom sends a file given by path as it is, without decoding it
     ae.add_requested_context(pydicom.uid.CTImageStorage, pydicom.uid.ExplicitVRLittleEndian)
     assoc = ae.associate("127.0.0.1", scp.port, ae_title="SARCO")
