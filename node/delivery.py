@@ -54,9 +54,9 @@ class Sender(BackgroundLoop):
     name = "sender"
     more_at_once = True  # a full round may have left more due deliveries
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    def __init__(self, db: Engine, settings: Settings) -> None:
         super().__init__()
-        self.engine = engine
+        self.db = db
         self.settings = settings
         self.destinations = {d.name: destination_of(d, settings.network.ae_title) for d in settings.destinations}
 
@@ -70,7 +70,7 @@ class Sender(BackgroundLoop):
         """Store and log one attempt; `detail` is the error of a failed attempt, or the warning status of an
         accepted one (logged as a warning), empty for a plain success."""
         d = self.settings.delivery
-        outcome = record_outcome(self.engine, delivery, accepted=accepted, status_code=status, error=detail,
+        outcome = record_outcome(self.db, delivery, accepted=accepted, status_code=status, error=detail,
                                  retry_s=d.retry_s, retry_max_s=d.retry_max_s, max_attempts=d.max_attempts)
         level = logging.INFO if accepted and not detail else logging.WARNING
         logger.log(level, "%s %s to %s: %s%s", delivery.kind, delivery.sop_instance_uid, delivery.destination_name,
@@ -116,7 +116,7 @@ class Sender(BackgroundLoop):
 
     def run_once(self) -> int:
         """Send what is due now; returns how many deliveries were attempted."""
-        due = claim_due(self.engine, hold_s=5 * self.settings.delivery.timeout_s)
+        due = claim_due(self.db, hold_s=5 * self.settings.delivery.timeout_s)
         groups: dict[str, list[DueDelivery]] = defaultdict(list)
         for delivery in due:
             groups[delivery.destination_name].append(delivery)
