@@ -20,6 +20,8 @@ __all__ = ["MAX_PER_PAGE", "BadQueryError", "ResultsQuery", "parse_results_query
 MAX_PER_PAGE = 200
 DEFAULT_PER_PAGE = 50
 _FLAGS = ("1", "true", "on", "yes")
+_SERIES_STATES = tuple(s.value for s in SeriesState)
+"""The values the ``state`` filter takes."""
 
 
 class BadQueryError(ValueError):
@@ -118,7 +120,7 @@ def parse_results_query(params: Mapping[str, str]) -> ResultsQuery:
     if len(engine) > 64:
         raise BadQueryError("engine: at most 64 characters")
     return ResultsQuery(
-        since=since, state=_choice(params, "state", tuple(s.value for s in SeriesState)),
+        since=since, state=_choice(params, "state", _SERIES_STATES),
         flagged=params.get("flagged", "").strip().lower() in _FLAGS,
         qa=params.get("qa", "").strip().lower() in _FLAGS, engine=engine, group=group, completeness=completeness,
         sort=_choice(params, "sort", tuple(RESULT_SORTS)) or "time",
