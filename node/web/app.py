@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from sarcoscreen.node.config import Settings
-from sarcoscreen.node.web import auth, health_page, probes, queue_page, results_page, series_page
+from sarcoscreen.node.web import auth, cohort_page, health_page, probes, queue_page, results_page, series_page
 from sarcoscreen.node.web.console import Console
 from sarcoscreen.node.web.headers import SecurityHeaders
 from sarcoscreen.node.web.patient_filter import PatientFilterStore
@@ -39,7 +39,7 @@ __all__ = ["PUBLIC_MODULES", "SESSION_COOKIE", "SIGNED_IN_MODULES", "UnguardedRo
 STATIC = Path(__file__).resolve().parent / "static"
 SESSION_COOKIE = "sarcoscreen_session"
 
-SIGNED_IN_MODULES: tuple[ModuleType, ...] = (results_page, queue_page, series_page, health_page)
+SIGNED_IN_MODULES: tuple[ModuleType, ...] = (results_page, queue_page, series_page, cohort_page, health_page)
 """Modules of pages, exports and actions for signed-in users (every route guarded)."""
 
 PUBLIC_MODULES: tuple[ModuleType, ...] = (auth, probes)
