@@ -289,6 +289,8 @@ def run(args: argparse.Namespace, settings: Settings | None) -> int:
     if folder is not None:
         print(f"  job outputs    {folder} (seg.dcm, sr.dcm, key_image.dcm, measurements.json/.csv, overlay.png)")
     print(f"  configuration  {out / 'sarcoscreen.toml'}  (sarcoscreen --config {out / 'sarcoscreen.toml'} jobs)")
+    print(f"  web console    sarcoscreen --config {out / 'sarcoscreen.toml'} web  (the demo's results afterwards; "
+          f"user {DEMO_USER}, the same password)")
     print("\nThe phantom is synthetic: these numbers show how the engine works, not a patient's muscle mass.")
     return ExitCode.OK
 

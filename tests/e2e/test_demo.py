@@ -25,7 +25,8 @@ def test_demo_runs_the_whole_product(tmp_path: Path) -> None:
     assert "3/3 outputs accepted by the destination" in text
     assert re.search(r"\n    web console http://127\.0\.0\.1:\d+/ - user demo, password \S{16} \(while the demo "
                      r"runs\)\n", text), text
-    assert text.count("password") == 1  # printed once
+    assert text.count("password") == 2  # printed once, and named in how to open the console afterwards
+    assert f"web console    sarcoscreen --config {out / 'sarcoscreen.toml'} web" in text
     assert "At the destination (demo-pacs):" in text
     for line in ("SEG ", "SR ", "key image (SC)"):
         assert f"\n  {line}" in text
