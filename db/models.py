@@ -392,7 +392,14 @@ class StructureMeasurement(Base):
     """One catalogue structure measured by a job (`inference.measure.StructureMeasurement`)."""
 
     __tablename__ = "structure_measurements"
-    __table_args__ = (UniqueConstraint("job_id", "structure_key"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "structure_key"),
+        # the results' QA filter: the few jobs with a structure above the uncertainty threshold (0010), without
+        # reading every structure; the predicate is written as the ORM's ``qa_flag.is_(True)`` renders it, so that
+        # both databases use the index for that condition
+        Index("ix_structure_measurements_job_id_qa_flagged", "job_id",
+              sqlite_where="qa_flag IS 1", postgresql_where="qa_flag IS true"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
@@ -438,7 +445,13 @@ class GroupResult(Base):
     """
 
     __tablename__ = "group_results"
-    __table_args__ = (UniqueConstraint("job_id", "muscle_group", "side"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "muscle_group", "side"),
+        # the results' filters (0010): flagged (classification, side) and a group's completeness, QA (completeness,
+        # side, group); each gives the jobs from the index alone
+        Index(None, "classification", "side", "job_id"),
+        Index(None, "completeness", "side", "muscle_group", "job_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
@@ -509,6 +522,8 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("output_id", "destination_name"),
         Index(None, "status", "next_attempt_at"),
+        # per destination: counts by status (queue, Health, /metrics) and the latest success (0010)
+        Index(None, "destination_name", "status", "sent_at"),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         CheckConstraint("port >= 1 AND port <= 65535", name="port_range"),
     )
