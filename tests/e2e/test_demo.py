@@ -44,6 +44,37 @@ def test_demo_runs_the_whole_product(tmp_path: Path) -> None:
     assert "3 sent of 3" in jobs.stdout
     assert "WARNING" not in result.stderr
     assert "ERROR" not in result.stderr
+    _the_console_shows_the_demos_series(out, re.search(r"password (\S{16})", text)[1])  # type: ignore[index]
+
+
+def _the_console_shows_the_demos_series(out: Path, password: str) -> None:
+    """The web console on the demo's database (as `sarcoscreen --config OUT/sarcoscreen.toml web` serves it):
+    the user ``demo`` with the printed password signs in, the results page lists the demo's series, and its page
+    shows the overlay, served as the PNG the job wrote."""
+    from web_support import Browser, running_console
+
+    from sarcoscreen.db.session import create_engine_from_url
+    from sarcoscreen.node.config import load_settings
+
+    settings = load_settings(out / "sarcoscreen.toml", overrides={"web": {"port": 0}})
+    db = create_engine_from_url(settings.database_url)
+    try:
+        with running_console(settings, db) as url:
+            browser = Browser(url)
+            try:
+                assert browser.sign_in("demo", password).status_code == 303
+                results = browser.get("/results").text
+                (series_link,) = set(re.findall(r'href="(/series/\d+)"', results))
+                page = browser.get(series_link).text
+                (overlay,) = set(re.findall(r'src="(/jobs/\d+/overlay\.png)"', page))
+                picture = browser.get(overlay)
+            finally:
+                browser.close()
+    finally:
+        db.dispose()
+    assert picture.status_code == 200
+    (written,) = (out / "sarcoscreen-data" / "outputs").rglob("overlay.png")
+    assert picture.content == written.read_bytes()
 
 
 def test_demo_with_the_bayesian_unet_says_which_engine_and_model(tmp_path: Path) -> None:
