@@ -18,6 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
+import pydicom
 from dicom_peers import free_port, wait_for_port
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -28,6 +29,7 @@ from sarcoscreen.db.queue import claim, complete, enqueue
 from sarcoscreen.db.session import create_engine_from_url, session_scope, write_session
 from sarcoscreen.node.instance_index import index_instance
 from sarcoscreen.node.scp import ReceivedInstance
+from sarcoscreen.node.spool import Spool
 
 T = TypeVar("T")
 
@@ -218,3 +220,13 @@ def done_job_with_outputs(engine: Engine, series_uid: str = "1.2.5.1") -> tuple[
     with Session(engine) as session:
         ids = list(session.execute(select(Delivery.id).order_by(Delivery.id)).scalars())
     return job_id, ids
+
+
+def spool_series(settings: Any, folder: Path) -> Spool:
+    """Every ``*.dcm`` of `folder` into the node's spool as the SCP would store it (by series and instance UID);
+    returns the spool (index it with `sarcoscreen.node.reconcile.reconcile`)."""
+    spool = Spool(settings.storage.spool, settings.storage.quarantine)
+    for path in sorted(folder.glob("*.dcm")):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        spool.store(path.read_bytes(), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
+    return spool

@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute
 from sarcoscreen.inference.catalogue import Group
 from sarcoscreen.node.config import Settings
 from sarcoscreen.node.web.auth import export, page
-from sarcoscreen.node.web.console import console_of
+from sarcoscreen.node.web.console import Console, console_of
 from sarcoscreen.node.web.results_query import BadQueryError
 
 __all__ = ["DEFAULT_DAYS", "CohortQuery", "parse_cohort_query", "routes"]
@@ -119,16 +119,23 @@ def _query(request: Request) -> CohortQuery:
     return parse_cohort_query(request.query_params, datetime.now(UTC).date())
 
 
+def _asked(request: Request) -> tuple[Console, CohortQuery] | Response:
+    """The console and the query of a cohort request, or the 400 answer naming the bad field."""
+    try:
+        return console_of(request), _query(request)
+    except BadQueryError as exc:
+        return PlainTextResponse(str(exc), status_code=400)
+
+
 def _cohort(request: Request) -> Response:
     from sarcoscreen.db.cohort import OTHER_SEX, cohort_calibrations, cohort_counts
     from sarcoscreen.db.session import session_scope
     from sarcoscreen.node.web.cohort_plot import GROUP_NAMES
 
-    console = console_of(request)
-    try:
-        q = _query(request)
-    except BadQueryError as exc:
-        return PlainTextResponse(str(exc), status_code=400)
+    asked = _asked(request)
+    if isinstance(asked, Response):
+        return asked
+    console, q = asked
     since, until = q.period()
     with session_scope(console.db) as session:
         counts = cohort_counts(session, since, until, q.groups)
@@ -152,11 +159,10 @@ def _picture(request: Request) -> Response:
     from sarcoscreen.db.session import session_scope
     from sarcoscreen.node.web.cohort_plot import render_cohort_png
 
-    console = console_of(request)
-    try:
-        q = _query(request)
-    except BadQueryError as exc:
-        return PlainTextResponse(str(exc), status_code=400)
+    asked = _asked(request)
+    if isinstance(asked, Response):
+        return asked
+    console, q = asked
     since, until = q.period()
     with session_scope(console.db) as session:
         values = cohort_values(session, since, until, q.groups)

@@ -25,7 +25,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from node_support import decide_series, jobs_of, rows  # noqa: E402
+from node_support import decide_series, jobs_of, rows, spool_series  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 from unet_bundles import INTENDED_USE, PUBLIC_TRAINING_DATA, make_bundle  # noqa: E402
 
@@ -42,7 +42,6 @@ from sarcoscreen.inference.series_loader import load_series  # noqa: E402
 from sarcoscreen.node.config import ConfigError, Settings, load_settings  # noqa: E402
 from sarcoscreen.node.reconcile import reconcile  # noqa: E402
 from sarcoscreen.node.results_view import format_results  # noqa: E402
-from sarcoscreen.node.spool import Spool  # noqa: E402
 from sarcoscreen.node.worker import Worker  # noqa: E402
 
 LABEL = ("model test-public 0.1: trained on data from 3 subjects (Pelvic Reference Data annotations; Pelvic "
@@ -216,10 +215,7 @@ def test_the_worker_keeps_the_label_and_results_name_the_engine(db_url: str, bun
         "outputs": {"key_image": "none"},
         "engine": {"name": "bayesian-unet", "bundle_path": str(bundle), "device": "cpu", "mc_samples": 1},
     })
-    spool = Spool(settings.storage.spool, settings.storage.quarantine)
-    for path in sorted(phantom.glob("*.dcm")):
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-        spool.store(path.read_bytes(), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
+    spool = spool_series(settings, phantom)
     db = create_engine_from_url(db_url)
     try:
         reconcile(db, spool)

@@ -14,14 +14,13 @@ from pathlib import Path
 import httpx
 import pydicom
 import pytest
-from node_support import SARCOSCREEN, NodeConfig, decide_series, node_process
+from node_support import SARCOSCREEN, NodeConfig, decide_series, node_process, spool_series
 from web_support import Browser, add_console_user, console_settings, running_console, series_ids_shown, signed_in
 
 from sarcoscreen.db.migrate import upgrade
 from sarcoscreen.db.session import create_engine_from_url
 from sarcoscreen.node.loopback import free_port, wait_for_port
 from sarcoscreen.node.reconcile import reconcile
-from sarcoscreen.node.spool import Spool
 from sarcoscreen.node.worker import Worker
 
 SECRET = "a long enough password"
@@ -133,11 +132,8 @@ def test_a_series_analysed_by_the_worker_is_shown_and_exported_as_sarcoscreen_re
     settings = type(settings).model_validate({**settings.model_dump(mode="json"), "network": {"stable_age_s": 0.001},
                                               "outputs": {"key_image": "none"}})
     phantom = make_phantom(PhantomParameters(matrix=96, slice_mm=5.0, seed=3), tmp_path / "phantom")
-    spool = Spool(settings.storage.spool, settings.storage.quarantine)
-    for path in sorted(phantom.dicom_dir.glob("*.dcm")):
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-        spool.store(path.read_bytes(), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
-    patient_id = str(ds.PatientID)
+    spool = spool_series(settings, phantom.dicom_dir)
+    patient_id = str(pydicom.dcmread(next(phantom.dicom_dir.glob("*.dcm")), stop_before_pixels=True).PatientID)
     db = create_engine_from_url(url_db)
     try:
         add_console_user(db)

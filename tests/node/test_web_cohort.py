@@ -15,9 +15,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pydicom
 import pytest
-from node_support import decide_series, rows
+from node_support import decide_series, rows, spool_series
 from PIL import Image
 from sqlalchemy import Engine, select
 from web_support import Browser, add_console_user, running_console, signed_in
@@ -38,7 +37,6 @@ from sarcoscreen.db.session import create_engine_from_url, session_scope
 from sarcoscreen.inference.phantom import PhantomParameters, make_phantom
 from sarcoscreen.node.config import Settings
 from sarcoscreen.node.reconcile import reconcile
-from sarcoscreen.node.spool import Spool
 from sarcoscreen.node.worker import Worker
 
 GROUPS = ("gluteal", "above_knee", "all", "upper_gluteal")
@@ -211,10 +209,7 @@ def test_a_phantom_classified_by_the_worker_is_counted_as_classified(db_url: str
     calibration = _calibration(tmp_path)
     settings = _settings(db_url, tmp_path, calibration)
     phantom = make_phantom(PhantomParameters(matrix=96, slice_mm=5.0, seed=7, sex="F"), tmp_path / "phantom")
-    spool = Spool(settings.storage.spool, settings.storage.quarantine)
-    for path in sorted(phantom.dicom_dir.glob("*.dcm")):
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-        spool.store(path.read_bytes(), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
+    spool = spool_series(settings, phantom.dicom_dir)
     reconcile(db, spool)
     assert [o.outcome for o in decide_series(db, settings)] == ["queued"]
     assert Worker(settings, db).run_one()

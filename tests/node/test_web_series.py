@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote_plus
 
-import pydicom
 import pytest
 from dicom_peers import dcmtk_storescp
-from node_support import decide_series, rows
+from node_support import decide_series, rows, spool_series
 from sqlalchemy import Engine, or_, select
 from web_support import Browser, add_console_user, running_console, signed_in, write_result
 
@@ -41,7 +40,6 @@ from sarcoscreen.node.delivery import Sender
 from sarcoscreen.node.loopback import free_port
 from sarcoscreen.node.reconcile import reconcile
 from sarcoscreen.node.retention import purge_expired
-from sarcoscreen.node.spool import Spool
 from sarcoscreen.node.worker import Worker
 
 _KIND = re.compile(r'<tr class="[^"]*" data-kind="([^"]+)">\s*<td>([^<]+)</td>')
@@ -69,10 +67,7 @@ def _settings(db_url: str, folder: Path, destinations: list[dict[str, object]], 
 def _analyse(settings: Settings, db: Engine, folder: Path) -> tuple[int, int]:
     """A phantom hip series into the spool, decided and analysed by the real worker; (series id, job id)."""
     phantom = make_phantom(PhantomParameters(matrix=96, slice_mm=5.0, seed=7), folder / "phantom")
-    spool = Spool(settings.storage.spool, settings.storage.quarantine)
-    for path in sorted(phantom.dicom_dir.glob("*.dcm")):
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-        spool.store(path.read_bytes(), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
+    spool = spool_series(settings, phantom.dicom_dir)
     reconcile(db, spool)
     assert [o.outcome for o in decide_series(db, settings)] == ["queued"]
     assert Worker(settings, db).run_one()

@@ -13,7 +13,7 @@ import pydicom
 import pytest
 from ct_series_factory import CTSeries, edit_file, write_ct_series
 from invalid_values import invalid_series_transform, markers, without_uids
-from node_support import decide_series, deliveries_of, jobs_of, rows
+from node_support import decide_series, deliveries_of, jobs_of, rows, spool_series
 from pydicom.dataset import Dataset
 from sqlalchemy import Engine, select
 
@@ -182,10 +182,7 @@ def test_the_worker_stores_every_group_with_its_in_scan_mass_as_measured(db_url:
         "outputs": {"key_image": "none"},
     })
     phantom = make_phantom(PhantomParameters(matrix=96, slice_mm=5.0, seed=21), tmp_path / "phantom")
-    spool = Spool(settings.storage.spool, settings.storage.quarantine)
-    for path in sorted(phantom.dicom_dir.glob("*.dcm")):
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-        spool.store(path.read_bytes(), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
+    spool = spool_series(settings, phantom.dicom_dir)
     engine = create_engine_from_url(db_url)
     try:
         reconcile(engine, spool)
@@ -217,13 +214,6 @@ def test_the_worker_stores_every_group_with_its_in_scan_mass_as_measured(db_url:
             m["truncated"], m["extent_uncertain"], m["shortfall_mm"], m["extent_note"])
 
 
-def _spool_phantom(settings: Settings, folder: Path) -> None:
-    spool = Spool(settings.storage.spool, settings.storage.quarantine)
-    for path in sorted(folder.glob("*.dcm")):
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-        spool.store(path.read_bytes(), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
-
-
 def test_the_worker_success_path_stores_outputs_by_the_uids_written_and_queues_one_delivery_each(
         db_url: str, tmp_path: Path) -> None:
     """The whole success path in this process: a phantom hip series is analysed by the one pipeline, and its SEG,
@@ -241,7 +231,7 @@ def test_the_worker_success_path_stores_outputs_by_the_uids_written_and_queues_o
                          {"name": "viewer", "ae_title": "VIEW", "host": "127.0.0.1", "port": 11113}],
     })
     phantom = make_phantom(PhantomParameters(matrix=96, slice_mm=5.0, seed=5), tmp_path / "phantom")
-    _spool_phantom(settings, phantom.dicom_dir)
+    spool_series(settings, phantom.dicom_dir)
     engine = create_engine_from_url(db_url)
     try:
         reconcile(engine, spool=Spool(settings.storage.spool, settings.storage.quarantine))
@@ -291,7 +281,7 @@ def test_a_series_short_of_the_gluteal_region_is_skipped_by_the_worker_and_by_an
     routing: dict[str, object] = {"min_slices": 2}
     settings = _settings(db_url, tmp_path, routing=routing)
     phantom = make_phantom(PhantomParameters(matrix=128, slice_mm=5.0, fov=Fov.LEGS, seed=14), tmp_path / "legs")
-    _spool_phantom(settings, phantom.dicom_dir)
+    spool_series(settings, phantom.dicom_dir)
     engine = create_engine_from_url(db_url)
     try:
         reconcile(engine, Spool(settings.storage.spool, settings.storage.quarantine))
